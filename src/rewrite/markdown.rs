@@ -1,0 +1,1 @@
+//! A line-at-a-time CommonMark block-structure tracker.

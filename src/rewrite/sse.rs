@@ -1,0 +1,1 @@
+//! A WHATWG event-stream (SSE) codec.

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what the tests need (Debian packages, npm and
+# pip dependencies, Pyodide and wheels, all from package registries), then runs every test.
+#
+#   bash tests/run.sh
+#
+# Each tests/setup/*.sh installs one group of dependencies and is safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+for setup in tests/setup/*.sh; do
+  [ -e "$setup" ] || continue
+  echo "== setup: $setup"
+  bash "$setup"
+done
+
+echo "== cargo test"
+cargo test --all-targets --no-fail-fast
