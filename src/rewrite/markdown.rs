@@ -1,1 +1,924 @@
 //! A line-at-a-time CommonMark block-structure tracker.
+//!
+//! It follows the block-parsing strategy of the CommonMark spec (0.31.2, appendix "A parsing
+//! strategy") and of its reference implementations: for each line, first match the open containers
+//! (block quotes, list items), then look for new block starts, then decide between lazy continuation,
+//! a new paragraph, or a line added to the open leaf block. It keeps only what decides where fenced
+//! code blocks begin and end: the container stack and the kind of the open leaf. It builds no tree and
+//! never looks at inline content, so it costs a few comparisons per line of prose.
+//!
+//! Lines are given without their line ending. Columns follow the spec's tab stops of 4, including
+//! partially consumed tabs.
+
+const TAB_STOP: usize = 4;
+const CODE_INDENT: usize = 4;
+
+/// An open container block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Container {
+    BlockQuote,
+    /// A list item; `width` is the indentation its content needs (marker offset + marker + padding),
+    /// `has_content` whether any block was added to it (an empty item does not survive a blank line).
+    Item {
+        width: usize,
+        has_content: bool,
+    },
+}
+
+/// The open leaf block, as far as fences care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Leaf {
+    None,
+    Paragraph,
+    Fenced { ch: u8, len: usize, indent: usize },
+    Indented,
+    Html(u8),
+}
+
+/// What a line turned out to be, for the fenced code blocks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LineKind {
+    /// Anything that is not part of a fenced code block.
+    Other,
+    /// The line opens a fenced code block: the fence starts at byte `start`, the info string is
+    /// `line[info..].trim()`.
+    FenceOpen {
+        start: usize,
+        ch: u8,
+        len: usize,
+        info: usize,
+    },
+    /// The line closes the open fenced code block.
+    FenceClose,
+    /// A content line of the open fenced code block: its content is `spaces` spaces (the rest of a
+    /// partially consumed tab) followed by `line[start..]`.
+    FenceContent { start: usize, spaces: usize },
+}
+
+/// The outcome of one line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Line {
+    /// An open fenced code block ended just before this line because one of its containers did not
+    /// continue (an unclosed block).
+    pub fence_closed_before: bool,
+    pub kind: LineKind,
+}
+
+/// The block-structure state between lines.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct BlockParser {
+    containers: Vec<Container>,
+    leaf: LeafState,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct LeafState(Leaf);
+
+impl Default for LeafState {
+    fn default() -> Self {
+        LeafState(Leaf::None)
+    }
+}
+
+impl BlockParser {
+    /// The prefix that keeps a new line inside the current containers, e.g. `> ` or `   `.
+    pub(crate) fn continuation_prefix(&self) -> String {
+        let mut prefix = String::new();
+        for container in &self.containers {
+            match container {
+                Container::BlockQuote => prefix.push_str("> "),
+                Container::Item { width, .. } => {
+                    prefix.extend(std::iter::repeat_n(' ', *width));
+                }
+            }
+        }
+        prefix
+    }
+
+    /// Whether a line that starts with `partial` (a line not yet complete) surely continues every open
+    /// container, whatever follows. `false` means "not known yet" as well as "no".
+    pub(crate) fn surely_continues(&self, partial: &str) -> bool {
+        let mut c = Cursor::new(partial.as_bytes());
+        for container in &self.containers {
+            c.find_first_nonspace();
+            match container {
+                Container::BlockQuote => {
+                    if c.indent <= 3 && c.peek(c.first_nonspace) == b'>' {
+                        c.advance_offset(c.indent + 1, true);
+                        if c.offset >= c.line.len() {
+                            // The optional space after `>` is not known yet.
+                            return false;
+                        }
+                        if is_space_or_tab(c.peek(c.offset)) {
+                            c.advance_offset(1, true);
+                        }
+                    } else {
+                        return false;
+                    }
+                }
+                Container::Item { width, .. } => {
+                    if c.indent >= *width {
+                        c.advance_offset(*width, true);
+                    } else {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Processes one complete line (without its line ending).
+    pub(crate) fn line(&mut self, text: &str) -> Line {
+        let mut c = Cursor::new(text.as_bytes());
+
+        // 1. Match the open containers.
+        let mut matched = 0;
+        for container in &self.containers {
+            c.find_first_nonspace();
+            let ok = match container {
+                Container::BlockQuote => {
+                    if c.indent <= 3 && c.peek(c.first_nonspace) == b'>' {
+                        c.advance_offset(c.indent + 1, true);
+                        if is_space_or_tab(c.peek(c.offset)) {
+                            c.advance_offset(1, true);
+                        }
+                        true
+                    } else {
+                        false
+                    }
+                }
+                Container::Item { width, has_content } => {
+                    if c.indent >= *width {
+                        c.advance_offset(*width, true);
+                        true
+                    } else if c.blank && *has_content {
+                        c.advance_offset(c.first_nonspace - c.offset, false);
+                        true
+                    } else {
+                        false
+                    }
+                }
+            };
+            if !ok {
+                break;
+            }
+            matched += 1;
+        }
+        let all_matched = matched == self.containers.len();
+        c.find_first_nonspace();
+
+        // 2. The open leaf, when every container continues.
+        let mut paragraph_continues = false;
+        if all_matched {
+            match self.leaf.0 {
+                Leaf::Fenced { ch, len, indent } => {
+                    if c.indent <= 3 && c.peek(c.first_nonspace) == ch {
+                        let run = run_length(c.line, c.first_nonspace, ch);
+                        if run >= len && is_blank(&c.line[c.first_nonspace + run..]) {
+                            self.leaf.0 = Leaf::None;
+                            self.mark_content();
+                            return Line {
+                                fence_closed_before: false,
+                                kind: LineKind::FenceClose,
+                            };
+                        }
+                    }
+                    let mut i = indent;
+                    while i > 0 && is_space_or_tab(c.peek(c.offset)) {
+                        c.advance_offset(1, true);
+                        i -= 1;
+                    }
+                    let (start, spaces) = c.rest_of_line();
+                    if !c.blank {
+                        self.mark_content();
+                    }
+                    return Line {
+                        fence_closed_before: false,
+                        kind: LineKind::FenceContent { start, spaces },
+                    };
+                }
+                Leaf::Indented => {
+                    if c.indent >= CODE_INDENT || c.blank {
+                        return self.other(false);
+                    }
+                    self.leaf.0 = Leaf::None;
+                }
+                Leaf::Html(kind) => {
+                    if c.blank && kind >= 6 {
+                        self.leaf.0 = Leaf::None;
+                    } else {
+                        if kind <= 5 && html_block_ends(kind, &c.line[c.offset..]) {
+                            self.leaf.0 = Leaf::None;
+                        }
+                        return self.other(false);
+                    }
+                }
+                Leaf::Paragraph => paragraph_continues = !c.blank,
+                Leaf::None => {}
+            }
+        }
+
+        // 3. New block starts.
+        let tip_is_paragraph = self.leaf.0 == Leaf::Paragraph;
+        let mut container_is_paragraph = paragraph_continues;
+        let mut opened: Vec<Container> = Vec::new();
+        let mut new_leaf: Option<Leaf> = None;
+        let mut fence_open: Option<LineKind> = None;
+        loop {
+            c.find_first_nonspace();
+            let indented = c.indent >= CODE_INDENT;
+            let first = c.peek(c.first_nonspace);
+            if !indented && !may_start_block(first) {
+                break;
+            }
+            let rest = &c.line[c.first_nonspace..];
+            if !indented && first == b'>' {
+                c.advance_offset(c.indent + 1, true);
+                if is_space_or_tab(c.peek(c.offset)) {
+                    c.advance_offset(1, true);
+                }
+                opened.push(Container::BlockQuote);
+                container_is_paragraph = false;
+            } else if !indented && is_atx_heading(rest) {
+                new_leaf = Some(Leaf::None);
+                break;
+            } else if let Some((ch, len)) = (!indented).then(|| open_fence(rest)).flatten() {
+                let start = c.first_nonspace;
+                fence_open = Some(LineKind::FenceOpen {
+                    start,
+                    ch,
+                    len,
+                    info: start + len,
+                });
+                new_leaf = Some(Leaf::Fenced {
+                    ch,
+                    len,
+                    indent: c.indent,
+                });
+                break;
+            } else if let Some(kind) = (!indented)
+                .then(|| html_block_start(rest, !container_is_paragraph))
+                .flatten()
+            {
+                let ends = kind <= 5 && html_block_ends(kind, &c.line[c.offset..]);
+                new_leaf = Some(if ends { Leaf::None } else { Leaf::Html(kind) });
+                break;
+            } else if !indented && container_is_paragraph && is_setext_underline(rest) {
+                new_leaf = Some(Leaf::None);
+                break;
+            } else if !indented && is_thematic_break(rest) {
+                new_leaf = Some(Leaf::None);
+                break;
+            } else if let Some(width) = (!indented)
+                .then(|| c.list_item(container_is_paragraph))
+                .flatten()
+            {
+                opened.push(Container::Item {
+                    width,
+                    has_content: false,
+                });
+                container_is_paragraph = false;
+            } else if indented && !(tip_is_paragraph && opened.is_empty()) && !c.blank {
+                new_leaf = Some(Leaf::Indented);
+                break;
+            } else {
+                break;
+            }
+        }
+        c.find_first_nonspace();
+
+        // 4. Lazy continuation, or close what did not continue and add the line.
+        let started = !opened.is_empty() || new_leaf.is_some();
+        if !all_matched && !started && !c.blank && tip_is_paragraph {
+            return self.other(false);
+        }
+        let fence_closed_before = !all_matched && matches!(self.leaf.0, Leaf::Fenced { .. });
+        if !all_matched {
+            self.containers.truncate(matched);
+            self.leaf.0 = Leaf::None;
+        }
+        let blank = c.blank;
+        if started || !blank {
+            self.mark_content();
+        }
+        let opened_count = opened.len();
+        for (i, mut container) in opened.into_iter().enumerate() {
+            if let Container::Item { has_content, .. } = &mut container {
+                *has_content = i + 1 < opened_count || !blank;
+            }
+            self.containers.push(container);
+        }
+        self.leaf.0 = match new_leaf {
+            Some(leaf) => leaf,
+            None if blank => Leaf::None,
+            None => Leaf::Paragraph,
+        };
+        Line {
+            fence_closed_before,
+            kind: fence_open.unwrap_or(LineKind::Other),
+        }
+    }
+
+    fn other(&mut self, fence_closed_before: bool) -> Line {
+        self.mark_content();
+        Line {
+            fence_closed_before,
+            kind: LineKind::Other,
+        }
+    }
+
+    fn mark_content(&mut self) {
+        for container in &mut self.containers {
+            if let Container::Item { has_content, .. } = container {
+                *has_content = true;
+            }
+        }
+    }
+}
+
+/// Whether a line that starts with `partial` (not yet complete) could open a fenced code block whose
+/// info string's first word satisfies `is_lang`, or the start of one. Conservative: `false` only when
+/// no continuation of the line can open such a block, whatever the containers are.
+pub(crate) fn could_open_fence(partial: &str, could_be_lang: impl Fn(&str, bool) -> bool) -> bool {
+    let bytes = partial.as_bytes();
+    // Skip what may be container markers and indentation.
+    let mut i = 0;
+    while i < bytes.len()
+        && matches!(
+            bytes[i],
+            b' ' | b'\t' | b'>' | b'-' | b'+' | b'*' | b'.' | b')' | b'0'..=b'9'
+        )
+    {
+        i += 1;
+    }
+    let rest = &bytes[i..];
+    let Some(&ch) = rest.first() else { return true };
+    if ch != b'`' && ch != b'~' {
+        return false;
+    }
+    let run = run_length(rest, 0, ch);
+    if run == rest.len() {
+        return true;
+    }
+    if run < 3 {
+        return false;
+    }
+    let info = &rest[run..];
+    if ch == b'`' && info.contains(&b'`') {
+        return false;
+    }
+    let info = trim_start_spaces(info);
+    let end = info.iter().position(|&b| b == b' ' || b == b'\t');
+    let word = &info[..end.unwrap_or(info.len())];
+    match std::str::from_utf8(word) {
+        Ok(word) => could_be_lang(word, end.is_some()),
+        // A multi-byte character cut in the middle: not a configured language, but keep it simple.
+        Err(_) => true,
+    }
+}
+
+struct Cursor<'a> {
+    line: &'a [u8],
+    offset: usize,
+    column: usize,
+    partial_tab: bool,
+    first_nonspace: usize,
+    first_nonspace_column: usize,
+    indent: usize,
+    blank: bool,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(line: &'a [u8]) -> Self {
+        Cursor {
+            line,
+            offset: 0,
+            column: 0,
+            partial_tab: false,
+            first_nonspace: 0,
+            first_nonspace_column: 0,
+            indent: 0,
+            blank: line.is_empty(),
+        }
+    }
+
+    fn peek(&self, at: usize) -> u8 {
+        self.line.get(at).copied().unwrap_or(0)
+    }
+
+    fn find_first_nonspace(&mut self) {
+        let mut chars_to_tab = TAB_STOP - (self.column % TAB_STOP);
+        let mut i = self.offset;
+        let mut column = self.column;
+        while let Some(&b) = self.line.get(i) {
+            match b {
+                b' ' => {
+                    i += 1;
+                    column += 1;
+                    chars_to_tab -= 1;
+                    if chars_to_tab == 0 {
+                        chars_to_tab = TAB_STOP;
+                    }
+                }
+                b'\t' => {
+                    i += 1;
+                    column += chars_to_tab;
+                    chars_to_tab = TAB_STOP;
+                }
+                _ => break,
+            }
+        }
+        self.first_nonspace = i;
+        self.first_nonspace_column = column;
+        self.indent = column - self.column;
+        self.blank = i >= self.line.len();
+    }
+
+    /// Advances `count` columns (`columns = true`) or bytes, as cmark's `S_advance_offset`.
+    fn advance_offset(&mut self, mut count: usize, columns: bool) {
+        while count > 0 {
+            let Some(&b) = self.line.get(self.offset) else {
+                break;
+            };
+            if b == b'\t' {
+                let chars_to_tab = TAB_STOP - (self.column % TAB_STOP);
+                if columns {
+                    self.partial_tab = chars_to_tab > count;
+                    let advance = count.min(chars_to_tab);
+                    self.column += advance;
+                    if !self.partial_tab {
+                        self.offset += 1;
+                    }
+                    count -= advance;
+                } else {
+                    self.partial_tab = false;
+                    self.column += chars_to_tab;
+                    self.offset += 1;
+                    count -= 1;
+                }
+            } else {
+                self.partial_tab = false;
+                self.offset += 1;
+                self.column += 1;
+                count -= 1;
+            }
+        }
+    }
+
+    /// The rest of the line as content: spaces for a partially consumed tab, then bytes.
+    fn rest_of_line(&self) -> (usize, usize) {
+        if self.partial_tab {
+            (self.offset + 1, TAB_STOP - (self.column % TAB_STOP))
+        } else {
+            (self.offset, 0)
+        }
+    }
+
+    /// A list item marker at the first non-space position; on success advances past the marker and
+    /// its padding and returns the item's content width.
+    fn list_item(&mut self, interrupts_paragraph: bool) -> Option<usize> {
+        let start = self.first_nonspace;
+        let first = self.peek(start);
+        let (marker_len, ordered_start) = match first {
+            b'-' | b'+' | b'*' => (1, None),
+            b'0'..=b'9' => {
+                let digits = self.line[start..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_digit())
+                    .count();
+                if digits > 9 {
+                    return None;
+                }
+                let delim = self.peek(start + digits);
+                if delim != b'.' && delim != b')' {
+                    return None;
+                }
+                let value = std::str::from_utf8(&self.line[start..start + digits])
+                    .ok()
+                    .and_then(|s| s.parse::<u32>().ok());
+                (digits + 1, value)
+            }
+            _ => return None,
+        };
+        let after = start + marker_len;
+        let next = self.peek(after);
+        if !(next == 0 || next == b' ' || next == b'\t') {
+            return None;
+        }
+        if interrupts_paragraph {
+            if is_blank(&self.line[after..]) {
+                return None;
+            }
+            if let Some(value) = ordered_start {
+                if value != 1 {
+                    return None;
+                }
+            }
+        }
+        let marker_offset = self.indent;
+        self.advance_offset(after - self.offset, false);
+        let (saved_offset, saved_column, saved_partial) =
+            (self.offset, self.column, self.partial_tab);
+        while self.column - saved_column <= 5 && is_space_or_tab(self.peek(self.offset)) {
+            self.advance_offset(1, true);
+        }
+        let spaces = self.column - saved_column;
+        let padding = if spaces >= 5 || spaces < 1 || self.offset >= self.line.len() {
+            self.offset = saved_offset;
+            self.column = saved_column;
+            self.partial_tab = saved_partial;
+            if spaces > 0 {
+                self.advance_offset(1, true);
+            }
+            marker_len + 1
+        } else {
+            marker_len + spaces
+        };
+        Some(marker_offset + padding)
+    }
+}
+
+fn is_space_or_tab(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+fn is_blank(s: &[u8]) -> bool {
+    s.iter().all(|&b| is_space_or_tab(b))
+}
+
+fn trim_start_spaces(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|&&b| is_space_or_tab(b)).count();
+    &s[n..]
+}
+
+fn run_length(s: &[u8], from: usize, ch: u8) -> usize {
+    s.get(from..)
+        .map_or(0, |s| s.iter().take_while(|&&b| b == ch).count())
+}
+
+/// Whether a line whose first non-space byte is `b` can start any block (other than a paragraph).
+fn may_start_block(b: u8) -> bool {
+    matches!(
+        b,
+        b'>' | b'#' | b'`' | b'~' | b'<' | b'=' | b'-' | b'_' | b'*' | b'+' | b'0'..=b'9'
+    )
+}
+
+fn is_atx_heading(rest: &[u8]) -> bool {
+    let n = run_length(rest, 0, b'#');
+    (1..=6).contains(&n) && matches!(rest.get(n), None | Some(b' ' | b'\t'))
+}
+
+/// An opening code fence: the fence character and the fence length.
+fn open_fence(rest: &[u8]) -> Option<(u8, usize)> {
+    let ch = *rest.first()?;
+    if ch != b'`' && ch != b'~' {
+        return None;
+    }
+    let len = run_length(rest, 0, ch);
+    if len < 3 {
+        return None;
+    }
+    if ch == b'`' && rest[len..].contains(&b'`') {
+        return None;
+    }
+    Some((ch, len))
+}
+
+fn is_setext_underline(rest: &[u8]) -> bool {
+    let Some(&ch) = rest.first() else {
+        return false;
+    };
+    if ch != b'=' && ch != b'-' {
+        return false;
+    }
+    let n = run_length(rest, 0, ch);
+    is_blank(&rest[n..])
+}
+
+fn is_thematic_break(rest: &[u8]) -> bool {
+    let Some(&ch) = rest.first() else {
+        return false;
+    };
+    if !matches!(ch, b'*' | b'-' | b'_') {
+        return false;
+    }
+    let mut count = 0;
+    for &b in rest {
+        if b == ch {
+            count += 1;
+        } else if !is_space_or_tab(b) {
+            return false;
+        }
+    }
+    count >= 3
+}
+
+const HTML_TYPE_1: [&[u8]; 4] = [b"script", b"pre", b"style", b"textarea"];
+
+const HTML_TYPE_6: [&[u8]; 62] = [
+    b"address",
+    b"article",
+    b"aside",
+    b"base",
+    b"basefont",
+    b"blockquote",
+    b"body",
+    b"caption",
+    b"center",
+    b"col",
+    b"colgroup",
+    b"dd",
+    b"details",
+    b"dialog",
+    b"dir",
+    b"div",
+    b"dl",
+    b"dt",
+    b"fieldset",
+    b"figcaption",
+    b"figure",
+    b"footer",
+    b"form",
+    b"frame",
+    b"frameset",
+    b"h1",
+    b"h2",
+    b"h3",
+    b"h4",
+    b"h5",
+    b"h6",
+    b"head",
+    b"header",
+    b"hr",
+    b"html",
+    b"iframe",
+    b"legend",
+    b"li",
+    b"link",
+    b"main",
+    b"menu",
+    b"menuitem",
+    b"nav",
+    b"noframes",
+    b"ol",
+    b"optgroup",
+    b"option",
+    b"p",
+    b"param",
+    b"search",
+    b"section",
+    b"summary",
+    b"table",
+    b"tbody",
+    b"td",
+    b"tfoot",
+    b"th",
+    b"thead",
+    b"title",
+    b"tr",
+    b"track",
+    b"ul",
+];
+
+fn starts_with_ci(s: &[u8], prefix: &[u8]) -> bool {
+    s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+fn contains_ci(s: &[u8], needle: &[u8]) -> bool {
+    s.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// The HTML block type (1 to 7) that `rest` starts, if any; type 7 only when `allow_7`.
+fn html_block_start(rest: &[u8], allow_7: bool) -> Option<u8> {
+    if rest.first() != Some(&b'<') {
+        return None;
+    }
+    let after = &rest[1..];
+    for tag in HTML_TYPE_1 {
+        if starts_with_ci(after, tag) {
+            match after.get(tag.len()) {
+                None | Some(b' ' | b'\t' | b'>') => return Some(1),
+                _ => {}
+            }
+        }
+    }
+    if after.starts_with(b"!--") {
+        return Some(2);
+    }
+    if after.starts_with(b"?") {
+        return Some(3);
+    }
+    if after.starts_with(b"![CDATA[") {
+        return Some(5);
+    }
+    if after.first() == Some(&b'!') && after.get(1).is_some_and(|b| b.is_ascii_alphabetic()) {
+        return Some(4);
+    }
+    let name_start = if after.first() == Some(&b'/') {
+        &after[1..]
+    } else {
+        after
+    };
+    let name_len = name_start
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric())
+        .count();
+    let name = &name_start[..name_len];
+    if HTML_TYPE_6.iter().any(|tag| name.eq_ignore_ascii_case(tag)) {
+        match name_start.get(name_len) {
+            None | Some(b' ' | b'\t' | b'>') => return Some(6),
+            Some(b'/') if name_start.get(name_len + 1) == Some(&b'>') => return Some(6),
+            _ => {}
+        }
+    }
+    if allow_7 && is_complete_tag_line(rest) {
+        return Some(7);
+    }
+    None
+}
+
+/// Type 7: a complete open tag or closing tag (not script, style, pre, textarea) followed only by
+/// whitespace.
+fn is_complete_tag_line(s: &[u8]) -> bool {
+    let mut i = 1;
+    let closing = s.get(i) == Some(&b'/');
+    if closing {
+        i += 1;
+    }
+    let name_start = i;
+    if !s.get(i).is_some_and(|b| b.is_ascii_alphabetic()) {
+        return false;
+    }
+    while s
+        .get(i)
+        .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'-')
+    {
+        i += 1;
+    }
+    let name = &s[name_start..i];
+    if HTML_TYPE_1.iter().any(|tag| name.eq_ignore_ascii_case(tag)) {
+        return false;
+    }
+    if closing {
+        while s.get(i).is_some_and(|&b| is_space_or_tab(b)) {
+            i += 1;
+        }
+        return s.get(i) == Some(&b'>') && is_blank(&s[i + 1..]);
+    }
+    loop {
+        // Attributes: whitespace, then a name, then an optional value.
+        let ws_start = i;
+        while s.get(i).is_some_and(|&b| is_space_or_tab(b)) {
+            i += 1;
+        }
+        let had_ws = i > ws_start;
+        match s.get(i) {
+            Some(b'>') => return is_blank(&s[i + 1..]),
+            Some(b'/') => return s.get(i + 1) == Some(&b'>') && is_blank(&s[i + 2..]),
+            Some(&b) if had_ws && (b.is_ascii_alphabetic() || b == b'_' || b == b':') => {
+                i += 1;
+                while s.get(i).is_some_and(|&b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-')
+                }) {
+                    i += 1;
+                }
+                let mut j = i;
+                while s.get(j).is_some_and(|&b| is_space_or_tab(b)) {
+                    j += 1;
+                }
+                if s.get(j) == Some(&b'=') {
+                    j += 1;
+                    while s.get(j).is_some_and(|&b| is_space_or_tab(b)) {
+                        j += 1;
+                    }
+                    match s.get(j) {
+                        Some(&q @ (b'"' | b'\'')) => {
+                            let Some(end) = s[j + 1..].iter().position(|&b| b == q) else {
+                                return false;
+                            };
+                            i = j + 1 + end + 1;
+                        }
+                        Some(_) => {
+                            let n = s[j..]
+                                .iter()
+                                .take_while(|&&b| {
+                                    !matches!(
+                                        b,
+                                        b' ' | b'\t' | b'"' | b'\'' | b'=' | b'<' | b'>' | b'`'
+                                    )
+                                })
+                                .count();
+                            if n == 0 {
+                                return false;
+                            }
+                            i = j + n;
+                        }
+                        None => return false,
+                    }
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
+fn html_block_ends(kind: u8, line: &[u8]) -> bool {
+    match kind {
+        1 => [&b"</script>"[..], b"</pre>", b"</style>", b"</textarea>"]
+            .iter()
+            .any(|end| contains_ci(line, end)),
+        2 => line.windows(3).any(|w| w == b"-->"),
+        3 => line.windows(2).any(|w| w == b"?>"),
+        4 => line.contains(&b'>'),
+        5 => line.windows(3).any(|w| w == b"]]>"),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(text: &str) -> Vec<LineKind> {
+        let mut parser = BlockParser::default();
+        text.split('\n')
+            .map(|line| parser.line(line).kind)
+            .collect()
+    }
+
+    #[test]
+    fn fence_in_list_item_and_quote() {
+        let k = kinds("- ```python\n  x\n  ```\n> ~~~py\n> y\n> ~~~");
+        assert!(matches!(
+            k[0],
+            LineKind::FenceOpen {
+                start: 2,
+                ch: b'`',
+                len: 3,
+                ..
+            }
+        ));
+        assert_eq!(
+            k[1],
+            LineKind::FenceContent {
+                start: 2,
+                spaces: 0
+            }
+        );
+        assert_eq!(k[2], LineKind::FenceClose);
+        assert!(matches!(
+            k[3],
+            LineKind::FenceOpen {
+                start: 2,
+                ch: b'~',
+                ..
+            }
+        ));
+        assert_eq!(k[5], LineKind::FenceClose);
+    }
+
+    #[test]
+    fn container_end_closes_fence() {
+        let mut parser = BlockParser::default();
+        parser.line("> ```python");
+        let line = parser.line("outside");
+        assert!(line.fence_closed_before);
+        assert_eq!(line.kind, LineKind::Other);
+    }
+
+    #[test]
+    fn indented_and_html_hide_fences() {
+        assert_eq!(kinds("para\n\n    ```python")[2], LineKind::Other);
+        assert_eq!(kinds("<div>\n```python")[1], LineKind::Other);
+        assert!(matches!(
+            kinds("<div>\n\n```python")[2],
+            LineKind::FenceOpen { .. }
+        ));
+    }
+
+    #[test]
+    fn partial_lines() {
+        let langs = |w: &str, complete: bool| {
+            let w = w.to_ascii_lowercase();
+            if complete {
+                w == "python"
+            } else {
+                "python".starts_with(&w)
+            }
+        };
+        assert!(could_open_fence("", langs));
+        assert!(could_open_fence("> - ``", langs));
+        assert!(could_open_fence("```Pyth", langs));
+        assert!(!could_open_fence("```rust", langs));
+        assert!(!could_open_fence("Hello", langs));
+        assert!(!could_open_fence("``x", langs));
+        let mut parser = BlockParser::default();
+        parser.line("> - ```python");
+        assert!(parser.surely_continues(">   x"));
+        assert!(!parser.surely_continues(">  "));
+        assert!(!parser.surely_continues("x"));
+    }
+}
