@@ -74,10 +74,7 @@ fn fixtures_agree_with_pulldown_cmark() {
         for (variant, opts) in variants() {
             let expected = oracle_blocks(&opts, &input);
             let actual = payload_blocks(&rewrite(&opts, &input));
-            assert_eq!(
-                actual, expected,
-                "{name}/{variant}: blocks differ from pulldown-cmark"
-            );
+            assert_eq!(actual, expected, "{name}/{variant}: blocks differ from pulldown-cmark");
         }
     }
 }
@@ -113,27 +110,16 @@ fn fixtures_restore_to_the_input() {
     for (name, input) in cases() {
         for (variant, opts) in variants() {
             let rewritten = rewrite(&opts, &input);
-            assert_eq!(
-                restore(&rewritten),
-                input,
-                "{name}/{variant}: restore(rewrite(x)) != x"
-            );
+            assert_eq!(restore(&rewritten), input, "{name}/{variant}: restore(rewrite(x)) != x");
             // Restoring what holds no replacement changes nothing.
-            assert_eq!(
-                restore(&input),
-                input,
-                "{name}: restore of the input itself"
-            );
+            assert_eq!(restore(&input), input, "{name}: restore of the input itself");
         }
     }
 }
 
 #[test]
 fn mode_off_changes_nothing() {
-    let opts = Options {
-        mode: Mode::Off,
-        ..Options::default()
-    };
+    let opts = Options { mode: Mode::Off, ..Options::default() };
     for (name, input) in cases() {
         assert_eq!(rewrite(&opts, &input), input, "{name}");
     }
@@ -149,32 +135,16 @@ fn hostile_code_stays_inside_payloads() {
         let out = rewrite(&opts, &input);
         // Whatever the engine added is the output minus the input's own lines.
         let added: String = if opts.show_code {
-            out.strip_prefix(input.as_str())
-                .expect("code shown: the input comes first")
-                .to_owned()
+            out.strip_prefix(input.as_str()).expect("code shown: the input comes first").to_owned()
         } else {
             out.clone()
         };
-        for needle in [
-            "</script>",
-            "javascript:",
-            "onerror",
-            "-->",
-            "<img",
-            "\")",
-            "\"]",
-        ] {
-            assert!(
-                !added.contains(needle),
-                "{variant}: `{needle}` leaked into {added:?}"
-            );
+        for needle in ["</script>", "javascript:", "onerror", "-->", "<img", "\")", "\"]"] {
+            assert!(!added.contains(needle), "{variant}: `{needle}` leaked into {added:?}");
         }
         let blocks = payload_blocks(&out);
         assert_eq!(blocks.len(), 1, "{variant}");
-        assert!(
-            blocks[0].contains("</script><script>alert(1)</script>"),
-            "{variant}"
-        );
+        assert!(blocks[0].contains("</script><script>alert(1)</script>"), "{variant}");
         // A link line is exactly one markdown link; an iframe has exactly one src attribute.
         if opts.mode == Mode::Link {
             let link = added.lines().find(|l| l.contains("sandbox#py=")).unwrap();
@@ -210,22 +180,12 @@ fn configured_text_and_url_are_escaped() {
 #[test]
 fn oversized_block_passes_unchanged() {
     for show_code in [true, false] {
-        let opts = Options {
-            show_code,
-            max_block_bytes: 64,
-            ..Options::default()
-        };
-        let input = format!(
-            "```python\n{}```\n\n```python\nsmall = 1\n```\n",
-            "x = 1\n".repeat(40)
-        );
+        let opts = Options { show_code, max_block_bytes: 64, ..Options::default() };
+        let input =
+            format!("```python\n{}```\n\n```python\nsmall = 1\n```\n", "x = 1\n".repeat(40));
         let out = rewrite(&opts, &input);
         let blocks = payload_blocks(&out);
-        assert_eq!(
-            blocks,
-            vec!["small = 1\n".to_owned()],
-            "show_code={show_code}"
-        );
+        assert_eq!(blocks, vec!["small = 1\n".to_owned()], "show_code={show_code}");
         assert!(out.starts_with(&format!("```python\n{}```\n", "x = 1\n".repeat(40))));
         assert_eq!(rewrite_char_by_char(&opts, &input), out);
     }
@@ -234,19 +194,13 @@ fn oversized_block_passes_unchanged() {
 #[test]
 fn hidden_code_streams_text_around_blocks() {
     use std::sync::Arc;
-    let opts = Arc::new(Options {
-        show_code: false,
-        ..Options::default()
-    });
+    let opts = Arc::new(Options { show_code: false, ..Options::default() });
     let mut rewriter = sandgate::rewrite::Rewriter::new(opts);
     let mut out = String::new();
     rewriter.push("Some prose that streams", &mut out);
     assert_eq!(out, "Some prose that streams", "prose is not held");
     rewriter.push(" on.\n``", &mut out);
-    assert_eq!(
-        out, "Some prose that streams on.\n",
-        "a possible fence is held"
-    );
+    assert_eq!(out, "Some prose that streams on.\n", "a possible fence is held");
     rewriter.push("`python\nprint(1)\n", &mut out);
     assert_eq!(out, "Some prose that streams on.\n", "the block is held");
     rewriter.push("```\nafter", &mut out);
@@ -255,8 +209,5 @@ fn hidden_code_streams_text_around_blocks() {
     let mut shown = sandgate::rewrite::Rewriter::new(Arc::new(Options::default()));
     let mut out = String::new();
     shown.push("```python\nprint(1)", &mut out);
-    assert_eq!(
-        out, "```python\nprint(1)",
-        "visible code streams with no pause"
-    );
+    assert_eq!(out, "```python\nprint(1)", "visible code streams with no pause");
 }

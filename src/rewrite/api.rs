@@ -65,11 +65,7 @@ pub struct SseRewriter {
 
 impl SseRewriter {
     pub fn new(endpoint: Endpoint, opts: Arc<Options>) -> Self {
-        SseRewriter {
-            endpoint,
-            opts,
-            stats: Stats::default(),
-        }
+        SseRewriter { endpoint, opts, stats: Stats::default() }
     }
 
     /// Feeds bytes from the upstream; appends to `out` the bytes to send to the client now.

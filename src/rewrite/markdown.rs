@@ -42,17 +42,13 @@ pub(crate) enum LineKind {
     Other,
     /// The line opens a fenced code block: the fence starts at byte `start`, the info string is
     /// `line[info..].trim()`.
-    FenceOpen {
-        start: usize,
-        ch: u8,
-        len: usize,
-        info: usize,
-    },
+    FenceOpen { start: usize, ch: u8, len: usize, info: usize },
     /// The line closes the open fenced code block.
     FenceClose,
     /// A content line of the open fenced code block: its content is `spaces` spaces (the rest of a
-    /// partially consumed tab) followed by `line[start..]`.
-    FenceContent { start: usize, spaces: usize },
+    /// partially consumed tab) followed by `line[start..]`; `indent` is the line's indentation inside
+    /// its containers.
+    FenceContent { start: usize, spaces: usize, indent: usize },
 }
 
 /// The outcome of one line.
@@ -116,8 +112,9 @@ impl BlockParser {
                         return false;
                     }
                 }
-                Container::Item { width, .. } => {
-                    if c.indent >= *width {
+                Container::Item { width, has_content } => {
+                    // A line that may still turn out blank continues only an item with content.
+                    if c.indent >= *width && (*has_content || !c.blank) {
                         c.advance_offset(*width, true);
                     } else {
                         return false;
@@ -149,11 +146,15 @@ impl BlockParser {
                     }
                 }
                 Container::Item { width, has_content } => {
-                    if c.indent >= *width {
+                    if c.blank {
+                        // An empty item does not survive a blank line.
+                        if *has_content {
+                            // pulldown-cmark keeps the spaces past the item's width in a blank line.
+                            c.advance_offset(c.indent.min(*width), true);
+                        }
+                        *has_content
+                    } else if c.indent >= *width {
                         c.advance_offset(*width, true);
-                        true
-                    } else if c.blank && *has_content {
-                        c.advance_offset(c.first_nonspace - c.offset, false);
                         true
                     } else {
                         false
@@ -178,12 +179,10 @@ impl BlockParser {
                         if run >= len && is_blank(&c.line[c.first_nonspace + run..]) {
                             self.leaf.0 = Leaf::None;
                             self.mark_content();
-                            return Line {
-                                fence_closed_before: false,
-                                kind: LineKind::FenceClose,
-                            };
+                            return Line { fence_closed_before: false, kind: LineKind::FenceClose };
                         }
                     }
+                    let line_indent = c.indent;
                     let mut i = indent;
                     while i > 0 && is_space_or_tab(c.peek(c.offset)) {
                         c.advance_offset(1, true);
@@ -195,7 +194,7 @@ impl BlockParser {
                     }
                     return Line {
                         fence_closed_before: false,
-                        kind: LineKind::FenceContent { start, spaces },
+                        kind: LineKind::FenceContent { start, spaces, indent: line_indent },
                     };
                 }
                 Leaf::Indented => {
@@ -245,39 +244,31 @@ impl BlockParser {
                 break;
             } else if let Some((ch, len)) = (!indented).then(|| open_fence(rest)).flatten() {
                 let start = c.first_nonspace;
-                fence_open = Some(LineKind::FenceOpen {
-                    start,
-                    ch,
-                    len,
-                    info: start + len,
-                });
-                new_leaf = Some(Leaf::Fenced {
-                    ch,
-                    len,
-                    indent: c.indent,
-                });
+                fence_open = Some(LineKind::FenceOpen { start, ch, len, info: start + len });
+                new_leaf = Some(Leaf::Fenced { ch, len, indent: c.indent });
                 break;
             } else if let Some(kind) = (!indented)
-                .then(|| html_block_start(rest, !container_is_paragraph))
+                .then(|| {
+                    // Type 7 cannot interrupt a paragraph, not even one continued lazily.
+                    let lazy = !all_matched && opened.is_empty() && tip_is_paragraph && !c.blank;
+                    html_block_start(rest, !container_is_paragraph && !lazy)
+                })
                 .flatten()
             {
                 let ends = kind <= 5 && html_block_ends(kind, &c.line[c.offset..]);
                 new_leaf = Some(if ends { Leaf::None } else { Leaf::Html(kind) });
                 break;
-            } else if !indented && container_is_paragraph && is_setext_underline(rest) {
-                new_leaf = Some(Leaf::None);
-                break;
-            } else if !indented && is_thematic_break(rest) {
-                new_leaf = Some(Leaf::None);
-                break;
-            } else if let Some(width) = (!indented)
-                .then(|| c.list_item(container_is_paragraph))
-                .flatten()
+            } else if !indented
+                && ((container_is_paragraph && is_setext_underline(rest))
+                    || is_thematic_break(rest))
             {
-                opened.push(Container::Item {
-                    width,
-                    has_content: false,
-                });
+                // A setext heading underline (it ends the paragraph) or a thematic break.
+                new_leaf = Some(Leaf::None);
+                break;
+            } else if let Some(width) =
+                (!indented).then(|| c.list_item(container_is_paragraph)).flatten()
+            {
+                opened.push(Container::Item { width, has_content: false });
                 container_is_paragraph = false;
             } else if indented && !(tip_is_paragraph && opened.is_empty()) && !c.blank {
                 new_leaf = Some(Leaf::Indented);
@@ -314,18 +305,12 @@ impl BlockParser {
             None if blank => Leaf::None,
             None => Leaf::Paragraph,
         };
-        Line {
-            fence_closed_before,
-            kind: fence_open.unwrap_or(LineKind::Other),
-        }
+        Line { fence_closed_before, kind: fence_open.unwrap_or(LineKind::Other) }
     }
 
     fn other(&mut self, fence_closed_before: bool) -> Line {
         self.mark_content();
-        Line {
-            fence_closed_before,
-            kind: LineKind::Other,
-        }
+        Line { fence_closed_before, kind: LineKind::Other }
     }
 
     fn mark_content(&mut self) {
@@ -345,10 +330,7 @@ pub(crate) fn could_open_fence(partial: &str, could_be_lang: impl Fn(&str, bool)
     // Skip what may be container markers and indentation.
     let mut i = 0;
     while i < bytes.len()
-        && matches!(
-            bytes[i],
-            b' ' | b'\t' | b'>' | b'-' | b'+' | b'*' | b'.' | b')' | b'0'..=b'9'
-        )
+        && matches!(bytes[i], b' ' | b'\t' | b'>' | b'-' | b'+' | b'*' | b'.' | b')' | b'0'..=b'9')
     {
         i += 1;
     }
@@ -483,10 +465,7 @@ impl<'a> Cursor<'a> {
         let (marker_len, ordered_start) = match first {
             b'-' | b'+' | b'*' => (1, None),
             b'0'..=b'9' => {
-                let digits = self.line[start..]
-                    .iter()
-                    .take_while(|b| b.is_ascii_digit())
-                    .count();
+                let digits = self.line[start..].iter().take_while(|b| b.is_ascii_digit()).count();
                 if digits > 9 {
                     return None;
                 }
@@ -524,7 +503,7 @@ impl<'a> Cursor<'a> {
             self.advance_offset(1, true);
         }
         let spaces = self.column - saved_column;
-        let padding = if spaces >= 5 || spaces < 1 || self.offset >= self.line.len() {
+        let padding = if !(1..5).contains(&spaces) || self.offset >= self.line.len() {
             self.offset = saved_offset;
             self.column = saved_column;
             self.partial_tab = saved_partial;
@@ -553,16 +532,12 @@ fn trim_start_spaces(s: &[u8]) -> &[u8] {
 }
 
 fn run_length(s: &[u8], from: usize, ch: u8) -> usize {
-    s.get(from..)
-        .map_or(0, |s| s.iter().take_while(|&&b| b == ch).count())
+    s.get(from..).map_or(0, |s| s.iter().take_while(|&&b| b == ch).count())
 }
 
 /// Whether a line whose first non-space byte is `b` can start any block (other than a paragraph).
 fn may_start_block(b: u8) -> bool {
-    matches!(
-        b,
-        b'>' | b'#' | b'`' | b'~' | b'<' | b'=' | b'-' | b'_' | b'*' | b'+' | b'0'..=b'9'
-    )
+    matches!(b, b'>' | b'#' | b'`' | b'~' | b'<' | b'=' | b'-' | b'_' | b'*' | b'+' | b'0'..=b'9')
 }
 
 fn is_atx_heading(rest: &[u8]) -> bool {
@@ -687,8 +662,7 @@ fn starts_with_ci(s: &[u8], prefix: &[u8]) -> bool {
 }
 
 fn contains_ci(s: &[u8], needle: &[u8]) -> bool {
-    s.windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle))
+    s.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// The HTML block type (1 to 7) that `rest` starts, if any; type 7 only when `allow_7`.
@@ -717,15 +691,8 @@ fn html_block_start(rest: &[u8], allow_7: bool) -> Option<u8> {
     if after.first() == Some(&b'!') && after.get(1).is_some_and(|b| b.is_ascii_alphabetic()) {
         return Some(4);
     }
-    let name_start = if after.first() == Some(&b'/') {
-        &after[1..]
-    } else {
-        after
-    };
-    let name_len = name_start
-        .iter()
-        .take_while(|b| b.is_ascii_alphanumeric())
-        .count();
+    let name_start = if after.first() == Some(&b'/') { &after[1..] } else { after };
+    let name_len = name_start.iter().take_while(|b| b.is_ascii_alphanumeric()).count();
     let name = &name_start[..name_len];
     if HTML_TYPE_6.iter().any(|tag| name.eq_ignore_ascii_case(tag)) {
         match name_start.get(name_len) {
@@ -740,28 +707,21 @@ fn html_block_start(rest: &[u8], allow_7: bool) -> Option<u8> {
     None
 }
 
-/// Type 7: a complete open tag or closing tag (not script, style, pre, textarea) followed only by
-/// whitespace.
+/// Type 7: a complete open tag or closing tag followed only by whitespace.
 fn is_complete_tag_line(s: &[u8]) -> bool {
     let mut i = 1;
     let closing = s.get(i) == Some(&b'/');
     if closing {
         i += 1;
     }
-    let name_start = i;
     if !s.get(i).is_some_and(|b| b.is_ascii_alphabetic()) {
         return false;
     }
-    while s
-        .get(i)
-        .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'-')
-    {
+    while s.get(i).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'-') {
         i += 1;
     }
-    let name = &s[name_start..i];
-    if HTML_TYPE_1.iter().any(|tag| name.eq_ignore_ascii_case(tag)) {
-        return false;
-    }
+    // The spec excludes pre, script, style and textarea, but open tags with those names are type 1
+    // already; closing tags and `<pre/>` are type 7 for cmark and pulldown-cmark, so here too.
     if closing {
         while s.get(i).is_some_and(|&b| is_space_or_tab(b)) {
             i += 1;
@@ -844,39 +804,16 @@ mod tests {
 
     fn kinds(text: &str) -> Vec<LineKind> {
         let mut parser = BlockParser::default();
-        text.split('\n')
-            .map(|line| parser.line(line).kind)
-            .collect()
+        text.split('\n').map(|line| parser.line(line).kind).collect()
     }
 
     #[test]
     fn fence_in_list_item_and_quote() {
         let k = kinds("- ```python\n  x\n  ```\n> ~~~py\n> y\n> ~~~");
-        assert!(matches!(
-            k[0],
-            LineKind::FenceOpen {
-                start: 2,
-                ch: b'`',
-                len: 3,
-                ..
-            }
-        ));
-        assert_eq!(
-            k[1],
-            LineKind::FenceContent {
-                start: 2,
-                spaces: 0
-            }
-        );
+        assert!(matches!(k[0], LineKind::FenceOpen { start: 2, ch: b'`', len: 3, .. }));
+        assert_eq!(k[1], LineKind::FenceContent { start: 2, spaces: 0, indent: 0 });
         assert_eq!(k[2], LineKind::FenceClose);
-        assert!(matches!(
-            k[3],
-            LineKind::FenceOpen {
-                start: 2,
-                ch: b'~',
-                ..
-            }
-        ));
+        assert!(matches!(k[3], LineKind::FenceOpen { start: 2, ch: b'~', .. }));
         assert_eq!(k[5], LineKind::FenceClose);
     }
 
@@ -893,10 +830,7 @@ mod tests {
     fn indented_and_html_hide_fences() {
         assert_eq!(kinds("para\n\n    ```python")[2], LineKind::Other);
         assert_eq!(kinds("<div>\n```python")[1], LineKind::Other);
-        assert!(matches!(
-            kinds("<div>\n\n```python")[2],
-            LineKind::FenceOpen { .. }
-        ));
+        assert!(matches!(kinds("<div>\n\n```python")[2], LineKind::FenceOpen { .. }));
     }
 
     #[test]

@@ -62,10 +62,7 @@ impl FromStr for Mode {
             "link" => Ok(Mode::Link),
             "widget" => Ok(Mode::Widget),
             "artifact" => Ok(Mode::Artifact),
-            other => Err(format!(
-                "unknown mode `{other}`: expected one of {}",
-                Mode::NAMES
-            )),
+            other => Err(format!("unknown mode `{other}`: expected one of {}", Mode::NAMES)),
         }
     }
 }
@@ -108,10 +105,7 @@ impl Options {
     /// Whether an info string marks a block this engine rewrites: its first word, compared without
     /// regard to ASCII case, is one of the configured languages.
     pub fn is_python_info(&self, info: &str) -> bool {
-        let word = info
-            .split(|c: char| c == ' ' || c == '\t')
-            .find(|w| !w.is_empty())
-            .unwrap_or("");
+        let word = info.split([' ', '\t']).find(|w| !w.is_empty()).unwrap_or("");
         !word.is_empty() && self.languages.iter().any(|l| l.eq_ignore_ascii_case(word))
     }
 }

@@ -88,28 +88,17 @@ impl Renderer {
                 link_text.push(ch);
             }
         }
-        Renderer {
-            mode: opts.mode,
-            base,
-            link_text,
-        }
+        Renderer { mode: opts.mode, base, link_text }
     }
 
     /// Appends what the block turns into. With the code shown this goes right after the block; with
     /// the code hidden it takes the place of `block.raw`.
     pub(crate) fn render(&self, block: &Block<'_>, out: &mut String) {
         let mut flags = String::new();
-        let first_prefix = if block.raw.is_some() {
-            ""
-        } else {
-            block.prefix
-        };
+        let first_prefix = if block.raw.is_some() { "" } else { block.prefix };
         let closed = matches!(block.end, End::Fence { .. });
         if block.raw.is_none()
-            && matches!(
-                block.end,
-                End::Fence { had_eol: false } | End::Eof { had_eol: false }
-            )
+            && matches!(block.end, End::Fence { had_eol: false } | End::Eof { had_eol: false })
         {
             out.push_str(block.eol);
             flags.push('n');
@@ -294,11 +283,8 @@ fn split_lines(input: &str) -> Vec<(&str, &str)> {
         match memchr::memchr2(b'\n', b'\r', &bytes[start..]) {
             Some(rel) => {
                 let at = start + rel;
-                let eol_len = if bytes[at] == b'\r' && bytes.get(at + 1) == Some(&b'\n') {
-                    2
-                } else {
-                    1
-                };
+                let eol_len =
+                    if bytes[at] == b'\r' && bytes.get(at + 1) == Some(&b'\n') { 2 } else { 1 };
                 lines.push((&input[start..at], &input[at..at + eol_len]));
                 start = at + eol_len;
             }
@@ -329,21 +315,14 @@ fn parse_unit(lines: &[(&str, &str)], i: usize) -> Option<Unit> {
         return None;
     }
     let start = line.bytes().position(|b| {
-        !matches!(
-            b,
-            b' ' | b'\t' | b'>' | b'-' | b'+' | b'*' | b'.' | b')' | b'0'..=b'9'
-        )
+        !matches!(b, b' ' | b'\t' | b'>' | b'-' | b'+' | b'*' | b'.' | b')' | b'0'..=b'9')
     })?;
     let body = &line[start..];
     if body.starts_with('[') && body.ends_with(')') {
         let close = body.rfind("](")?;
         let url = &body[close + 2..body.len() - 1];
         if url.contains(SANDBOX_PATH) && !url.contains(char::is_whitespace) {
-            return Some(Unit {
-                start,
-                lines: 1,
-                url: url.to_owned(),
-            });
+            return Some(Unit { start, lines: 1, url: url.to_owned() });
         }
         return None;
     }
@@ -358,11 +337,7 @@ fn parse_unit(lines: &[(&str, &str)], i: usize) -> Option<Unit> {
         let blank = lines
             .get(i + 1)
             .is_some_and(|(l, _)| l.bytes().all(|b| matches!(b, b' ' | b'\t' | b'>')));
-        return Some(Unit {
-            start,
-            lines: if blank { 2 } else { 1 },
-            url,
-        });
+        return Some(Unit { start, lines: if blank { 2 } else { 1 }, url });
     }
     if body == ARTIFACT_OPEN {
         let (doc, _) = lines.get(i + 1)?;
@@ -378,11 +353,7 @@ fn parse_unit(lines: &[(&str, &str)], i: usize) -> Option<Unit> {
         if !url.contains(SANDBOX_PATH) {
             return None;
         }
-        return Some(Unit {
-            start,
-            lines: 3,
-            url,
-        });
+        return Some(Unit { start, lines: 3, url });
     }
     None
 }
@@ -396,11 +367,7 @@ struct Fragment<'a> {
 
 impl<'a> Fragment<'a> {
     fn parse(url: &'a str) -> Self {
-        let mut fragment = Fragment {
-            py: None,
-            md: None,
-            flags: "",
-        };
+        let mut fragment = Fragment { py: None, md: None, flags: "" };
         let Some((_, params)) = url.split_once('#') else {
             return fragment;
         };
@@ -418,10 +385,7 @@ impl<'a> Fragment<'a> {
 
 /// Whether a line (with its ending) is a bare closing fence after container prefixes.
 fn is_fence_line(line: &str) -> bool {
-    let t = line
-        .trim_end_matches(['\n', '\r'])
-        .trim_start_matches([' ', '\t', '>'])
-        .trim_end();
+    let t = line.trim_end_matches(['\n', '\r']).trim_start_matches([' ', '\t', '>']).trim_end();
     t.len() >= 3 && (t.bytes().all(|b| b == b'`') || t.bytes().all(|b| b == b'~'))
 }
 

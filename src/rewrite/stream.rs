@@ -181,12 +181,7 @@ impl Rewriter {
         }
         let emit_from = already.min(line.len());
         match parsed.kind {
-            LineKind::FenceOpen {
-                start,
-                ch,
-                len,
-                info,
-            } if self.block.is_none() => {
+            LineKind::FenceOpen { start, ch, len, info } if self.block.is_none() => {
                 let info_str = line.get(info..).unwrap_or("").trim_matches([' ', '\t']);
                 if !self.opts.is_python_info(info_str) {
                     push_line(out, line, emit_from, eol);
@@ -196,7 +191,9 @@ impl Rewriter {
                     code: String::new(),
                     raw: String::new(),
                     prefix: self.parser.continuation_prefix(),
-                    eol: if eol.is_empty() { "\n" } else { eol },
+                    // Lines the engine adds end like the block's lines; never with a lone `\r`,
+                    // which a `\n` after the addition would turn into one `\r\n`.
+                    eol: if eol == "\r\n" { "\r\n" } else { "\n" },
                     fence_ch: ch,
                     fence_len: len,
                     released: false,
@@ -214,7 +211,7 @@ impl Rewriter {
                 }
                 self.block = Some(block);
             }
-            LineKind::FenceContent { start, spaces } if self.block.is_some() => {
+            LineKind::FenceContent { start, spaces, indent } if self.block.is_some() => {
                 let max = self.opts.max_block_bytes;
                 let show_code = self.opts.show_code;
                 let Some(block) = self.block.as_mut() else {
@@ -224,11 +221,17 @@ impl Rewriter {
                     push_line(out, line, emit_from, eol);
                     return;
                 }
-                block.code.extend(std::iter::repeat_n(' ', spaces));
-                block.code.push_str(line.get(start..).unwrap_or(""));
+                let content = line.get(start..).unwrap_or("");
                 if !eol.is_empty() {
+                    block.code.extend(std::iter::repeat_n(' ', spaces));
+                    block.code.push_str(content);
                     // Code content has its line endings normalised, as CommonMark parsers report it.
                     block.code.push('\n');
+                } else if indent >= 4 || !content.trim_matches([' ', '\t']).is_empty() {
+                    // The last line of the text, with no line ending: pulldown-cmark leaves it out
+                    // when it is blank and indented less than an indented code block.
+                    block.code.extend(std::iter::repeat_n(' ', spaces));
+                    block.code.push_str(content);
                 }
                 if show_code {
                     push_line(out, line, emit_from, eol);
@@ -254,12 +257,7 @@ impl Rewriter {
                         block.raw.push_str(eol);
                     }
                 }
-                self.end_block(
-                    End::Fence {
-                        had_eol: !eol.is_empty(),
-                    },
-                    out,
-                );
+                self.end_block(End::Fence { had_eol: !eol.is_empty() }, out);
             }
             _ => push_line(out, line, emit_from, eol),
         }

@@ -13,11 +13,9 @@ pub const PUBLIC_URL: &str = "http://127.0.0.1:8787";
 /// The six option sets every fixture is checked under: each mode, code shown and hidden.
 pub fn variants() -> Vec<(&'static str, Options)> {
     let mut out = Vec::new();
-    for (name, mode) in [
-        ("link", Mode::Link),
-        ("widget", Mode::Widget),
-        ("artifact", Mode::Artifact),
-    ] {
+    for (name, mode) in
+        [("link", Mode::Link), ("widget", Mode::Widget), ("artifact", Mode::Artifact)]
+    {
         for show_code in [true, false] {
             let label: &'static str = match (name, show_code) {
                 ("link", true) => "link",
@@ -47,10 +45,10 @@ pub fn oracle_blocks(opts: &Options, markdown: &str) -> Vec<String> {
     let mut current: Option<String> = None;
     for event in Parser::new(markdown) {
         match event {
-            Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info))) => {
-                if opts.is_python_info(&info) {
-                    current = Some(String::new());
-                }
+            Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info)))
+                if opts.is_python_info(&info) =>
+            {
+                current = Some(String::new());
             }
             Event::Text(text) => {
                 if let Some(block) = current.as_mut() {
@@ -74,10 +72,7 @@ pub fn payload_blocks(rewritten: &str) -> Vec<String> {
     let mut rest = rewritten;
     while let Some(at) = rest.find("/sandbox#py=") {
         rest = &rest[at + "/sandbox#py=".len()..];
-        let end = rest
-            .bytes()
-            .position(|b| !payload::is_payload_byte(b))
-            .unwrap_or(rest.len());
+        let end = rest.bytes().position(|b| !payload::is_payload_byte(b)).unwrap_or(rest.len());
         blocks.push(payload::decode(&rest[..end]).expect("payload decodes"));
         rest = &rest[end..];
     }
