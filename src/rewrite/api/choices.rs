@@ -3,19 +3,21 @@
 //! so each choice index gets its own [`Rewriter`].
 //!
 //! Invariants of the stream: the concatenated text sent for a choice equals the engine's one-shot
-//! rewrite of the concatenated upstream text of that choice; the text a choice's rewriter still holds
-//! is sent before that choice's `finish_reason` chunk (inside it when the chunk carries text itself,
-//! else as a synthesized chunk with the same envelope just before it), and before `[DONE]` or the end
-//! of the stream for choices that never finished.
+//! rewrite of the concatenated upstream text of that choice; events keep their order and go out
+//! byte-identical unless their text changed (see [`super::hold`]); the text a choice's rewriter
+//! still holds is sent before that choice's `finish_reason` chunk (inside it when the chunk carries
+//! text itself, else as a synthesized chunk with the same envelope just before it), and before
+//! `[DONE]` or the end of the stream for choices that never finished.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use super::hold::{Body, Entry, Hold};
 use super::{may_have_non_null, write_changed, Texts};
 use crate::rewrite::sse::{encode, Event};
-use crate::rewrite::{Options, Rewriter};
+use crate::rewrite::Options;
 
 /// Which of the two choice-shaped APIs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,91 +57,124 @@ pub(super) fn rewrite_json(value: &mut Value, kind: Kind, texts: &mut Texts<'_>)
 /// The state of one choice-shaped SSE stream.
 pub(super) struct Stream {
     kind: Kind,
-    opts: Arc<Options>,
-    /// The rewriters of the choices that have not finished yet, by choice index.
-    choices: BTreeMap<u64, Choice>,
+    hold: Hold<u64>,
+    /// Whether each choice's chunks carry a `logprobs` key (synthesized chunks then do too).
+    logprobs: BTreeMap<u64, bool>,
     /// The data of the last chunk with choices, the envelope of chunks synthesized at the end.
     last_chunk: Option<String>,
     /// The `event:` name of that chunk (chat streams have none).
     last_event_type: Option<String>,
-    /// Blocks counted by the rewriters of finished choices.
-    finished_blocks: usize,
-}
-
-struct Choice {
-    rewriter: Rewriter,
-    /// Whether the choice's chunks carry a `logprobs` key (synthesized chunks then do too).
-    logprobs: bool,
 }
 
 impl Stream {
     pub(super) fn new(kind: Kind, opts: Arc<Options>) -> Self {
         Stream {
             kind,
-            opts,
-            choices: BTreeMap::new(),
+            hold: Hold::new(opts),
+            logprobs: BTreeMap::new(),
             last_chunk: None,
             last_event_type: None,
-            finished_blocks: 0,
         }
     }
 
     pub(super) fn blocks(&self) -> usize {
-        self.finished_blocks
-            + self
-                .choices
-                .values()
-                .map(|c| c.rewriter.blocks())
-                .sum::<usize>()
+        self.hold.blocks()
     }
 
     /// Handles one complete event.
     pub(super) fn event(&mut self, event: Event, out: &mut Vec<u8>) {
         let Some(data) = event.data() else {
-            out.extend_from_slice(event.raw());
+            self.pass(event, out);
             return;
         };
         if data.trim() == "[DONE]" {
-            self.end(out);
-            out.extend_from_slice(event.raw());
+            self.finish_all();
+            self.pass(event, out);
+            self.drain(out);
             return;
         }
         if !self.may_need(data) {
-            out.extend_from_slice(event.raw());
+            self.pass(event, out);
             return;
         }
         let Ok(mut value) = serde_json::from_str::<Value>(data) else {
-            out.extend_from_slice(event.raw());
+            self.pass(event, out);
             return;
         };
         let Some(chunk) = value.as_object_mut() else {
-            out.extend_from_slice(event.raw());
+            self.pass(event, out);
             return;
         };
-        let (changed, flushed) = self.chunk(chunk);
-        if chunk
-            .get("choices")
-            .and_then(Value::as_array)
-            .is_some_and(|c| !c.is_empty())
-        {
+        let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
+            self.pass(event, out);
+            return;
+        };
+        let mut texts = Vec::new();
+        let mut finishing = Vec::new();
+        let mut finishing_bare = Vec::new();
+        for (position, choice) in choices.iter().enumerate() {
+            let index = choice
+                .get("index")
+                .and_then(Value::as_u64)
+                .unwrap_or(position as u64);
+            let finishes = choice.get("finish_reason").is_some_and(|f| !f.is_null());
+            let (text, pointer) = match self.kind {
+                Kind::Chat => (
+                    choice.get("delta").and_then(|d| d.get("content")),
+                    format!("/choices/{position}/delta/content"),
+                ),
+                Kind::Legacy => (choice.get("text"), format!("/choices/{position}/text")),
+            };
+            match text {
+                Some(Value::String(text)) => {
+                    self.logprobs
+                        .entry(index)
+                        .or_insert_with(|| choice.get("logprobs").is_some());
+                    texts.push((index, pointer, text.clone()));
+                    if finishes {
+                        finishing.push(index);
+                    }
+                }
+                _ if finishes => finishing_bare.push(index),
+                _ => {}
+            }
+        }
+        if !choices.is_empty() {
             self.last_chunk = Some(data.to_owned());
             self.last_event_type = event.event_type().map(str::to_owned);
         }
-        for (index, text, logprobs) in flushed {
-            let synthesized = self.synthesize(chunk, index, text, logprobs);
-            write_new(event.event_type(), &synthesized, out);
+        for index in finishing_bare {
+            if let Some(finished) = self.hold.finish(&index) {
+                if !finished.leftover.is_empty() {
+                    let synthesized = self.synthesize(chunk, index, finished.leftover);
+                    let entry =
+                        Entry::new_event(event.event_type().map(str::to_owned), synthesized);
+                    self.hold.push_entry(entry);
+                }
+            }
         }
-        if changed {
-            write_changed(&event, &value, out);
+        if texts.is_empty() {
+            self.pass(event, out);
         } else {
-            out.extend_from_slice(event.raw());
+            self.hold.push(event, value, texts, &finishing);
+        }
+        self.drain(out);
+    }
+
+    /// The end of the stream (EOF): sends what every unfinished choice still holds.
+    pub(super) fn end(&mut self, out: &mut Vec<u8>) {
+        self.finish_all();
+        self.drain(out);
+        while let Some(entry) = self.hold.pop_any() {
+            render(entry, out);
         }
     }
 
-    /// The end of the stream (`[DONE]` or EOF): sends what every unfinished choice still holds.
-    pub(super) fn end(&mut self, out: &mut Vec<u8>) {
-        let choices = std::mem::take(&mut self.choices);
-        if choices.is_empty() {
+    /// Ends every choice still open (at `[DONE]` or the end of the stream); their held text goes
+    /// out in chunks with the envelope of the last chunk.
+    fn finish_all(&mut self) {
+        let keys = self.hold.keys();
+        if keys.is_empty() {
             return;
         }
         let envelope = self
@@ -151,15 +186,30 @@ impl Stream {
                 _ => None,
             })
             .unwrap_or_default();
-        let event_type = self.last_event_type.clone();
-        for (index, mut choice) in choices {
-            let mut text = String::new();
-            choice.rewriter.finish(&mut text);
-            self.finished_blocks += choice.rewriter.blocks();
-            if !text.is_empty() {
-                let synthesized = self.synthesize(&envelope, index, text, choice.logprobs);
-                write_new(event_type.as_deref(), &synthesized, out);
+        for index in keys {
+            if let Some(finished) = self.hold.finish(&index) {
+                if !finished.leftover.is_empty() {
+                    let synthesized = self.synthesize(&envelope, index, finished.leftover);
+                    let entry = Entry::new_event(self.last_event_type.clone(), synthesized);
+                    self.hold.push_entry(entry);
+                }
             }
+        }
+    }
+
+    /// An event that needs no change: written now, or queued behind waiting events.
+    fn pass(&mut self, event: Event, out: &mut Vec<u8>) {
+        if self.hold.is_idle() {
+            out.extend_from_slice(event.raw());
+        } else {
+            self.hold.push_entry(Entry::upstream(event, None, false));
+        }
+    }
+
+    /// Writes the events that are decided.
+    fn drain(&mut self, out: &mut Vec<u8>) {
+        while let Some(entry) = self.hold.pop_ready() {
+            render(entry, out);
         }
     }
 
@@ -172,73 +222,9 @@ impl Stream {
         data.contains(text_key) || may_have_non_null(data, "\"finish_reason\"")
     }
 
-    /// Rewrites the texts of one parsed chunk in place. Returns whether anything changed, and the
-    /// held text of finishing choices that have no text slot of their own (index, text, logprobs).
-    fn chunk(&mut self, chunk: &mut Map<String, Value>) -> (bool, Vec<(u64, String, bool)>) {
-        let mut changed = false;
-        let mut flushed = Vec::new();
-        let Some(choices) = chunk.get_mut("choices").and_then(Value::as_array_mut) else {
-            return (changed, flushed);
-        };
-        for (position, choice) in choices.iter_mut().enumerate() {
-            let Some(choice) = choice.as_object_mut() else {
-                continue;
-            };
-            let index = choice
-                .get("index")
-                .and_then(Value::as_u64)
-                .unwrap_or(position as u64);
-            let finishing = choice.get("finish_reason").is_some_and(|f| !f.is_null());
-            let logprobs = choice.contains_key("logprobs");
-            let slot = match self.kind {
-                Kind::Chat => choice.get_mut("delta").and_then(|d| d.get_mut("content")),
-                Kind::Legacy => choice.get_mut("text"),
-            };
-            match slot {
-                Some(Value::String(text)) => {
-                    let state = self.choices.entry(index).or_insert_with(|| Choice {
-                        rewriter: Rewriter::new(Arc::clone(&self.opts)),
-                        logprobs,
-                    });
-                    let mut new = String::with_capacity(text.len() + 16);
-                    state.rewriter.push(text, &mut new);
-                    if finishing {
-                        state.rewriter.finish(&mut new);
-                    }
-                    if new != *text {
-                        *text = new;
-                        changed = true;
-                    }
-                }
-                _ if finishing => {
-                    if let Some(state) = self.choices.get_mut(&index) {
-                        let mut held = String::new();
-                        state.rewriter.finish(&mut held);
-                        if !held.is_empty() {
-                            flushed.push((index, held, state.logprobs));
-                        }
-                    }
-                }
-                _ => {}
-            }
-            if finishing {
-                if let Some(state) = self.choices.remove(&index) {
-                    self.finished_blocks += state.rewriter.blocks();
-                }
-            }
-        }
-        (changed, flushed)
-    }
-
     /// A chunk with the envelope of `source` (every top-level field but `choices` and a non-null
     /// `usage`) and one choice carrying `text`, with no finish reason.
-    fn synthesize(
-        &self,
-        source: &Map<String, Value>,
-        index: u64,
-        text: String,
-        logprobs: bool,
-    ) -> Value {
+    fn synthesize(&self, source: &Map<String, Value>, index: u64, text: String) -> Value {
         let mut choice = Map::new();
         match self.kind {
             Kind::Chat => {
@@ -252,7 +238,7 @@ impl Stream {
                 choice.insert("index".to_owned(), Value::from(index));
             }
         }
-        if logprobs {
+        if self.logprobs.get(&index).copied().unwrap_or(false) {
             choice.insert("logprobs".to_owned(), Value::Null);
         }
         choice.insert("finish_reason".to_owned(), Value::Null);
@@ -276,6 +262,17 @@ impl Stream {
             chunk.insert("choices".to_owned(), choices);
         }
         Value::Object(chunk)
+    }
+}
+
+/// Writes a decided event: its exact bytes when nothing changed.
+fn render(mut entry: Entry, out: &mut Vec<u8>) {
+    let changed = entry.apply();
+    match (&entry.body, &entry.value) {
+        (Body::Upstream(event), Some(value)) if changed => write_changed(event, value, out),
+        (Body::Upstream(event), _) => out.extend_from_slice(event.raw()),
+        (Body::New { event_type }, Some(value)) => write_new(event_type.as_deref(), value, out),
+        (Body::New { .. }, None) => {}
     }
 }
 

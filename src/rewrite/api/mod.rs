@@ -13,6 +13,7 @@
 //! differently.
 
 mod choices;
+mod hold;
 mod responses;
 mod restore;
 

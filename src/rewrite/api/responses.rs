@@ -11,13 +11,15 @@
 //! `sequence_number` stays strictly increasing, the events after a synthesized one being renumbered.
 //! Annotations (`start_index`/`end_index`) are not moved.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use super::hold::{Body, Entry, Hold};
 use super::{write_changed, Texts};
 use crate::rewrite::sse::{encode, Event};
-use crate::rewrite::{rewrite, Options, Rewriter};
+use crate::rewrite::{rewrite, Options};
 
 /// Rewrites the texts of a whole response body; `None` when it has no `output` array.
 pub(super) fn rewrite_json(value: &mut Value, texts: &mut Texts<'_>) -> Option<()> {
@@ -39,29 +41,16 @@ pub(super) fn rewrite_json(value: &mut Value, texts: &mut Texts<'_>) -> Option<(
 /// The state of one Responses SSE stream.
 pub(super) struct Stream {
     opts: Arc<Options>,
-    parts: Vec<Part>,
+    hold: Hold<PartKey>,
+    /// Per open part: the data and event name of its last delta event, the template of a
+    /// synthesized one.
+    templates: BTreeMap<PartKey, (String, Option<String>)>,
+    /// Parts whose rewriter has finished: their upstream and rewritten texts.
+    finished: Vec<(PartKey, String, String)>,
     /// How much later upstream sequence numbers are shifted (one per synthesized event).
     offset: u64,
     /// The last sequence number sent.
     last_sent: Option<u64>,
-}
-
-/// One `output_text` content part seen in `response.output_text.delta` events.
-struct Part {
-    output_index: Option<u64>,
-    item_id: Option<String>,
-    content_index: u64,
-    /// `None` once flushed.
-    rewriter: Option<Rewriter>,
-    /// Blocks counted by rewriters of this part that were flushed.
-    blocks: usize,
-    /// The concatenated upstream deltas.
-    text_in: String,
-    /// The concatenated deltas sent.
-    text_out: String,
-    /// The data and event name of the part's last delta event: the template of a synthesized one.
-    template: String,
-    template_event: Option<String>,
 }
 
 /// The event types that can need work when no renumbering is going on.
@@ -78,54 +67,61 @@ const WORK_TYPES: [&str; 7] = [
 impl Stream {
     pub(super) fn new(opts: Arc<Options>) -> Self {
         Stream {
+            hold: Hold::new(Arc::clone(&opts)),
             opts,
-            parts: Vec::new(),
+            templates: BTreeMap::new(),
+            finished: Vec::new(),
             offset: 0,
             last_sent: None,
         }
     }
 
     pub(super) fn blocks(&self) -> usize {
-        self.parts
-            .iter()
-            .map(|p| p.blocks + p.rewriter.as_ref().map_or(0, Rewriter::blocks))
-            .sum()
+        self.hold.blocks()
     }
 
     /// Handles one complete event.
     pub(super) fn event(&mut self, event: Event, out: &mut Vec<u8>) {
         let Some(data) = event.data() else {
-            out.extend_from_slice(event.raw());
+            self.pass(event, None, out);
             return;
         };
-        if self.offset == 0 {
-            if let Some(name) = event.event_type() {
-                if !WORK_TYPES.contains(&name) {
-                    self.note_sent_raw(data);
-                    out.extend_from_slice(event.raw());
-                    return;
-                }
+        if let Some(name) = event.event_type() {
+            if !WORK_TYPES.contains(&name) {
+                self.pass(event, None, out);
+                return;
             }
         }
         let Ok(mut value) = serde_json::from_str::<Value>(data) else {
-            out.extend_from_slice(event.raw());
+            self.pass(event, None, out);
             return;
         };
         let Some(object) = value.as_object_mut() else {
-            out.extend_from_slice(event.raw());
+            self.pass(event, None, out);
             return;
         };
-        let sequence = object.get("sequence_number").and_then(Value::as_u64);
-        let mut changed = match object.get("type").and_then(Value::as_str) {
-            Some("response.output_text.delta") => self.delta(object, data, event.event_type()),
+        let dirty = match object.get("type").and_then(Value::as_str) {
+            Some("response.output_text.delta") => {
+                if let Some(Value::String(delta)) = object.get("delta") {
+                    let key = self.open_key(PartKey::of_event(object));
+                    let delta = delta.clone();
+                    let template = (data.to_owned(), event.event_type().map(str::to_owned));
+                    self.templates.insert(key.clone(), template);
+                    self.hold
+                        .push(event, value, vec![(key, "/delta".to_owned(), delta)], &[]);
+                    self.drain(out);
+                    return;
+                }
+                false
+            }
             Some("response.output_text.done") => {
                 let key = PartKey::of_event(object);
-                self.flush(std::slice::from_ref(&key), sequence, out);
+                self.finish(|k| key.matches(k));
                 self.set_full_text(&key, object.get_mut("text"))
             }
             Some("response.content_part.done") => {
                 let key = PartKey::of_event(object);
-                self.flush(std::slice::from_ref(&key), sequence, out);
+                self.finish(|k| key.matches(k));
                 match object.get_mut("part") {
                     Some(part) if is_output_text(part) => {
                         self.set_full_text(&key, part.get_mut("text"))
@@ -136,180 +132,156 @@ impl Stream {
             Some("response.output_item.done") => {
                 let output_index = object.get("output_index").and_then(Value::as_u64);
                 match object.get_mut("item") {
-                    Some(item) => self.item(output_index, item, sequence, out),
+                    Some(item) => self.item(output_index, item),
                     None => false,
                 }
             }
             Some("response.completed" | "response.incomplete" | "response.failed") => {
-                let all: Vec<PartKey> = self.parts.iter().map(Part::key).collect();
-                self.flush(&all, sequence, out);
+                self.finish(|_| true);
                 let output = object
                     .get_mut("response")
                     .and_then(|r| r.get_mut("output"))
                     .and_then(Value::as_array_mut);
                 let mut changed = false;
                 for (position, item) in output.into_iter().flatten().enumerate() {
-                    changed |= self.item(Some(position as u64), item, sequence, out);
+                    changed |= self.item(Some(position as u64), item);
                 }
                 changed
             }
             _ => false,
         };
-        if let Some(sequence) = sequence {
-            let renumbered = sequence.saturating_add(self.offset);
-            if renumbered != sequence {
-                object.insert("sequence_number".to_owned(), Value::from(renumbered));
-                changed = true;
-            }
-            self.last_sent = Some(renumbered);
-        }
-        if changed {
-            write_changed(&event, &value, out);
-        } else {
-            out.extend_from_slice(event.raw());
-        }
+        self.pass(event, Some((value, dirty)), out);
     }
 
     /// The end of the stream: sends what every part still holds.
     pub(super) fn end(&mut self, out: &mut Vec<u8>) {
-        let all: Vec<PartKey> = self.parts.iter().map(Part::key).collect();
-        self.flush(&all, None, out);
-    }
-
-    /// Records the sequence number of an event passed through without parsing it whole.
-    fn note_sent_raw(&mut self, data: &str) {
-        // Only the position of the number is needed; a full parse is avoided for speed.
-        let Some(at) = data.find("\"sequence_number\"") else {
-            return;
-        };
-        let rest = data[at + "\"sequence_number\"".len()..].trim_start();
-        let Some(rest) = rest.strip_prefix(':') else {
-            return;
-        };
-        let rest = rest.trim_start();
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if let Ok(n) = rest[..digits].parse() {
-            self.last_sent = Some(n);
+        self.finish(|_| true);
+        self.drain(out);
+        while let Some(entry) = self.hold.pop_any() {
+            self.render(entry, out);
         }
     }
 
-    /// Feeds a delta to its part's rewriter; returns whether the delta changed.
-    fn delta(&mut self, object: &mut Map<String, Value>, data: &str, name: Option<&str>) -> bool {
-        let key = PartKey::of_event(object);
-        let Some(Value::String(delta)) = object.get_mut("delta") else {
-            return false;
+    /// An event with no text of its own (parsed or not, changed or not): written now when nothing
+    /// waits and nothing needs renumbering, else queued.
+    fn pass(&mut self, event: Event, parsed: Option<(Value, bool)>, out: &mut Vec<u8>) {
+        let (value, dirty) = match parsed {
+            Some((value, dirty)) => (Some(value), dirty),
+            None => (None, false),
         };
-        let position = match self.parts.iter().position(|p| key.matches(&p.key())) {
-            Some(position) => position,
-            None => {
-                self.parts.push(Part {
-                    output_index: key.output_index,
-                    item_id: key.item_id.clone(),
-                    content_index: key.content_index,
-                    rewriter: None,
-                    blocks: 0,
-                    text_in: String::new(),
-                    text_out: String::new(),
-                    template: String::new(),
-                    template_event: None,
-                });
-                self.parts.len() - 1
-            }
-        };
-        let part = &mut self.parts[position];
-        let rewriter = part
-            .rewriter
-            .get_or_insert_with(|| Rewriter::new(Arc::clone(&self.opts)));
-        let mut new = String::with_capacity(delta.len() + 16);
-        rewriter.push(delta, &mut new);
-        part.text_in.push_str(delta);
-        part.text_out.push_str(&new);
-        part.template.clear();
-        part.template.push_str(data);
-        part.template_event = name.map(str::to_owned);
-        if new != *delta {
-            *delta = new;
-            true
-        } else {
-            false
+        self.hold.push_entry(Entry::upstream(event, value, dirty));
+        self.drain(out);
+    }
+
+    /// Writes the events that are decided.
+    fn drain(&mut self, out: &mut Vec<u8>) {
+        while let Some(entry) = self.hold.pop_ready() {
+            self.render(entry, out);
         }
     }
 
-    /// Rewrites the `output_text` parts of a message item; flushes their parts first.
-    fn item(
-        &mut self,
-        output_index: Option<u64>,
-        item: &mut Value,
-        sequence: Option<u64>,
-        out: &mut Vec<u8>,
-    ) -> bool {
-        let item_id = item.get("id").and_then(Value::as_str).map(str::to_owned);
-        let mut keys = Vec::new();
-        for_each_output_text(item, |content_index, _| {
-            keys.push(PartKey {
-                output_index,
-                item_id: item_id.clone(),
-                content_index,
-            });
-        });
-        self.flush(&keys, sequence, out);
-        let mut changed = false;
-        for_each_output_text(item, |content_index, text| {
-            let key = PartKey {
-                output_index,
-                item_id: item_id.clone(),
-                content_index,
-            };
-            changed |= self.set_full_text(&key, Some(text));
-        });
-        changed
-    }
-
-    /// Ends the rewriters of the parts matching `keys`, sending held text as synthesized delta
-    /// events, numbered before the event whose upstream sequence number is `before`.
-    fn flush(&mut self, keys: &[PartKey], before: Option<u64>, out: &mut Vec<u8>) {
-        for part in &mut self.parts {
-            let Some(mut rewriter) = part.rewriter.take() else {
-                continue;
-            };
-            if !keys.iter().any(|k| k.matches(&part.key())) {
-                part.rewriter = Some(rewriter);
-                continue;
-            }
-            let mut held = String::new();
-            rewriter.finish(&mut held);
-            part.blocks += rewriter.blocks();
-            if held.is_empty() {
-                continue;
-            }
-            part.text_out.push_str(&held);
-            let Ok(Value::Object(mut template)) = serde_json::from_str::<Value>(&part.template)
-            else {
-                continue;
-            };
-            if template.contains_key("sequence_number") {
-                let number = match before {
-                    Some(s) => Some(s.saturating_add(self.offset)),
-                    None => self.last_sent.map(|n| n.saturating_add(1)),
+    /// Writes a decided event, renumbered: its exact bytes when nothing changed.
+    fn render(&mut self, mut entry: Entry, out: &mut Vec<u8>) {
+        let mut changed = entry.apply();
+        match &entry.body {
+            Body::New { event_type } => {
+                let Some(Value::Object(mut value)) = entry.value.take() else {
+                    return;
                 };
-                if let Some(number) = number {
-                    template.insert("sequence_number".to_owned(), Value::from(number));
+                if value.contains_key("sequence_number") {
+                    let number = self.last_sent.map_or(0, |n| n.saturating_add(1));
+                    value.insert("sequence_number".to_owned(), Value::from(number));
                     self.offset += 1;
                     self.last_sent = Some(number);
                 }
-            }
-            template.insert("delta".to_owned(), Value::String(held));
-            if let Some(logprobs) = template.get_mut("logprobs") {
-                if logprobs.is_array() {
-                    *logprobs = Value::Array(Vec::new());
+                if let Ok(json) = serde_json::to_string(&Value::Object(value)) {
+                    encode(event_type.as_deref(), &json, out);
                 }
             }
-            if let Ok(json) = serde_json::to_string(&Value::Object(template)) {
-                encode(part.template_event.as_deref(), &json, out);
+            Body::Upstream(event) => {
+                if self.offset == 0 && entry.value.is_none() {
+                    if let Some(number) = event.data().and_then(sequence_number_of) {
+                        self.last_sent = Some(number);
+                    }
+                    out.extend_from_slice(event.raw());
+                    return;
+                }
+                if entry.value.is_none() {
+                    entry.value = event.data().and_then(|d| serde_json::from_str(d).ok());
+                }
+                if let Some(Value::Object(object)) = &mut entry.value {
+                    if let Some(number) = object.get("sequence_number").and_then(Value::as_u64) {
+                        let renumbered = number.saturating_add(self.offset);
+                        if renumbered != number {
+                            object.insert("sequence_number".to_owned(), Value::from(renumbered));
+                            changed = true;
+                        }
+                        self.last_sent = Some(renumbered);
+                    }
+                }
+                match &entry.value {
+                    Some(value) if changed => write_changed(event, value, out),
+                    _ => out.extend_from_slice(event.raw()),
+                }
             }
         }
+    }
+
+    /// The key of the open part `probe` belongs to, or `probe` for a new part.
+    fn open_key(&self, probe: PartKey) -> PartKey {
+        self.hold
+            .keys()
+            .into_iter()
+            .find(|k| probe.matches(k))
+            .unwrap_or(probe)
+    }
+
+    /// Ends the rewriters of the open parts selected by `which`; held text goes out as a
+    /// synthesized delta event queued now (before the event being handled).
+    fn finish(&mut self, which: impl Fn(&PartKey) -> bool) {
+        for key in self.hold.keys() {
+            if !which(&key) {
+                continue;
+            }
+            let Some(finished) = self.hold.finish(&key) else {
+                continue;
+            };
+            let template = self.templates.remove(&key);
+            if !finished.leftover.is_empty() {
+                if let Some((data, event_type)) = template {
+                    if let Ok(Value::Object(mut value)) = serde_json::from_str::<Value>(&data) {
+                        value.insert("delta".to_owned(), Value::String(finished.leftover));
+                        if let Some(logprobs) = value.get_mut("logprobs") {
+                            if logprobs.is_array() {
+                                *logprobs = Value::Array(Vec::new());
+                            }
+                        }
+                        let entry = Entry::new_event(event_type, Value::Object(value));
+                        self.hold.push_entry(entry);
+                    }
+                }
+            }
+            self.finished
+                .push((key, finished.text_in, finished.text_out));
+        }
+    }
+
+    /// Rewrites the `output_text` parts of a message item; finishes their parts first.
+    fn item(&mut self, output_index: Option<u64>, item: &mut Value) -> bool {
+        let item_id = item.get("id").and_then(Value::as_str).map(str::to_owned);
+        let key_of = |content_index| PartKey {
+            output_index,
+            item_id: item_id.clone(),
+            content_index,
+        };
+        let mut keys = Vec::new();
+        for_each_output_text(item, |content_index, _| keys.push(key_of(content_index)));
+        self.finish(|k| keys.iter().any(|key| key.matches(k)));
+        let mut changed = false;
+        for_each_output_text(item, |content_index, text| {
+            changed |= self.set_full_text(&key_of(content_index), Some(text));
+        });
+        changed
     }
 
     /// Replaces a whole text that repeats a part: with the deltas sent when it equals the deltas
@@ -318,9 +290,14 @@ impl Stream {
         let Some(Value::String(text)) = slot else {
             return false;
         };
-        let new = match self.parts.iter().find(|p| key.matches(&p.key())) {
-            Some(part) if part.rewriter.is_none() && part.text_in == *text => part.text_out.clone(),
-            _ => rewrite(&self.opts, text),
+        let streamed = self
+            .finished
+            .iter()
+            .rev()
+            .find(|(k, text_in, _)| key.matches(k) && text_in == text);
+        let new = match streamed {
+            Some((_, _, text_out)) => text_out.clone(),
+            None => rewrite(&self.opts, text),
         };
         if new != *text {
             *text = new;
@@ -331,19 +308,20 @@ impl Stream {
     }
 }
 
-impl Part {
-    fn key(&self) -> PartKey {
-        PartKey {
-            output_index: self.output_index,
-            item_id: self.item_id.clone(),
-            content_index: self.content_index,
-        }
-    }
+/// The value of the first `"sequence_number"` key of a JSON text, read without parsing it whole.
+fn sequence_number_of(data: &str) -> Option<u64> {
+    let at = data.find("\"sequence_number\"")?;
+    let rest = data[at + "\"sequence_number\"".len()..].trim_start();
+    let rest = rest.strip_prefix(':')?.trim_start();
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..digits].parse().ok()
 }
 
 /// Which content part an event is about.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct PartKey {
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct PartKey {
     output_index: Option<u64>,
     item_id: Option<String>,
     content_index: u64,
