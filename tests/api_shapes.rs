@@ -104,6 +104,14 @@ fn split_fences(text: &str) -> Vec<String> {
     pieces
 }
 
+/// The length in bytes of the longest common prefix of two texts.
+fn common_prefix(a: &str, b: &str) -> usize {
+    a.char_indices()
+        .zip(b.chars())
+        .find(|((_, x), y)| x != y)
+        .map_or(a.len().min(b.len()), |((i, _), _)| i)
+}
+
 fn sse_bytes(datas: &[String]) -> Vec<u8> {
     let mut out = Vec::new();
     for data in datas {
@@ -452,6 +460,31 @@ fn check_choices(
     }
     assert_eq!(stats.blocks_rewritten, blocks, "blocks counted");
     check_choice_alignment(kind, &input, &output);
+    // Events whose text lies before the first byte the engine changes go out byte-identical.
+    let unchanged: Vec<usize> = texts
+        .iter()
+        .map(|t| common_prefix(t, &one_shot(opts, t).0))
+        .collect();
+    let outs: std::collections::HashSet<Vec<u8>> =
+        events(&output).iter().map(|e| e.raw().to_vec()).collect();
+    let mut offsets = vec![0; texts.len()];
+    for event in events(&input) {
+        let Some(value) = parse(&event) else { continue };
+        for choice in value["choices"].as_array().into_iter().flatten() {
+            let Some(text) = choice_text(kind, choice) else {
+                continue;
+            };
+            let index = choice["index"].as_u64().unwrap() as usize;
+            offsets[index] += text.len();
+            if offsets[index] <= unchanged[index] {
+                assert!(
+                    outs.contains(event.raw()),
+                    "an event before the first change is byte-identical: {}",
+                    String::from_utf8_lossy(event.raw())
+                );
+            }
+        }
+    }
     // The end of the stream is where it was.
     let last_in = events(&input).pop().unwrap();
     let last_out = events(&output).pop().unwrap();
