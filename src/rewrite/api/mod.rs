@@ -2,15 +2,18 @@
 //! ([`rewrite_json`]) and as SSE streams ([`SseRewriter`]), plus [`restore_request`] on request
 //! bodies.
 //!
-//! - [`choices`]: Chat Completions and legacy Completions (`choices[i]`, one rewriter per index);
-//! - [`responses`]: the Responses API (`output[].content[]`, one rewriter per content part);
-//! - [`restore`]: the way back, on the history a client sends.
+//! - `choices`: Chat Completions and legacy Completions (`choices[i]`, one rewriter per index);
+//! - `responses`: the Responses API (`output[].content[]`, one rewriter per content part);
+//! - `hold`: the event queue both stream shapes share, which decides what text each event carries;
+//! - `restore`: the way back, on the history a client sends.
 //!
 //! Nothing here fails: a body or an event that is not what the endpoint should send passes through
-//! untouched, an event is never dropped, and an event whose text the engine leaves as it was goes out
-//! byte-identical. Changed events are re-serialised by `serde_json` with `preserve_order` and
-//! `arbitrary_precision`, so key order and numbers are kept; only string escapes may be spelled
-//! differently.
+//! untouched, an event is never dropped or reordered, and an event whose text the engine leaves as
+//! it was goes out byte-identical (while the engine holds text back, the events carrying it wait, so
+//! that a stream without Python comes out byte for byte as it went in). Changed events are
+//! re-serialised by `serde_json` with `preserve_order` and `arbitrary_precision`, so key order and
+//! numbers are kept; only string escapes may be spelled differently. With [`Mode::Off`] nothing is
+//! even parsed.
 
 mod choices;
 mod hold;
@@ -104,9 +107,10 @@ pub fn rewrite_json(
 ///
 /// Events are cut with the [`sse`](super::sse) decoder; each complete event is handed to the
 /// endpoint's state machine, which appends to the output either the event's exact bytes or the event
-/// with new data, possibly preceded by synthesized events that carry text the engine held back. The
-/// bytes of an unterminated event at the end of the stream pass through unchanged, after the held
-/// text has been flushed.
+/// with new data, possibly preceded by synthesized events that carry text the engine held back. An
+/// event whose text the engine still holds waits (and the events after it too) until the engine's
+/// output decides it. The bytes of an unterminated event at the end of the stream pass through
+/// unchanged, after the held text has been flushed.
 pub struct SseRewriter {
     endpoint: Endpoint,
     state: State,
