@@ -1301,3 +1301,41 @@ proptest::proptest! {
         check_responses(opts, [&a, &b], [pieces(&a), pieces(&b)]);
     }
 }
+
+#[test]
+fn chat_chunks_carrying_several_choices_at_once() {
+    for opts in all_opts() {
+        let a = split(MD_A, 41);
+        let b = split_fences(MD_B);
+        let mut datas = Vec::new();
+        for step in 0..a.len().max(b.len()) {
+            let mut choices = Vec::new();
+            // Choice 1 first: the order inside a chunk must not matter.
+            if let Some(piece) = b.get(step) {
+                choices.push(content_choice(Kind::Chat, 1, piece, None));
+            }
+            if let Some(piece) = a.get(step) {
+                choices.push(content_choice(Kind::Chat, 0, piece, None));
+            }
+            let mut chunk: Value = serde_json::from_str(&chat_chunk(json!(null))).unwrap();
+            chunk["choices"] = Value::Array(choices);
+            datas.push(chunk.to_string());
+        }
+        let mut finish: Value = serde_json::from_str(&chat_chunk(json!(null))).unwrap();
+        finish["choices"] = json!([
+            {"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"},
+            {"index": 1, "delta": {}, "logprobs": null, "finish_reason": "length"}
+        ]);
+        datas.push(finish.to_string());
+        datas.push("[DONE]".to_owned());
+        let input = sse_bytes(&datas);
+        let (output, stats) = run_all(Endpoint::ChatCompletions, &opts, &input);
+        let got = choice_texts(Kind::Chat, &output);
+        let (want_a, blocks_a) = one_shot(&opts, MD_A);
+        let (want_b, blocks_b) = one_shot(&opts, MD_B);
+        assert_eq!(got[&0], want_a);
+        assert_eq!(got[&1], want_b);
+        assert_eq!(stats.blocks_rewritten, blocks_a + blocks_b);
+        check_choice_alignment(Kind::Chat, &input, &output);
+    }
+}

@@ -181,7 +181,9 @@ impl<K: Ord + Clone> Hold<K> {
                 original: text,
                 resolved: None,
             });
-            keys.push(key);
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
         }
         self.queue.push_back(Entry {
             body: Body::Upstream(event),
