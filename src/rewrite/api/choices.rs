@@ -12,10 +12,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use serde::de::IgnoredAny;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::hold::{Body, Entry, Hold};
-use super::{may_have_non_null, write_changed, Texts};
+use super::{may_have_non_null, present, write_changed, Text, Texts};
 use crate::rewrite::sse::{encode, Event};
 use crate::rewrite::Options;
 
@@ -97,15 +99,13 @@ impl Stream {
             self.pass(event, out);
             return;
         }
-        let Ok(mut value) = serde_json::from_str::<Value>(data) else {
+        // Only what decides the work is read here; the whole value is parsed only for an event
+        // whose text changes.
+        let Ok(chunk) = serde_json::from_str::<LiteChunk<'_>>(data) else {
             self.pass(event, out);
             return;
         };
-        let Some(chunk) = value.as_object_mut() else {
-            self.pass(event, out);
-            return;
-        };
-        let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
+        let Some(choices) = chunk.choices else {
             self.pass(event, out);
             return;
         };
@@ -113,50 +113,48 @@ impl Stream {
         let mut finishing = Vec::new();
         let mut finishing_bare = Vec::new();
         for (position, choice) in choices.iter().enumerate() {
-            let index = choice
-                .get("index")
-                .and_then(Value::as_u64)
-                .unwrap_or(position as u64);
-            let finishes = choice.get("finish_reason").is_some_and(|f| !f.is_null());
+            let index = choice.index.unwrap_or(position as u64);
+            let finishes = choice.finish_reason.is_some();
             let (text, pointer) = match self.kind {
                 Kind::Chat => (
-                    choice.get("delta").and_then(|d| d.get("content")),
+                    choice.delta.as_ref().and_then(|d| d.content.as_ref()),
                     format!("/choices/{position}/delta/content"),
                 ),
-                Kind::Legacy => (choice.get("text"), format!("/choices/{position}/text")),
+                Kind::Legacy => (choice.text.as_ref(), format!("/choices/{position}/text")),
             };
-            match text {
-                Some(Value::String(text)) => {
-                    self.logprobs
-                        .entry(index)
-                        .or_insert_with(|| choice.get("logprobs").is_some());
-                    texts.push((index, pointer, text.clone()));
+            match text.and_then(|t| t.0.as_deref()) {
+                Some(text) => {
+                    self.logprobs.entry(index).or_insert(choice.logprobs);
+                    texts.push((index, pointer, text.to_owned()));
                     if finishes {
                         finishing.push(index);
                     }
                 }
-                _ if finishes => finishing_bare.push(index),
-                _ => {}
+                None if finishes => finishing_bare.push(index),
+                None => {}
             }
         }
         if !choices.is_empty() {
             self.last_chunk = Some(data.to_owned());
             self.last_event_type = event.event_type().map(str::to_owned);
         }
-        for index in finishing_bare {
-            if let Some(finished) = self.hold.finish(&index) {
-                if !finished.leftover.is_empty() {
-                    let synthesized = self.synthesize(chunk, index, finished.leftover);
-                    let entry =
-                        Entry::new_event(event.event_type().map(str::to_owned), synthesized);
-                    self.hold.push_entry(entry);
+        if finishing_bare.iter().any(|i| self.hold.has(i)) {
+            let envelope = envelope_of(data);
+            for index in finishing_bare {
+                if let Some(finished) = self.hold.finish(&index) {
+                    if !finished.leftover.is_empty() {
+                        let synthesized = self.synthesize(&envelope, index, finished.leftover);
+                        let event_type = event.event_type().map(str::to_owned);
+                        self.hold
+                            .push_entry(Entry::new_event(event_type, synthesized));
+                    }
                 }
             }
         }
         if texts.is_empty() {
             self.pass(event, out);
         } else {
-            self.hold.push(event, value, texts, &finishing);
+            self.hold.push(event, None, texts, &finishing);
         }
         self.drain(out);
     }
@@ -180,11 +178,7 @@ impl Stream {
         let envelope = self
             .last_chunk
             .as_deref()
-            .and_then(|data| serde_json::from_str::<Value>(data).ok())
-            .and_then(|v| match v {
-                Value::Object(map) => Some(map),
-                _ => None,
-            })
+            .map(envelope_of)
             .unwrap_or_default();
         for index in keys {
             if let Some(finished) = self.hold.finish(&index) {
@@ -263,6 +257,43 @@ impl Stream {
         }
         Value::Object(chunk)
     }
+}
+
+/// The top-level fields of a chunk (empty when it is not a JSON object).
+fn envelope_of(data: &str) -> Map<String, Value> {
+    match serde_json::from_str::<Value>(data) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    }
+}
+
+/// What is read of every chunk that may need work.
+#[derive(Deserialize)]
+struct LiteChunk<'a> {
+    #[serde(borrow, default)]
+    choices: Option<Vec<LiteChoice<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct LiteChoice<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(borrow, default)]
+    delta: Option<LiteDelta<'a>>,
+    #[serde(borrow, default)]
+    text: Option<Text<'a>>,
+    /// Present and not `null`.
+    #[serde(default)]
+    finish_reason: Option<IgnoredAny>,
+    /// Present, even as `null`.
+    #[serde(default, deserialize_with = "present")]
+    logprobs: bool,
+}
+
+#[derive(Deserialize)]
+struct LiteDelta<'a> {
+    #[serde(borrow, default)]
+    content: Option<Text<'a>>,
 }
 
 /// Writes a decided event: its exact bytes when nothing changed.

@@ -69,10 +69,22 @@ impl Entry {
         self.segments.iter().all(|s| s.resolved.is_some())
     }
 
-    /// Puts the decided texts into the value; returns whether the value now differs from the
-    /// upstream data.
+    /// Puts the decided texts into the value (parsing the upstream data if it was not parsed
+    /// yet); returns whether the value now differs from the upstream data.
     pub(super) fn apply(&mut self) -> bool {
         let mut changed = self.dirty;
+        let differs = self
+            .segments
+            .iter()
+            .any(|s| s.resolved.as_ref().is_some_and(|r| *r != s.original));
+        if !differs {
+            return changed;
+        }
+        if self.value.is_none() {
+            if let Body::Upstream(event) = &self.body {
+                self.value = event.data().and_then(|d| serde_json::from_str(d).ok());
+            }
+        }
         if let Some(value) = &mut self.value {
             for segment in &mut self.segments {
                 let Some(resolved) = segment.resolved.take() else {
@@ -145,18 +157,24 @@ impl<K: Ord + Clone> Hold<K> {
         self.queue.is_empty()
     }
 
+    /// Whether `key` has a text not finished yet.
+    pub(super) fn has(&self, key: &K) -> bool {
+        self.texts.contains_key(key)
+    }
+
     /// The keys of the texts not finished yet.
     pub(super) fn keys(&self) -> Vec<K> {
         self.texts.keys().cloned().collect()
     }
 
-    /// Queues an event whose texts (`key`, JSON pointer into `value`, text) go through their
+    /// Queues an event whose texts (`key`, JSON pointer into its data, text) go through their
     /// rewriters; the texts of the keys in `finishing` end with this event, which then carries all
-    /// their remaining output.
+    /// their remaining output. `value` is the parsed data if the caller has it (else it is parsed
+    /// only if a text changes).
     pub(super) fn push(
         &mut self,
         event: Event,
-        value: Value,
+        value: Option<Value>,
         texts: Vec<(K, String, String)>,
         finishing: &[K],
     ) {
@@ -187,7 +205,7 @@ impl<K: Ord + Clone> Hold<K> {
         }
         self.queue.push_back(Entry {
             body: Body::Upstream(event),
-            value: Some(value),
+            value,
             segments,
             dirty: false,
         });

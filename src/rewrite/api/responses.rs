@@ -11,13 +11,15 @@
 //! `sequence_number` stays strictly increasing, the events after a synthesized one being renumbered.
 //! Annotations (`start_index`/`end_index`) are not moved.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::hold::{Body, Entry, Hold};
-use super::{write_changed, Texts};
+use super::{write_changed, Text, Texts};
 use crate::rewrite::sse::{encode, Event};
 use crate::rewrite::{rewrite, Options};
 
@@ -92,6 +94,29 @@ impl Stream {
                 return;
             }
         }
+        if event
+            .event_type()
+            .map_or(true, |t| t == "response.output_text.delta")
+        {
+            // The bulk of a stream: read only what the delta needs.
+            if let Ok(lite) = serde_json::from_str::<LiteDelta<'_>>(data) {
+                if lite.kind.as_deref() == Some("response.output_text.delta") {
+                    if let Some(delta) = lite.delta.and_then(|d| d.0) {
+                        let key = self.open_key(PartKey {
+                            output_index: lite.output_index,
+                            item_id: lite.item_id.map(Cow::into_owned),
+                            content_index: lite.content_index.unwrap_or(0),
+                        });
+                        let template = (data.to_owned(), event.event_type().map(str::to_owned));
+                        self.templates.insert(key.clone(), template);
+                        let text = vec![(key, "/delta".to_owned(), delta.into_owned())];
+                        self.hold.push(event, None, text, &[]);
+                        self.drain(out);
+                        return;
+                    }
+                }
+            }
+        }
         let Ok(mut value) = serde_json::from_str::<Value>(data) else {
             self.pass(event, None, out);
             return;
@@ -101,19 +126,6 @@ impl Stream {
             return;
         };
         let dirty = match object.get("type").and_then(Value::as_str) {
-            Some("response.output_text.delta") => {
-                if let Some(Value::String(delta)) = object.get("delta") {
-                    let key = self.open_key(PartKey::of_event(object));
-                    let delta = delta.clone();
-                    let template = (data.to_owned(), event.event_type().map(str::to_owned));
-                    self.templates.insert(key.clone(), template);
-                    self.hold
-                        .push(event, value, vec![(key, "/delta".to_owned(), delta)], &[]);
-                    self.drain(out);
-                    return;
-                }
-                false
-            }
             Some("response.output_text.done") => {
                 let key = PartKey::of_event(object);
                 self.finish(|k| key.matches(k));
@@ -306,6 +318,21 @@ impl Stream {
             false
         }
     }
+}
+
+/// What is read of a `response.output_text.delta` event.
+#[derive(Deserialize)]
+struct LiteDelta<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    item_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    output_index: Option<u64>,
+    #[serde(default)]
+    content_index: Option<u64>,
+    #[serde(borrow, default)]
+    delta: Option<Text<'a>>,
 }
 
 /// The value of the first `"sequence_number"` key of a JSON text, read without parsing it whole.
