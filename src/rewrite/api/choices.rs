@@ -1,6 +1,6 @@
 //! Chat Completions and legacy Completions: the text lives in `choices[i]` (`message.content` /
 //! `delta.content` for chat, `text` for legacy), and a stream interleaves the choices of `n > 1`,
-//! so each choice index gets its own [`Rewriter`].
+//! so each choice index gets its own [`Rewriter`](crate::rewrite::Rewriter).
 //!
 //! Invariants of the stream: the concatenated text sent for a choice equals the engine's one-shot
 //! rewrite of the concatenated upstream text of that choice; events keep their order and go out

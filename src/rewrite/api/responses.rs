@@ -1,8 +1,9 @@
 //! The Responses API: the text lives in `output[].content[]` parts of type `output_text`. In a stream
-//! the text arrives as `response.output_text.delta` events, one [`Rewriter`] per content part (keyed
-//! by `output_index`/`item_id` and `content_index`), and is repeated whole by
-//! `response.output_text.done`, `response.content_part.done`, `response.output_item.done` and the
-//! final `response.completed` (or `response.incomplete` / `response.failed`).
+//! the text arrives as `response.output_text.delta` events, one
+//! [`Rewriter`](crate::rewrite::Rewriter) per content part (keyed by `output_index`/`item_id` and
+//! `content_index`), and is repeated whole by `response.output_text.done`,
+//! `response.content_part.done`, `response.output_item.done` and the final `response.completed` (or
+//! `response.incomplete` / `response.failed`).
 //!
 //! Invariants of the stream: the concatenated deltas of a part equal the engine's one-shot rewrite of
 //! the part's upstream text; every event that repeats the whole text carries exactly that
