@@ -1339,3 +1339,60 @@ fn chat_chunks_carrying_several_choices_at_once() {
         check_choice_alignment(Kind::Chat, &input, &output);
     }
 }
+
+/// Pieces of streams, valid and broken, for the robustness property.
+const SOUP: [&str; 16] = [
+    "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"```python\\nx = 1\\n\"},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"c\",\"choices\":[{\"index\":1,\"delta\":{\"content\":\"```\\n\"},\"finish_reason\":null}]}\n\n",
+    "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+    "data: {\"choices\":[{\"text\":\"```py\\nprint(2)\\n\",\"index\":0,\"finish_reason\":\"length\"}]}\n\n",
+    "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":3,\"item_id\":\"m\",\"output_index\":0,\"content_index\":0,\"delta\":\"```python\\ny\"}\n\n",
+    "event: response.output_text.done\ndata: {\"type\":\"response.output_text.done\",\"sequence_number\":4,\"output_index\":0,\"content_index\":0,\"text\":\"```python\\ny\"}\n\n",
+    "data: {\"type\":\"response.completed\",\"sequence_number\":9,\"response\":{\"output\":[{\"id\":\"m\",\"content\":[{\"type\":\"output_text\",\"text\":\"```python\\ny\"}]}]}}\n\n",
+    "data: {\"type\":\"response.output_item.done\",\"sequence_number\":18446744073709551615,\"item\":{\"content\":[{\"type\":\"output_text\",\"text\":5}]}}\n\n",
+    "data: [DONE]\n\n",
+    ": keep-alive\r\n\r\n",
+    "data: {\"choices\":[{\"index\":-1,\"delta\":{\"content\":null},\"finish_reason\":7}]}\r\r",
+    "data: {broken\n\n",
+    "event: response.output_text.delta\r\ndata: {\"type\":\"response.output_text.delta\",\"delta\":[]}\r\n\r\n",
+    "\r",
+    "\n",
+    "data: \u{FEFF}\u{1F40D} é\n",
+];
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Any mixture of valid and broken events, any endpoint and mode: no panic, and every chunking
+    /// of the input gives the same output.
+    #[test]
+    fn any_stream_any_chunking_same_output(
+        picks in proptest::collection::vec(0..SOUP.len(), 0..24),
+        noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..8),
+        endpoint in 0..3usize,
+        opts_index in 0..6usize,
+        cuts in proptest::collection::vec(proptest::prelude::any::<usize>(), 0..16),
+    ) {
+        let mut input: Vec<u8> = picks.iter().flat_map(|&i| SOUP[i].bytes()).collect();
+        let at = cuts.first().map_or(0, |c| c % (input.len() + 1));
+        input.splice(at..at, noise);
+        let endpoint = [Endpoint::ChatCompletions, Endpoint::Completions, Endpoint::Responses][endpoint];
+        let opts = &all_opts()[opts_index];
+        let (whole, stats) = run(endpoint, opts, &input, input.len());
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+        cuts.sort_unstable();
+        let mut rewriter = SseRewriter::new(endpoint, Arc::clone(opts));
+        let mut out = Vec::new();
+        let mut start = 0;
+        for cut in cuts {
+            rewriter.push(&input[start..cut], &mut out);
+            start = cut;
+        }
+        rewriter.push(&input[start..], &mut out);
+        rewriter.finish(&mut out);
+        proptest::prop_assert_eq!(&out, &whole);
+        proptest::prop_assert_eq!(rewriter.stats(), stats);
+        let (one, _) = run(endpoint, opts, &input, 1);
+        proptest::prop_assert_eq!(&one, &whole);
+    }
+}
