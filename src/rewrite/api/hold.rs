@@ -162,6 +162,11 @@ impl<K: Ord + Clone> Hold<K> {
         self.texts.contains_key(key)
     }
 
+    /// The first key of a text not finished yet that satisfies `which`.
+    pub(super) fn find_key(&self, which: impl Fn(&K) -> bool) -> Option<K> {
+        self.texts.keys().find(|k| which(k)).cloned()
+    }
+
     /// The keys of the texts not finished yet.
     pub(super) fn keys(&self) -> Vec<K> {
         self.texts.keys().cloned().collect()

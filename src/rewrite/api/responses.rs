@@ -242,11 +242,7 @@ impl Stream {
 
     /// The key of the open part `probe` belongs to, or `probe` for a new part.
     fn open_key(&self, probe: PartKey) -> PartKey {
-        self.hold
-            .keys()
-            .into_iter()
-            .find(|k| probe.matches(k))
-            .unwrap_or(probe)
+        self.hold.find_key(|k| probe.matches(k)).unwrap_or(probe)
     }
 
     /// Ends the rewriters of the open parts selected by `which`; held text goes out as a
