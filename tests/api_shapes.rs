@@ -1396,3 +1396,25 @@ proptest::proptest! {
         proptest::prop_assert_eq!(&one, &whole);
     }
 }
+
+#[test]
+fn the_stream_rewriter_can_move_between_threads() {
+    // The proxy keeps one inside a response body, which hyper requires to be `Send`.
+    fn assert_send<T: Send + 'static>(value: T) -> T {
+        value
+    }
+    let opts = Arc::new(Options::default());
+    let mut rewriter = assert_send(SseRewriter::new(Endpoint::ChatCompletions, opts));
+    let input = choice_stream(Kind::Chat, &[split(MD_PROSE, 1)], Ending::Full);
+    let handle = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        rewriter.push(&input, &mut out);
+        rewriter.finish(&mut out);
+        (out, input)
+    });
+    let (out, input) = handle.join().unwrap();
+    assert_eq!(
+        choice_texts(Kind::Chat, &out),
+        choice_texts(Kind::Chat, &input)
+    );
+}
