@@ -1,1 +1,347 @@
-//! A WHATWG event-stream (SSE) codec.
+//! A WHATWG event-stream (SSE) codec: a push decoder that cuts a byte stream into events while
+//! keeping each event's exact bytes, and an encoder for the events the rewriter changes or adds.
+//!
+//! The decoder follows the parsing rules of the HTML standard (section 9.2.6, "Interpreting an event
+//! stream"): lines end with CRLF, LF or CR; a blank line ends an event; a line starting with `:` is a
+//! comment; `field: value` loses one space after the colon; a line without a colon is a field with an
+//! empty value; `data` lines are joined with `\n`; an `id` containing NUL is ignored; a leading
+//! byte-order mark is skipped. Unlike a browser it dispatches everything, comment-only blocks and
+//! bare blank lines (keep-alives) included, so that a proxy can pass them on.
+//!
+//! Chunking never matters: for every split of the same bytes into chunks the decoder yields the same
+//! events, and the concatenation of their [`Event::raw`] bytes is exactly the input. To keep that
+//! promise, a CR that is the last byte seen so far and ends an event is held until the next byte (or
+//! [`Decoder::finish`]) shows whether an LF follows it. UTF-8 characters split across chunks need no
+//! care: a line is decoded only once it is complete (invalid bytes become U+FFFD, as the standard
+//! says, while the raw bytes stay untouched).
+//!
+//! At the end of the stream, bytes of an event that never got its closing blank line are returned by
+//! [`Decoder::finish`] as an event with [`Event::is_complete`] false: it is passed on unchanged, never
+//! dropped and never interpreted (a browser or the OpenAI SDKs would not dispatch it either).
+
+use std::ops::Range;
+
+/// One event of the stream: its exact bytes plus the parsed fields.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Event {
+    raw: Vec<u8>,
+    lines: Vec<Line>,
+    event: Option<String>,
+    data: Option<String>,
+    id: Option<String>,
+    retry: Option<u64>,
+    comments: Vec<String>,
+    complete: bool,
+}
+
+impl Event {
+    /// The exact bytes of the event as received, the terminating blank line included.
+    pub fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// Takes the exact bytes out of the event.
+    pub fn into_raw(self) -> Vec<u8> {
+        self.raw
+    }
+
+    /// The value of the last `event:` line, if there was one.
+    pub fn event_type(&self) -> Option<&str> {
+        self.event.as_deref()
+    }
+
+    /// The `data:` lines joined with `\n`; `None` when the event has no data line.
+    pub fn data(&self) -> Option<&str> {
+        self.data.as_deref()
+    }
+
+    /// The value of the last valid `id:` line, if there was one.
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// The value of the last valid `retry:` line, if there was one.
+    pub fn retry(&self) -> Option<u64> {
+        self.retry
+    }
+
+    /// The comment lines, without their leading `:`.
+    pub fn comments(&self) -> &[String] {
+        &self.comments
+    }
+
+    /// False only for the trailing bytes returned by [`Decoder::finish`] that never got their
+    /// closing blank line.
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+
+    /// Appends to `out` this event with its data replaced by `data`: every other line (`event:`,
+    /// `id:`, comments, unknown fields) keeps its bytes and its place; the data lines are replaced by
+    /// `data: ...\n` lines at the place of the first one (or before the closing blank line when the
+    /// event had none). An incomplete event gets its closing blank line.
+    pub fn write_with_data(&self, data: &str, out: &mut Vec<u8>) {
+        let mut written = false;
+        for line in &self.lines {
+            if line.is_data {
+                if !written {
+                    write_data_lines(data, out);
+                    written = true;
+                }
+            } else {
+                let bytes = &self.raw[line.bytes.clone()];
+                out.extend_from_slice(bytes);
+                if !bytes.ends_with(b"\n") && !bytes.ends_with(b"\r") {
+                    out.push(b'\n');
+                }
+            }
+        }
+        if !written {
+            write_data_lines(data, out);
+        }
+        if self.complete {
+            out.extend_from_slice(&self.raw[self.terminator()]);
+        } else {
+            out.push(b'\n');
+        }
+    }
+
+    /// The bytes of the closing blank line (empty for an incomplete event).
+    fn terminator(&self) -> Range<usize> {
+        let end_of_lines = self.lines.last().map_or(self.bom_len(), |l| l.bytes.end);
+        end_of_lines.min(self.raw.len())..self.raw.len()
+    }
+
+    /// The length of a byte-order mark that starts the raw bytes and belongs to no line.
+    fn bom_len(&self) -> usize {
+        self.lines.first().map_or_else(
+            || {
+                if self.raw.starts_with(BOM) {
+                    BOM.len()
+                } else {
+                    0
+                }
+            },
+            |l| l.bytes.start,
+        )
+    }
+}
+
+/// Appends a new event to `out`: an `event:` line when `event` is given, the data as `data:` lines,
+/// then the closing blank line.
+pub fn encode(event: Option<&str>, data: &str, out: &mut Vec<u8>) {
+    if let Some(name) = event {
+        out.extend_from_slice(b"event: ");
+        // A line end inside the name would start a new field; it cannot be represented, so it is cut.
+        out.extend_from_slice(name.split(['\r', '\n']).next().unwrap_or("").as_bytes());
+        out.push(b'\n');
+    }
+    write_data_lines(data, out);
+    out.push(b'\n');
+}
+
+/// A push decoder: feed it byte chunks, it hands out complete events.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    /// Bytes of the event being read (from `event_start`) and bytes not yet scanned.
+    buf: Vec<u8>,
+    /// Where the current event starts in `buf`.
+    event_start: usize,
+    /// Where the current line starts in `buf`.
+    line_start: usize,
+    /// How far `buf` was searched for a line end without finding one (so that a long line arriving
+    /// in many small chunks is searched once).
+    scanned: usize,
+    /// Whether the stream's first bytes were checked for a byte-order mark.
+    bom_checked: bool,
+    /// The event being built (fields of the complete lines seen so far).
+    current: Event,
+    /// Bytes of `data` lines, joined with `\n`, for the current event.
+    data: Option<String>,
+}
+
+impl Decoder {
+    pub fn new() -> Self {
+        Decoder::default()
+    }
+
+    /// Feeds bytes; appends every event they complete to `events`.
+    pub fn push(&mut self, chunk: &[u8], events: &mut Vec<Event>) {
+        self.buf.extend_from_slice(chunk);
+        self.scan(false, events);
+        self.compact();
+    }
+
+    /// Ends the stream: appends the events still held (a final CR-terminated event), then the
+    /// trailing bytes of an unterminated event, if any, as an incomplete event.
+    pub fn finish(&mut self, events: &mut Vec<Event>) {
+        self.scan(true, events);
+        if self.event_start < self.buf.len() {
+            // The final line had no line end: record it so that re-encoding keeps it.
+            if self.line_start < self.buf.len() {
+                let start = self.line_start;
+                let end = self.buf.len();
+                self.line(start, end, end);
+            }
+            let mut event = std::mem::take(&mut self.current);
+            event.raw = self.buf[self.event_start..].to_vec();
+            rebase(&mut event, self.event_start);
+            event.data = self.data.take();
+            event.complete = false;
+            events.push(event);
+        }
+        *self = Decoder::default();
+    }
+
+    /// Whether bytes of an unfinished event are held.
+    pub fn is_empty(&self) -> bool {
+        self.event_start >= self.buf.len()
+    }
+
+    /// Cuts complete lines and events out of `buf`. With `at_end`, a CR at the very end is a line
+    /// end on its own.
+    fn scan(&mut self, at_end: bool, events: &mut Vec<Event>) {
+        if !self.bom_checked {
+            let have = &self.buf[..];
+            if have.len() < BOM.len() && BOM.starts_with(have) && !at_end {
+                return;
+            }
+            self.bom_checked = true;
+            if have.starts_with(BOM) {
+                self.line_start = BOM.len();
+            }
+        }
+        let mut pos = self.line_start.max(self.scanned);
+        while let Some(offset) = self.buf[pos..].iter().position(|&b| b == b'\n' || b == b'\r') {
+            let end = pos + offset;
+            let next = match self.buf[end] {
+                b'\n' => end + 1,
+                _ => match self.buf.get(end + 1) {
+                    Some(b'\n') => end + 2,
+                    Some(_) => end + 1,
+                    None if at_end => end + 1,
+                    // A CR as the last byte: an LF may follow in the next chunk.
+                    None => {
+                        self.scanned = end;
+                        return;
+                    }
+                },
+            };
+            let start = self.line_start;
+            if start == end {
+                self.dispatch(next, events);
+            } else {
+                self.line(start, end, next);
+            }
+            self.line_start = next;
+            pos = next;
+        }
+        self.scanned = self.buf.len();
+    }
+
+    /// Records one complete, non-blank line `buf[start..end]` whose line end runs to `next`.
+    fn line(&mut self, start: usize, end: usize, next: usize) {
+        let text = &self.buf[start..end];
+        let (name, value) = match text.iter().position(|&b| b == b':') {
+            Some(0) => {
+                let comment = String::from_utf8_lossy(&text[1..]).into_owned();
+                self.current.comments.push(comment);
+                self.current.lines.push(Line { bytes: start..next, is_data: false });
+                return;
+            }
+            Some(colon) => {
+                let value = &text[colon + 1..];
+                (&text[..colon], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (text, &text[text.len()..]),
+        };
+        let is_data = name == b"data";
+        match name {
+            b"data" => {
+                let value = String::from_utf8_lossy(value);
+                match &mut self.data {
+                    Some(data) => {
+                        data.push('\n');
+                        data.push_str(&value);
+                    }
+                    None => self.data = Some(value.into_owned()),
+                }
+            }
+            b"event" => self.current.event = Some(String::from_utf8_lossy(value).into_owned()),
+            b"id" if !value.contains(&0) => {
+                self.current.id = Some(String::from_utf8_lossy(value).into_owned());
+            }
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                // Too many digits to fit is treated like any other invalid value: ignored.
+                if let Ok(ms) = std::str::from_utf8(value).unwrap_or("").parse() {
+                    self.current.retry = Some(ms);
+                }
+            }
+            _ => {}
+        }
+        self.current.lines.push(Line { bytes: start..next, is_data });
+    }
+
+    /// Ends the current event with the blank line that runs to `next`.
+    fn dispatch(&mut self, next: usize, events: &mut Vec<Event>) {
+        let mut event = std::mem::take(&mut self.current);
+        event.raw = self.buf[self.event_start..next].to_vec();
+        rebase(&mut event, self.event_start);
+        event.data = self.data.take();
+        event.complete = true;
+        events.push(event);
+        self.event_start = next;
+    }
+
+    /// Drops the bytes of events already handed out.
+    fn compact(&mut self) {
+        if self.event_start == 0 {
+            return;
+        }
+        let shift = self.event_start;
+        self.buf.drain(..shift);
+        self.event_start = 0;
+        self.line_start -= shift;
+        self.scanned -= shift;
+        for line in &mut self.current.lines {
+            line.bytes = line.bytes.start - shift..line.bytes.end - shift;
+        }
+    }
+}
+
+/// The UTF-8 byte-order mark, skipped at the start of a stream.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Where one line of an event sits in its raw bytes (line end included).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Line {
+    bytes: Range<usize>,
+    is_data: bool,
+}
+
+/// Makes the line ranges of `event` relative to its own raw bytes.
+fn rebase(event: &mut Event, event_start: usize) {
+    for line in &mut event.lines {
+        line.bytes = line.bytes.start - event_start..line.bytes.end - event_start;
+    }
+}
+
+/// Writes `data` as `data:` lines, one per line of `data` (split at CRLF, LF or CR, which the
+/// decoder turns back into `\n`).
+fn write_data_lines(data: &str, out: &mut Vec<u8>) {
+    let mut rest = data;
+    loop {
+        let (line, next) = match rest.find(['\r', '\n']) {
+            Some(i) if rest[i..].starts_with("\r\n") => (&rest[..i], Some(&rest[i + 2..])),
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+        match next {
+            Some(next) => rest = next,
+            None => break,
+        }
+    }
+}

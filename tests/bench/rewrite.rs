@@ -54,14 +54,18 @@ fn one_shot(c: &mut Criterion) {
     let hidden = Options { show_code: false, ..Options::default() };
     let doc = document(1 << 20, 20);
     group.throughput(Throughput::Bytes(doc.len() as u64));
-    group.bench_with_input(BenchmarkId::new("rewrite_hidden", "prose_with_python"), &doc, |b, doc| {
-        b.iter(|| black_box(rewrite(&hidden, black_box(doc))))
-    });
+    group.bench_with_input(
+        BenchmarkId::new("rewrite_hidden", "prose_with_python"),
+        &doc,
+        |b, doc| b.iter(|| black_box(rewrite(&hidden, black_box(doc)))),
+    );
     let rewritten = rewrite(&opts, &doc);
     group.throughput(Throughput::Bytes(rewritten.len() as u64));
-    group.bench_with_input(BenchmarkId::new("restore", "prose_with_python"), &rewritten, |b, doc| {
-        b.iter(|| black_box(restore(black_box(doc))))
-    });
+    group.bench_with_input(
+        BenchmarkId::new("restore", "prose_with_python"),
+        &rewritten,
+        |b, doc| b.iter(|| black_box(restore(black_box(doc)))),
+    );
     group.finish();
 }
 
