@@ -95,7 +95,7 @@ impl Stream {
                 return;
             }
         }
-        if event.event_type().map_or(true, |t| t == "response.output_text.delta") {
+        if event.event_type().is_none_or(|t| t == "response.output_text.delta") {
             // The bulk of a stream: read only what the delta needs.
             if let Ok(lite) = serde_json::from_str::<LiteDelta<'_>>(data) {
                 if lite.kind.as_deref() == Some("response.output_text.delta") {
