@@ -837,7 +837,7 @@ fn check_responses(opts: &Arc<Options>, texts: [&str; 2], deltas: [Vec<String>; 
         let Some(value) = parse(event) else { continue };
         let seq = value["sequence_number"].as_u64().expect("every event has a sequence number");
         assert!(
-            last_seq.map_or(true, |last| seq > last),
+            last_seq.is_none_or(|last| seq > last),
             "sequence numbers increase: {seq} after {last_seq:?}"
         );
         if last_seq.is_none() {
