@@ -1,0 +1,400 @@
+//! The `http_body::Body` adapters between the upstream and the client.
+//!
+//! - [`SseBody`]: an upstream event stream, rewritten frame by frame as it arrives (never buffered
+//!   whole), with the idle timeout, an in-band error event when the upstream fails after the stream
+//!   began, and metrics; dropping it (the client went away) drops the upstream response at once,
+//!   which closes or resets the upstream connection.
+//! - [`IdleBody`]: any other upstream body, passed through unchanged with the idle timeout.
+//! - [`LimitedBody`]: a client's request body streamed upstream, cut off past the size limit.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+
+use crate::error::{Error, TimeoutPhase};
+use crate::metrics::Metrics;
+use crate::rewrite::api::SseRewriter;
+
+/// A boxed error for bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of every response sandgate sends, and of every request it sends upstream.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A complete body.
+pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// An empty body.
+pub fn empty() -> ProxyBody {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+pin_project! {
+    /// An upstream body passed through unchanged; fails when the upstream stays silent longer than
+    /// the idle timeout.
+    pub struct IdleBody {
+        #[pin]
+        inner: Incoming,
+        #[pin]
+        sleep: Sleep,
+        idle: Duration,
+    }
+}
+
+impl IdleBody {
+    pub fn new(inner: Incoming, idle: Duration) -> Self {
+        IdleBody {
+            inner,
+            sleep: tokio::time::sleep(idle),
+            idle,
+        }
+    }
+}
+
+impl Body for IdleBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let deadline = tokio::time::Instant::now() + *this.idle;
+                this.sleep.as_mut().reset(deadline);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match this.sleep.poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(Error::UpstreamTimeout {
+                    phase: TimeoutPhase::Idle,
+                    after: *this.idle,
+                })))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Counts a stream in the in-flight gauge while it lives; at the end records what it did, and
+/// whether the client left before the end.
+#[derive(Debug)]
+pub struct StreamGuard {
+    metrics: Arc<Metrics>,
+    /// Time spent before the request went upstream, plus time spent rewriting.
+    overhead: Duration,
+    done: bool,
+    blocks: usize,
+    log_content: bool,
+}
+
+impl StreamGuard {
+    pub fn new(metrics: Arc<Metrics>, overhead_before: Duration, log_content: bool) -> Self {
+        metrics.stream_started();
+        StreamGuard {
+            metrics,
+            overhead: overhead_before,
+            done: false,
+            blocks: 0,
+            log_content,
+        }
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.metrics.stream_ended();
+        self.metrics.blocks_rewritten(self.blocks);
+        self.metrics.overhead.observe(self.overhead);
+        if !self.done {
+            self.metrics.stream_cancelled();
+            tracing::info!("client went away mid-stream; upstream request dropped");
+        }
+    }
+}
+
+pin_project! {
+    /// An upstream event stream on its way to the client, rewritten event by event.
+    pub struct SseBody {
+        #[pin]
+        inner: Incoming,
+        #[pin]
+        sleep: Sleep,
+        idle: Duration,
+        rewriter: Option<SseRewriter>,
+        // The last bytes sent, to know whether the client's parser sits at an event boundary.
+        tail: Tail,
+        guard: StreamGuard,
+    }
+}
+
+impl SseBody {
+    /// `rewriter` is `None` when the mode is `off`: the events then pass through unchanged, still
+    /// with the idle timeout and the in-band error.
+    pub fn new(
+        inner: Incoming,
+        rewriter: Option<SseRewriter>,
+        idle: Duration,
+        guard: StreamGuard,
+    ) -> Self {
+        SseBody {
+            inner,
+            sleep: tokio::time::sleep(idle),
+            idle,
+            rewriter,
+            tail: Tail::default(),
+            guard,
+        }
+    }
+}
+
+impl Body for SseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        if this.guard.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match this.inner.as_mut().poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else {
+                        // Trailers cannot be carried to an HTTP/1.1 client of an event stream.
+                        continue;
+                    };
+                    let deadline = tokio::time::Instant::now() + *this.idle;
+                    this.sleep.as_mut().reset(deadline);
+                    let out = match this.rewriter.as_mut() {
+                        Some(rw) => {
+                            let started = Instant::now();
+                            let mut out = Vec::with_capacity(data.len() + 64);
+                            rw.push(&data, &mut out);
+                            this.guard.overhead += started.elapsed();
+                            Bytes::from(out)
+                        }
+                        None => data,
+                    };
+                    if out.is_empty() {
+                        continue;
+                    }
+                    if this.guard.log_content {
+                        tracing::debug!(chunk = %String::from_utf8_lossy(&out), "stream out");
+                    }
+                    this.tail.push(&out);
+                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    let err = Error::UpstreamBody(e.to_string());
+                    tracing::warn!(error = %err, "upstream stream failed");
+                    let out = finish(this.rewriter, this.tail, this.guard, Some(&err));
+                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                }
+                Poll::Ready(None) => {
+                    let out = finish(this.rewriter, this.tail, this.guard, None);
+                    if out.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                }
+                Poll::Pending => {
+                    if this.sleep.as_mut().poll(cx).is_ready() {
+                        let err = Error::UpstreamTimeout {
+                            phase: TimeoutPhase::Idle,
+                            after: *this.idle,
+                        };
+                        tracing::warn!(error = %err, "upstream stream stalled");
+                        let out = finish(this.rewriter, this.tail, this.guard, Some(&err));
+                        return Poll::Ready(Some(Ok(Frame::data(out))));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.guard.done
+    }
+}
+
+/// Flushes what the rewriter holds and, after a failure, appends the in-band error event.
+fn finish(
+    rewriter: &mut Option<SseRewriter>,
+    tail: &mut Tail,
+    guard: &mut StreamGuard,
+    error: Option<&Error>,
+) -> Bytes {
+    let mut out = Vec::new();
+    if let Some(rw) = rewriter.as_mut() {
+        let started = Instant::now();
+        rw.finish(&mut out);
+        guard.overhead += started.elapsed();
+        guard.blocks = rw.stats().blocks_rewritten;
+    }
+    if let Some(err) = error {
+        tail.push(&out);
+        if !tail.at_boundary() {
+            // End the broken event so that the error arrives as an event of its own.
+            out.extend_from_slice(b"\n\n");
+        }
+        out.extend_from_slice(&err.sse_event());
+    }
+    guard.done = true;
+    Bytes::from(out)
+}
+
+/// The last four bytes sent on a stream.
+#[derive(Debug, Default)]
+struct Tail {
+    last: [u8; 4],
+    len: usize,
+}
+
+impl Tail {
+    fn push(&mut self, bytes: &[u8]) {
+        for b in bytes.iter().skip(bytes.len().saturating_sub(4)) {
+            self.last = [self.last[1], self.last[2], self.last[3], *b];
+        }
+        self.len += bytes.len();
+    }
+
+    /// Nothing sent yet, or the last event is complete (a blank line ended it).
+    fn at_boundary(&self) -> bool {
+        self.len == 0
+            || matches!(
+                self.last,
+                [_, _, b'\n', b'\n'] | [_, _, b'\r', b'\r'] | [b'\r', b'\n', b'\r', b'\n']
+            )
+    }
+}
+
+pin_project! {
+    /// A client's request body streamed upstream; past `limit` bytes it fails and raises `exceeded`.
+    pub struct LimitedBody {
+        #[pin]
+        inner: Incoming,
+        seen: usize,
+        limit: usize,
+        exceeded: Arc<AtomicBool>,
+    }
+}
+
+impl LimitedBody {
+    pub fn new(inner: Incoming, limit: usize, exceeded: Arc<AtomicBool>) -> Self {
+        LimitedBody {
+            inner,
+            seen: 0,
+            limit,
+            exceeded,
+        }
+    }
+}
+
+impl Body for LimitedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    *this.seen += data.len();
+                    if *this.seen > *this.limit {
+                        this.exceeded.store(true, Ordering::Relaxed);
+                        return Poll::Ready(Some(Err(Box::new(Error::BodyTooLarge {
+                            limit: *this.limit,
+                        }))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Reads a whole upstream body, failing when it stays silent longer than `idle`.
+pub async fn collect_with_idle(mut body: Incoming, idle: Duration) -> Result<Bytes, Error> {
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => {
+                return Err(Error::UpstreamTimeout {
+                    phase: TimeoutPhase::Idle,
+                    after: idle,
+                })
+            }
+            Ok(None) => return Ok(Bytes::from(buf)),
+            Ok(Some(Err(e))) => return Err(Error::UpstreamBody(e.to_string())),
+            Ok(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    buf.extend_from_slice(data);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_tracks_event_boundaries() {
+        let mut t = Tail::default();
+        assert!(t.at_boundary());
+        t.push(b"data: x\n");
+        assert!(!t.at_boundary());
+        t.push(b"\n");
+        assert!(t.at_boundary());
+        t.push(b"data: y\r\n\r\n");
+        assert!(t.at_boundary());
+        t.push(b"data: z");
+        assert!(!t.at_boundary());
+    }
+}
