@@ -148,8 +148,8 @@ pin_project! {
         sleep: Sleep,
         idle: Duration,
         rewriter: Option<SseRewriter>,
-        // The last bytes sent, to know whether the client's parser sits at an event boundary.
-        tail: Tail,
+        // Holds the bytes of an event not yet complete, so that a failure never leaves half an event.
+        framer: Framer,
         guard: StreamGuard,
     }
 }
@@ -168,7 +168,7 @@ impl SseBody {
             sleep: tokio::time::sleep(idle),
             idle,
             rewriter,
-            tail: Tail::default(),
+            framer: Framer::default(),
             guard,
         }
     }
@@ -201,9 +201,9 @@ impl Body for SseBody {
                             let mut out = Vec::with_capacity(data.len() + 64);
                             rw.push(&data, &mut out);
                             this.guard.overhead += started.elapsed();
-                            Bytes::from(out)
+                            this.framer.complete(&out)
                         }
-                        None => data,
+                        None => this.framer.complete(&data),
                     };
                     if out.is_empty() {
                         continue;
@@ -211,17 +211,16 @@ impl Body for SseBody {
                     if this.guard.log_content {
                         tracing::debug!(chunk = %String::from_utf8_lossy(&out), "stream out");
                     }
-                    this.tail.push(&out);
                     return Poll::Ready(Some(Ok(Frame::data(out))));
                 }
                 Poll::Ready(Some(Err(e))) => {
                     let err = Error::UpstreamBody(e.to_string());
                     tracing::warn!(error = %err, "upstream stream failed");
-                    let out = finish(this.rewriter, this.tail, this.guard, Some(&err));
+                    let out = finish(this.rewriter, this.framer, this.guard, Some(&err));
                     return Poll::Ready(Some(Ok(Frame::data(out))));
                 }
                 Poll::Ready(None) => {
-                    let out = finish(this.rewriter, this.tail, this.guard, None);
+                    let out = finish(this.rewriter, this.framer, this.guard, None);
                     if out.is_empty() {
                         return Poll::Ready(None);
                     }
@@ -234,7 +233,7 @@ impl Body for SseBody {
                             after: *this.idle,
                         };
                         tracing::warn!(error = %err, "upstream stream stalled");
-                        let out = finish(this.rewriter, this.tail, this.guard, Some(&err));
+                        let out = finish(this.rewriter, this.framer, this.guard, Some(&err));
                         return Poll::Ready(Some(Ok(Frame::data(out))));
                     }
                     return Poll::Pending;
@@ -251,7 +250,7 @@ impl Body for SseBody {
 /// Flushes what the rewriter holds and, after a failure, appends the in-band error event.
 fn finish(
     rewriter: &mut Option<SseRewriter>,
-    tail: &mut Tail,
+    framer: &mut Framer,
     guard: &mut StreamGuard,
     error: Option<&Error>,
 ) -> Bytes {
@@ -262,40 +261,104 @@ fn finish(
         guard.overhead += started.elapsed();
         guard.blocks = rw.stats().blocks_rewritten;
     }
-    if let Some(err) = error {
-        tail.push(&out);
-        if !tail.at_boundary() {
-            // End the broken event so that the error arrives as an event of its own.
-            out.extend_from_slice(b"\n\n");
-        }
-        out.extend_from_slice(&err.sse_event());
-    }
     guard.done = true;
+    let complete = framer.complete(&out);
+    let mut out = complete.to_vec();
+    match error {
+        None => out.extend_from_slice(&framer.take_rest()),
+        Some(err) => {
+            let partial = framer.take_rest();
+            if !partial.is_empty() {
+                // A client's parser drops an unfinished event at the end of a stream; the in-band
+                // error that follows says why it is missing.
+                tracing::warn!(
+                    bytes = partial.len(),
+                    "dropped the unfinished event the upstream broke off"
+                );
+            }
+            if framer.mid_event {
+                // An oversized event was already partly sent: end it so that the error stands alone.
+                out.extend_from_slice(b"\n\n");
+            }
+            out.extend_from_slice(&err.sse_event());
+        }
+    }
     Bytes::from(out)
 }
 
-/// The last four bytes sent on a stream.
-#[derive(Debug, Default)]
-struct Tail {
-    last: [u8; 4],
-    len: usize,
+/// Splits an event stream at event boundaries (blank lines, with LF, CR or CRLF line ends): bytes of
+/// an event still incomplete are held until the event ends, up to [`Framer::MAX_HELD`].
+#[derive(Debug)]
+struct Framer {
+    held: Vec<u8>,
+    /// The current line has no characters yet.
+    line_empty: bool,
+    /// The last byte seen was a CR (a following LF belongs to it).
+    after_cr: bool,
+    /// Part of the current event was sent without its end, because it grew past the limit.
+    mid_event: bool,
 }
 
-impl Tail {
-    fn push(&mut self, bytes: &[u8]) {
-        for b in bytes.iter().skip(bytes.len().saturating_sub(4)) {
-            self.last = [self.last[1], self.last[2], self.last[3], *b];
+impl Default for Framer {
+    fn default() -> Self {
+        Framer {
+            held: Vec::new(),
+            line_empty: true,
+            after_cr: false,
+            mid_event: false,
         }
-        self.len += bytes.len();
+    }
+}
+
+impl Framer {
+    /// An event larger than this is passed on in pieces rather than held whole.
+    const MAX_HELD: usize = 1 << 20;
+
+    /// Takes more stream bytes; returns those that complete events (with anything held before).
+    fn complete(&mut self, bytes: &[u8]) -> Bytes {
+        let mut boundary = None;
+        for (i, &b) in bytes.iter().enumerate() {
+            if self.after_cr && b == b'\n' {
+                self.after_cr = false;
+                if boundary == Some(i) {
+                    boundary = Some(i + 1);
+                }
+                continue;
+            }
+            self.after_cr = b == b'\r';
+            if b == b'\n' || b == b'\r' {
+                if self.line_empty {
+                    boundary = Some(i + 1);
+                }
+                self.line_empty = true;
+            } else {
+                self.line_empty = false;
+            }
+        }
+        match boundary {
+            Some(end) => {
+                let mut out = std::mem::take(&mut self.held);
+                out.extend_from_slice(&bytes[..end]);
+                self.held.extend_from_slice(&bytes[end..]);
+                self.mid_event = false;
+                Bytes::from(out)
+            }
+            None if self.held.len() + bytes.len() > Self::MAX_HELD => {
+                let mut out = std::mem::take(&mut self.held);
+                out.extend_from_slice(bytes);
+                self.mid_event = true;
+                Bytes::from(out)
+            }
+            None => {
+                self.held.extend_from_slice(bytes);
+                Bytes::new()
+            }
+        }
     }
 
-    /// Nothing sent yet, or the last event is complete (a blank line ended it).
-    fn at_boundary(&self) -> bool {
-        self.len == 0
-            || matches!(
-                self.last,
-                [_, _, b'\n', b'\n'] | [_, _, b'\r', b'\r'] | [b'\r', b'\n', b'\r', b'\n']
-            )
+    /// Whatever is held: the start of an event that has not ended.
+    fn take_rest(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.held)
     }
 }
 
@@ -385,16 +448,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tail_tracks_event_boundaries() {
-        let mut t = Tail::default();
-        assert!(t.at_boundary());
-        t.push(b"data: x\n");
-        assert!(!t.at_boundary());
-        t.push(b"\n");
-        assert!(t.at_boundary());
-        t.push(b"data: y\r\n\r\n");
-        assert!(t.at_boundary());
-        t.push(b"data: z");
-        assert!(!t.at_boundary());
+    fn the_framer_releases_whole_events_only() {
+        let mut f = Framer::default();
+        assert_eq!(&f.complete(b"data: a\n")[..], b"");
+        assert_eq!(&f.complete(b"\ndata: b")[..], b"data: a\n\n");
+        // A CR ends the blank line; the LF after it is part of the same line end.
+        assert_eq!(&f.complete(b"\r\n\r")[..], b"data: b\r\n\r");
+        assert_eq!(&f.complete(b"\ndata: c\r\rdata: d\n")[..], b"\ndata: c\r\r");
+        assert_eq!(f.take_rest(), b"data: d\n");
+        let mut f = Framer::default();
+        let big = vec![b'x'; Framer::MAX_HELD + 1];
+        assert_eq!(f.complete(&big).len(), big.len());
+        assert!(f.mid_event);
+        assert_eq!(&f.complete(b"\n\n")[..], b"\n\n");
+        assert!(!f.mid_event);
     }
 }
