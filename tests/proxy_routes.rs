@@ -23,31 +23,6 @@ use support::{
     call, post_json, start_sandgate, test_options, End, Recorded, Reply, ScriptedUpstream,
 };
 
-/// Answers the OpenAI routes from [`ORIGINALS`]: JSON or a stream (61-byte network chunks, 1 ms
-/// apart) as the request asks, with `n` choices.
-fn openai_script(r: &Recorded) -> Reply {
-    let v = r.json();
-    let stream = v["stream"].as_bool().unwrap_or(false);
-    let usage = v["stream_options"]["include_usage"]
-        .as_bool()
-        .unwrap_or(false);
-    let n = (v["n"].as_u64().unwrap_or(1) as usize).clamp(1, 2);
-    let texts = &ORIGINALS[..n];
-    let path = r.uri.split('?').next().unwrap_or("");
-    let tick = Duration::from_millis(1);
-    match (path, stream) {
-        ("/v1/chat/completions", true) => Reply::sse(openai::chat_sse(texts, usage), 61, tick),
-        ("/v1/chat/completions", false) => Reply::json(&openai::chat_json(texts)),
-        ("/v1/completions", true) => Reply::sse(openai::completions_sse(texts, usage), 61, tick),
-        ("/v1/completions", false) => Reply::json(&openai::completions_json(texts)),
-        ("/v1/responses", true) => Reply::sse(openai::responses_sse(ORIGINALS[0]), 61, tick),
-        ("/v1/responses", false) => Reply::json(&openai::responses_json(ORIGINALS[0])),
-        ("/v1/models", _) => Reply::json(&json!({"object": "list", "data": [
-            {"id": "gpt-test", "object": "model", "created": 1, "owned_by": "test"}]})),
-        _ => Reply::error(404, &format!("no route {path}"), "invalid_request_error"),
-    }
-}
-
 fn expected(opts: &Options, texts: &[&str]) -> Vec<String> {
     texts.iter().map(|t| rewrite(opts, t)).collect()
 }
@@ -87,7 +62,7 @@ fn assert_sse_headers(h: &http::HeaderMap) {
 
 #[tokio::test]
 async fn chat_completions_json_and_stream_agree_with_the_engine() {
-    let up = ScriptedUpstream::start(openai_script).await;
+    let up = ScriptedUpstream::start(openai::script).await;
     let sg = start_sandgate(&up.base_url(), |_| {}).await;
     let want = expected(&test_options(), &ORIGINALS);
 
@@ -133,7 +108,7 @@ async fn chat_completions_json_and_stream_agree_with_the_engine() {
 
 #[tokio::test]
 async fn completions_json_and_stream_agree_with_the_engine() {
-    let up = ScriptedUpstream::start(openai_script).await;
+    let up = ScriptedUpstream::start(openai::script).await;
     let sg = start_sandgate(&up.base_url(), |_| {}).await;
     let want = expected(&test_options(), &ORIGINALS);
 
@@ -165,7 +140,7 @@ async fn completions_json_and_stream_agree_with_the_engine() {
 
 #[tokio::test]
 async fn responses_json_and_stream_agree_with_the_engine() {
-    let up = ScriptedUpstream::start(openai_script).await;
+    let up = ScriptedUpstream::start(openai::script).await;
     let sg = start_sandgate(&up.base_url(), |_| {}).await;
     let want = rewrite(&test_options(), ORIGINALS[0]);
 
@@ -197,7 +172,7 @@ async fn responses_json_and_stream_agree_with_the_engine() {
 
 #[tokio::test]
 async fn the_mode_header_overrides_the_mode_for_one_request() {
-    let up = ScriptedUpstream::start(openai_script).await;
+    let up = ScriptedUpstream::start(openai::script).await;
     let sg = start_sandgate(&up.base_url(), |_| {}).await;
 
     let (status, _, body) = post_json(
@@ -252,7 +227,7 @@ async fn the_mode_header_overrides_the_mode_for_one_request() {
 
 #[tokio::test]
 async fn history_reaches_the_upstream_as_the_original_text() {
-    let up = ScriptedUpstream::start(openai_script).await;
+    let up = ScriptedUpstream::start(openai::script).await;
     let sg = start_sandgate(&up.base_url(), |_| {}).await;
 
     // First turn: the client receives the rewritten answer.
@@ -347,7 +322,7 @@ async fn a_body_that_is_not_json_is_forwarded_unchanged() {
 
 #[tokio::test]
 async fn credentials_and_provider_headers_go_upstream_unchanged() {
-    let up = ScriptedUpstream::start(openai_script).await;
+    let up = ScriptedUpstream::start(openai::script).await;
     let sg = start_sandgate(&up.base_url(), |_| {}).await;
     let headers = [
         ("content-type", "application/json"),
@@ -430,7 +405,7 @@ async fn upstream_error_statuses_reach_the_client_with_body_and_headers() {
 
 #[tokio::test]
 async fn transparent_routes_map_paths_and_queries() {
-    let up = ScriptedUpstream::start(openai_script).await;
+    let up = ScriptedUpstream::start(openai::script).await;
     let sg = start_sandgate(&up.base_url(), |_| {}).await;
     let (status, _, body) = call(
         sg.addr(),
@@ -569,7 +544,7 @@ async fn an_event_stream_is_not_buffered() {
 
 #[tokio::test]
 async fn the_request_body_limit_answers_413() {
-    let up = ScriptedUpstream::start(openai_script).await;
+    let up = ScriptedUpstream::start(openai::script).await;
     let sg = start_sandgate(&up.base_url(), |raw| {
         raw.set("request_body_limit", "2000").unwrap();
     })
@@ -621,7 +596,7 @@ async fn the_request_body_limit_answers_413() {
 
 #[tokio::test]
 async fn gateway_keys_guard_the_routes_and_swap_in_the_provider_key() {
-    let up = ScriptedUpstream::start(openai_script).await;
+    let up = ScriptedUpstream::start(openai::script).await;
     let sg = start_sandgate(&up.base_url(), |raw| {
         raw.set("api_keys", "gw-alice,gw-bob").unwrap();
         raw.set("upstream_api_key", "sk-provider").unwrap();
@@ -684,7 +659,7 @@ async fn gateway_keys_guard_the_routes_and_swap_in_the_provider_key() {
 
 #[tokio::test]
 async fn service_routes_and_metrics() {
-    let up = ScriptedUpstream::start(openai_script).await;
+    let up = ScriptedUpstream::start(openai::script).await;
     let sg = start_sandgate(&up.base_url(), |_| {}).await;
     let (status, _, body) = call(sg.addr(), "GET", "/healthz", &[], "").await;
     assert_eq!((status.as_u16(), &body[..]), (200, &b"ok\n"[..]));
@@ -734,7 +709,7 @@ async fn service_routes_and_metrics() {
 
 #[tokio::test]
 async fn http2_prior_knowledge_clients_are_served() {
-    let up = ScriptedUpstream::start(openai_script).await;
+    let up = ScriptedUpstream::start(openai::script).await;
     let sg = start_sandgate(&up.base_url(), |_| {}).await;
     let stream = tokio::net::TcpStream::connect(sg.addr()).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http2::handshake(

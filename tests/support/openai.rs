@@ -2,7 +2,11 @@
 //! Completions, legacy Completions and Responses) built from original markdown texts, and parsers that
 //! take the text back out of what a client received.
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
+
+use super::{Recorded, Reply};
 
 /// Markdown answers with Python blocks, non-ASCII text and a block inside a list item.
 pub const ORIGINALS: [&str; 2] = [
@@ -15,6 +19,36 @@ pub const ORIGINALS: [&str; 2] = [
 ];
 
 const MODEL: &str = "gpt-test";
+
+/// Answers the OpenAI routes from [`ORIGINALS`]: JSON or a stream (61-byte network chunks, 1 ms
+/// apart) as the request asks, with `n` choices.
+pub fn script(r: &Recorded) -> Reply {
+    let v = r.json();
+    if v["model"] == "rate-limited" {
+        return Reply::error(429, "Rate limit reached for gpt-test", "requests")
+            .header("retry-after", "3")
+            .header("x-ratelimit-remaining-requests", "0");
+    }
+    let stream = v["stream"].as_bool().unwrap_or(false);
+    let usage = v["stream_options"]["include_usage"]
+        .as_bool()
+        .unwrap_or(false);
+    let n = (v["n"].as_u64().unwrap_or(1) as usize).clamp(1, 2);
+    let texts = &ORIGINALS[..n];
+    let path = r.uri.split('?').next().unwrap_or("");
+    let tick = Duration::from_millis(1);
+    match (path, stream) {
+        ("/v1/chat/completions", true) => Reply::sse(chat_sse(texts, usage), 61, tick),
+        ("/v1/chat/completions", false) => Reply::json(&chat_json(texts)),
+        ("/v1/completions", true) => Reply::sse(completions_sse(texts, usage), 61, tick),
+        ("/v1/completions", false) => Reply::json(&completions_json(texts)),
+        ("/v1/responses", true) => Reply::sse(responses_sse(ORIGINALS[0]), 61, tick),
+        ("/v1/responses", false) => Reply::json(&responses_json(ORIGINALS[0])),
+        ("/v1/models", _) => Reply::json(&json!({"object": "list", "data": [
+            {"id": "gpt-test", "object": "model", "created": 1, "owned_by": "test"}]})),
+        _ => Reply::error(404, &format!("no route {path}"), "invalid_request_error"),
+    }
+}
 
 /// Splits a text into small deltas (1 to 7 characters, never inside a character).
 pub fn deltas(text: &str) -> Vec<String> {
