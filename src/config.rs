@@ -37,6 +37,8 @@ pub struct Config {
     pub api_keys: Vec<String>,
     /// The provider key sandgate sends upstream in place of the client's gateway key.
     pub upstream_api_key: Option<String>,
+    /// Extra root certificates (PEM) trusted for an `https` upstream, besides the webpki roots.
+    pub upstream_ca: Option<PathBuf>,
     pub tls: Option<TlsFiles>,
     pub pyodide_url: String,
     pub pyodide_dir: Option<PathBuf>,
@@ -140,6 +142,7 @@ pub const KEYS: &[&str] = &[
     "request_body_limit",
     "api_keys",
     "upstream_api_key",
+    "upstream_ca",
     "pyodide_url",
     "pyodide_dir",
     "wheels_dir",
@@ -186,6 +189,9 @@ pub struct RawConfig {
     pub api_keys: Vec<String>,
     #[serde(default)]
     pub upstream_api_key: String,
+    /// Empty: only the webpki roots.
+    #[serde(default)]
+    pub upstream_ca: String,
     #[serde(default = "default_pyodide_url")]
     pub pyodide_url: String,
     #[serde(default)]
@@ -310,6 +316,7 @@ impl Default for RawConfig {
             request_body_limit: default_request_body_limit(),
             api_keys: Vec::new(),
             upstream_api_key: String::new(),
+            upstream_ca: String::new(),
             pyodide_url: default_pyodide_url(),
             pyodide_dir: String::new(),
             wheels_dir: String::new(),
@@ -380,6 +387,7 @@ impl RawConfig {
             "request_body_limit" => self.request_body_limit = parse_u64(key, value)?,
             "api_keys" => self.api_keys = split_list(value),
             "upstream_api_key" => self.upstream_api_key = v,
+            "upstream_ca" => self.upstream_ca = v,
             "pyodide_url" => self.pyodide_url = v,
             "pyodide_dir" => self.pyodide_dir = v,
             "wheels_dir" => self.wheels_dir = v,
@@ -492,6 +500,11 @@ impl RawConfig {
             ));
         }
 
+        let upstream_ca = match self.upstream_ca.trim() {
+            "" => None,
+            path => Some(existing_file("upstream_ca", path)?),
+        };
+
         let tls = match (self.tls.cert.trim(), self.tls.key.trim()) {
             ("", "") => None,
             ("", _) => return Err(ConfigError::key("tls.cert", "missing while tls.key is set")),
@@ -585,6 +598,7 @@ impl RawConfig {
             timeouts,
             api_keys,
             upstream_api_key,
+            upstream_ca,
             tls,
             pyodide_url,
             pyodide_dir,

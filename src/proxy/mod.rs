@@ -61,7 +61,7 @@ impl Gateway {
             with_mode(Mode::Widget),
             with_mode(Mode::Artifact),
         ];
-        let upstream = upstream::Upstream::new(&config.timeouts)?;
+        let upstream = upstream::Upstream::new(&config.timeouts, config.upstream_ca.as_deref())?;
         let auth = Auth::new(config.api_keys.clone(), config.upstream_api_key.as_deref())?;
         let sandbox = Sandbox::new(config.sandbox_config()).map_err(Error::Sandbox)?;
         Ok(Gateway {

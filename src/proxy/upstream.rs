@@ -3,6 +3,8 @@
 //! mapping of client failures to [`Error`].
 
 use std::error::Error as _;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -11,6 +13,9 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 
 use crate::config::Timeouts;
 use crate::error::{Error, TimeoutPhase};
@@ -25,15 +30,15 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(timeouts: &Timeouts) -> Result<Self, Error> {
+    /// `extra_ca`: a PEM file of root certificates trusted besides the webpki roots.
+    pub fn new(timeouts: &Timeouts, extra_ca: Option<&Path>) -> Result<Self, Error> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(timeouts.connect));
         http.set_keepalive(Some(Duration::from_secs(60)));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| Error::Tls(format!("upstream client: {e}")))?
+            .with_tls_config(client_tls(extra_ca)?)
             .https_or_http()
             .enable_http1()
             .enable_http2()
@@ -61,6 +66,35 @@ impl Upstream {
             Ok(Err(e)) => Err(classify(&e, self.connect)),
         }
     }
+}
+
+/// The TLS client configuration: the webpki roots, plus the operator's own CA if any.
+fn client_tls(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = extra_ca {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| Error::Tls(format!("upstream_ca: {}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(Error::Tls(format!(
+                "upstream_ca: {}: no certificate found",
+                path.display()
+            )));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| Error::Tls(format!("upstream_ca: {}: {e}", path.display())))?;
+        }
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::Tls(format!("upstream client: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
 }
 
 /// Turns a client error into a connect failure, a connect timeout or another upstream failure,

@@ -4,7 +4,8 @@
 //! The upstream answers every request through a script (a closure from the recorded request to a
 //! [`Reply`]): JSON or SSE bodies cut into chunks of a chosen size with chosen delays, error statuses
 //! with headers, a stall before the headers or mid-body, or a cut connection. It records every request
-//! it received and counts its connections, so a test can see when the proxy closed one.
+//! it received and counts its connections, so a test can see when the proxy closed one. `tls/` holds
+//! a test-only CA and a certificate for 127.0.0.1 and localhost (valid for 100 years).
 
 #![allow(dead_code)]
 
@@ -177,6 +178,19 @@ impl Drop for ScriptedUpstream {
 impl ScriptedUpstream {
     /// Starts a server on an ephemeral loopback port answering with `script`.
     pub async fn start(script: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
+        Self::start_with(script, None).await
+    }
+
+    /// The same over TLS (ALPN h2 and http/1.1) with the test certificate for 127.0.0.1 and
+    /// localhost, issued by `tests/support/tls/ca.pem`.
+    pub async fn start_tls(script: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
+        Self::start_with(script, Some(tls_acceptor())).await
+    }
+
+    async fn start_with(
+        script: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared::default());
@@ -195,15 +209,25 @@ impl ScriptedUpstream {
                 };
                 let shared = s.clone();
                 let script = script.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let shared = shared.clone();
                         let script = script.clone();
                         async move { Ok::<_, Infallible>(answer(req, shared, script).await) }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(io), svc)
-                        .await;
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(io), svc).await;
+                        }
+                        Some(acceptor) => {
+                            if let Ok(tls_io) = acceptor.accept(io).await {
+                                let _ = builder.serve_connection(TokioIo::new(tls_io), svc).await;
+                            }
+                        }
+                    }
                 });
             }
         });
@@ -213,6 +237,11 @@ impl ScriptedUpstream {
     /// The base URL to configure sandgate with.
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
+    }
+
+    /// The base URL of a TLS upstream.
+    pub fn https_url(&self) -> String {
+        format!("https://{}/v1", self.addr)
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -380,6 +409,52 @@ impl AsyncWrite for Tracked {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+}
+
+/// The directory of the test certificates.
+pub fn tls_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/tls")
+}
+
+/// A TLS acceptor with the test certificate (ALPN h2 and http/1.1).
+pub fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = tls_dir();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("cert.pem"))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("key.pem")).unwrap();
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    tokio_rustls::TlsAcceptor::from(Arc::new(cfg))
+}
+
+/// A TLS connector that trusts only the test CA and offers the given ALPN protocols.
+pub fn tls_connector(alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(tls_dir().join("ca.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
 }
 
 /// Starts sandgate in-process against an upstream, with `tweak` applied to the raw configuration.
