@@ -431,3 +431,35 @@ fn a_bad_config_file_stops_the_binary_with_a_message_naming_the_key() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_client_too_slow_with_its_headers_is_disconnected() {
+    let up = ScriptedUpstream::start(openai::script).await;
+    let sg = start_sandgate(&up.base_url(), |raw| {
+        raw.set("timeouts.header_read", "300ms").unwrap();
+    })
+    .await;
+    let mut tcp = tokio::net::TcpStream::connect(sg.addr()).await.unwrap();
+    tcp.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: sandgate\r\n")
+        .await
+        .unwrap();
+    // The rest of the headers never come: the server must hang up rather than wait forever.
+    let mut buf = [0u8; 1024];
+    let mut received = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the connection is still open");
+    let text = String::from_utf8_lossy(&received);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    assert!(up.requests().is_empty());
+}
