@@ -35,16 +35,9 @@ fn split_error(body: &[u8]) -> (Vec<openai::Event>, serde_json::Value) {
     (events, v)
 }
 
-#[tokio::test]
-async fn a_client_leaving_mid_stream_closes_the_upstream_connection() {
-    // A long, slow stream: 40-byte pieces every 20 ms.
-    let sse = openai::chat_sse(&[&ORIGINALS[0].repeat(20)], false);
-    let up =
-        ScriptedUpstream::start(move |_| Reply::sse(sse.clone(), 40, Duration::from_millis(20)))
-            .await;
-    let sg = start_sandgate(&up.base_url(), |_| {}).await;
-
-    let mut tcp = tokio::net::TcpStream::connect(sg.addr()).await.unwrap();
+/// Sends a streaming chat request over a raw socket and reads until the first content delta.
+async fn open_stream(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let body = serde_json::to_vec(&stream_request()).unwrap();
     let head = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nhost: sandgate\r\ncontent-type: application/json\r\n\
@@ -64,6 +57,19 @@ async fn a_client_leaving_mid_stream_closes_the_upstream_connection() {
         received.extend_from_slice(&buf[..n]);
     }
     assert!(String::from_utf8_lossy(&received).starts_with("HTTP/1.1 200"));
+    tcp
+}
+
+#[tokio::test]
+async fn a_client_leaving_mid_stream_closes_the_upstream_connection() {
+    // A long, slow stream: 40-byte pieces every 20 ms.
+    let sse = openai::chat_sse(&[&ORIGINALS[0].repeat(20)], false);
+    let up =
+        ScriptedUpstream::start(move |_| Reply::sse(sse.clone(), 40, Duration::from_millis(20)))
+            .await;
+    let sg = start_sandgate(&up.base_url(), |_| {}).await;
+
+    let tcp = open_stream(sg.addr()).await;
     assert_eq!(up.accepted(), 1);
     assert_eq!(
         up.closed(),
@@ -84,6 +90,38 @@ async fn a_client_leaving_mid_stream_closes_the_upstream_connection() {
         up.bodies_done(),
         0,
         "the upstream never finished its answer"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || sg.metrics().streams_in_flight()
+            == 0)
+        .await
+    );
+    assert_eq!(sg.metrics().streams_cancelled(), 1);
+}
+
+#[tokio::test]
+async fn a_client_leaving_while_the_upstream_is_silent_closes_the_upstream_connection() {
+    // The upstream sends a few events, then thinks for a long time (longer than this test waits).
+    let sse = openai::chat_sse(&ORIGINALS[..1], false);
+    let third = sse.len() / 3;
+    let up = ScriptedUpstream::start(move |_| {
+        Reply::sse(sse[..third].to_owned(), 64, Duration::from_millis(1)).end(End::Stall)
+    })
+    .await;
+    let sg = start_sandgate(&up.base_url(), |_| {}).await;
+    let tcp = open_stream(sg.addr()).await;
+    assert!(
+        eventually(Duration::from_secs(5), || sg.metrics().streams_in_flight()
+            == 1)
+        .await
+    );
+    assert_eq!(up.closed(), 0);
+
+    // Nothing is being written when the client leaves: sandgate notices the closed socket itself.
+    drop(tcp);
+    assert!(
+        eventually(Duration::from_secs(5), || up.closed() == 1).await,
+        "the upstream connection was not closed while the upstream was silent"
     );
     assert!(
         eventually(Duration::from_secs(5), || sg.metrics().streams_in_flight()
@@ -462,4 +500,44 @@ async fn a_client_too_slow_with_its_headers_is_disconnected() {
         "{text}"
     );
     assert!(up.requests().is_empty());
+}
+
+#[tokio::test]
+async fn an_h2_client_resetting_its_stream_closes_the_upstream_connection() {
+    let sse = openai::chat_sse(&[&ORIGINALS[0].repeat(20)], false);
+    let up =
+        ScriptedUpstream::start(move |_| Reply::sse(sse.clone(), 40, Duration::from_millis(20)))
+            .await;
+    let sg = start_sandgate(&up.base_url(), |_| {}).await;
+    let tcp = tokio::net::TcpStream::connect(sg.addr()).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post(format!("http://{}/v1/chat/completions", sg.addr()))
+        .body(support::full(
+            serde_json::to_vec(&stream_request()).unwrap(),
+        ))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    let mut body = resp.into_body();
+    body.frame().await.unwrap().unwrap();
+    assert_eq!(sg.metrics().streams_in_flight(), 1);
+
+    // Dropping the body resets the HTTP/2 stream; the connection itself stays open.
+    drop(body);
+    assert!(eventually(Duration::from_secs(5), || up.closed() == 1).await);
+    assert!(
+        eventually(Duration::from_secs(5), || sg.metrics().streams_in_flight()
+            == 0)
+        .await
+    );
+    assert_eq!(sg.metrics().streams_cancelled(), 1);
+    assert!(
+        !send.is_closed(),
+        "the client's HTTP/2 connection is still usable"
+    );
 }
