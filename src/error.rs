@@ -31,6 +31,8 @@ pub enum Error {
 
     #[error("no route for {method} {path}")]
     NotFound { method: String, path: String },
+    #[error("invalid path {0:?}: it must stay below /v1/")]
+    BadPath(String),
     #[error("method {0} is not allowed on this route")]
     MethodNotAllowed(String),
     #[error("request body exceeds the limit of {limit} bytes")]
@@ -81,7 +83,9 @@ impl Error {
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::ClientBody(_) | Error::BadModeHeader { .. } => StatusCode::BAD_REQUEST,
+            Error::ClientBody(_) | Error::BadModeHeader { .. } | Error::BadPath(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::UpstreamConnect(_) | Error::Upstream(_) | Error::UpstreamBody(_) => {
@@ -108,6 +112,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::NotFound { .. } => "unknown_url",
+            Error::BadPath(_) => "invalid_path",
             Error::MethodNotAllowed(_) => "method_not_allowed",
             Error::BodyTooLarge { .. } => "request_too_large",
             Error::ClientBody(_) => "invalid_body",

@@ -423,6 +423,20 @@ async fn transparent_routes_map_paths_and_queries() {
     assert_eq!(got.uri, "/v1/models?limit=2&after=x%20y");
     assert_eq!(got.header("authorization"), Some("Bearer sk-c"));
 
+    // Paths cannot climb out of the upstream base.
+    let before = up.requests().len();
+    for path in [
+        "/v1/../admin",
+        "/v1/files/%2e%2E/x",
+        "/v1/a%2Fb",
+        "/v1/./models",
+    ] {
+        let (status, _, body) = call(sg.addr(), "GET", path, &[], "").await;
+        assert_eq!(status, 400, "{path}");
+        assert_eq!(support::error_of(&body).1, "invalid_path");
+    }
+    assert_eq!(up.requests().len(), before);
+
     // A GET on a rewritten path is not rewritten, just proxied.
     let (status, _, _) = call(sg.addr(), "GET", "/v1/chat/completions/abc", &[], "").await;
     assert_eq!(status, 404);

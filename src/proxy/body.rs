@@ -201,9 +201,9 @@ impl Body for SseBody {
                             let mut out = Vec::with_capacity(data.len() + 64);
                             rw.push(&data, &mut out);
                             this.guard.overhead += started.elapsed();
-                            this.framer.complete(&out)
+                            this.framer.complete(Bytes::from(out))
                         }
-                        None => this.framer.complete(&data),
+                        None => this.framer.complete(data),
                     };
                     if out.is_empty() {
                         continue;
@@ -262,7 +262,7 @@ fn finish(
         guard.blocks = rw.stats().blocks_rewritten;
     }
     guard.done = true;
-    let complete = framer.complete(&out);
+    let complete = framer.complete(Bytes::from(out));
     let mut out = complete.to_vec();
     match error {
         None => out.extend_from_slice(&framer.take_rest()),
@@ -315,7 +315,8 @@ impl Framer {
     const MAX_HELD: usize = 1 << 20;
 
     /// Takes more stream bytes; returns those that complete events (with anything held before).
-    fn complete(&mut self, bytes: &[u8]) -> Bytes {
+    /// Without held bytes, the answer is a slice of the input: no copy.
+    fn complete(&mut self, bytes: Bytes) -> Bytes {
         let mut boundary = None;
         for (i, &b) in bytes.iter().enumerate() {
             if self.after_cr && b == b'\n' {
@@ -337,20 +338,28 @@ impl Framer {
         }
         match boundary {
             Some(end) => {
-                let mut out = std::mem::take(&mut self.held);
-                out.extend_from_slice(&bytes[..end]);
-                self.held.extend_from_slice(&bytes[end..]);
                 self.mid_event = false;
-                Bytes::from(out)
+                let out = if self.held.is_empty() {
+                    bytes.slice(..end)
+                } else {
+                    let mut out = std::mem::take(&mut self.held);
+                    out.extend_from_slice(&bytes[..end]);
+                    Bytes::from(out)
+                };
+                self.held.extend_from_slice(&bytes[end..]);
+                out
             }
             None if self.held.len() + bytes.len() > Self::MAX_HELD => {
-                let mut out = std::mem::take(&mut self.held);
-                out.extend_from_slice(bytes);
                 self.mid_event = true;
+                if self.held.is_empty() {
+                    return bytes;
+                }
+                let mut out = std::mem::take(&mut self.held);
+                out.extend_from_slice(&bytes);
                 Bytes::from(out)
             }
             None => {
-                self.held.extend_from_slice(bytes);
+                self.held.extend_from_slice(&bytes);
                 Bytes::new()
             }
         }
@@ -450,17 +459,26 @@ mod tests {
     #[test]
     fn the_framer_releases_whole_events_only() {
         let mut f = Framer::default();
-        assert_eq!(&f.complete(b"data: a\n")[..], b"");
-        assert_eq!(&f.complete(b"\ndata: b")[..], b"data: a\n\n");
+        assert_eq!(&f.complete(Bytes::from_static(b"data: a\n"))[..], b"");
+        assert_eq!(
+            &f.complete(Bytes::from_static(b"\ndata: b"))[..],
+            b"data: a\n\n"
+        );
         // A CR ends the blank line; the LF after it is part of the same line end.
-        assert_eq!(&f.complete(b"\r\n\r")[..], b"data: b\r\n\r");
-        assert_eq!(&f.complete(b"\ndata: c\r\rdata: d\n")[..], b"\ndata: c\r\r");
+        assert_eq!(
+            &f.complete(Bytes::from_static(b"\r\n\r"))[..],
+            b"data: b\r\n\r"
+        );
+        assert_eq!(
+            &f.complete(Bytes::from_static(b"\ndata: c\r\rdata: d\n"))[..],
+            b"\ndata: c\r\r"
+        );
         assert_eq!(f.take_rest(), b"data: d\n");
         let mut f = Framer::default();
         let big = vec![b'x'; Framer::MAX_HELD + 1];
-        assert_eq!(f.complete(&big).len(), big.len());
+        assert_eq!(f.complete(Bytes::from(big.clone())).len(), big.len());
         assert!(f.mid_event);
-        assert_eq!(&f.complete(b"\n\n")[..], b"\n\n");
+        assert_eq!(&f.complete(Bytes::from_static(b"\n\n"))[..], b"\n\n");
         assert!(!f.mid_event);
     }
 }

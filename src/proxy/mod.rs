@@ -117,10 +117,15 @@ impl Gateway {
         start: Instant,
     ) -> (&'static str, Result<Response<ProxyBody>, Error>) {
         let path = req.uri().path();
-        if let Some(rest) =
+        let api_rest = if path == "/v1" {
+            Some("")
+        } else {
             path.strip_prefix("/v1/")
-                .or(if path == "/v1" { Some("") } else { None })
-        {
+        };
+        if let Some(rest) = api_rest {
+            if !is_safe_api_path(rest) {
+                return ("v1_other", Err(Error::BadPath(path.to_owned())));
+            }
             let endpoint = if req.method() == Method::POST {
                 Endpoint::from_path(rest)
             } else {
@@ -334,6 +339,20 @@ impl Gateway {
         let body = IdleBody::new(rbody, self.config.timeouts.idle);
         Ok(Response::from_parts(rparts, body.boxed_unsync()))
     }
+}
+
+/// A path below `/v1/` must stay below the upstream base: no `.` or `..` segments (also
+/// percent-encoded) and no encoded slashes or backslashes that the upstream might decode.
+pub fn is_safe_api_path(rest: &str) -> bool {
+    rest.split('/').all(|segment| {
+        let lower = segment.to_ascii_lowercase();
+        let decoded = lower.replace("%2e", ".");
+        decoded != "."
+            && decoded != ".."
+            && !lower.contains("%2f")
+            && !lower.contains("%5c")
+            && !segment.contains('\\')
+    })
 }
 
 /// Paths the sandbox module serves.
