@@ -42,6 +42,7 @@
   let runId = 0;
   let timer = null;
   let runStarted = 0;
+  let rendering = []; // Figures and HTML still being drawn: the run is done when they are.
 
   function setState(state, text) {
     document.body.dataset.state = state;
@@ -85,6 +86,7 @@
 
   function clearOutputs() {
     flush();
+    rendering = [];
     for (const el of [ui.stdout, ui.stderr, ui.result, ui.figures]) {
       for (const img of el.querySelectorAll('img')) URL.revokeObjectURL(img.src);
       el.replaceChildren();
@@ -250,9 +252,15 @@
       case 'plotly': if (typeof m.json === 'string') showPlotly(m.json); break;
       case 'finished': {
         workerBusy = false;
-        const secs = ((performance.now() - runStarted) / 1000).toFixed(1);
-        if (m.ok === true) finish('done', 'Done in ' + secs + ' s');
-        else finish('error', 'Finished with an error');
+        stopTimer();
+        const ms = performance.now() - runStarted;
+        const took = ms < 1000 ? Math.max(1, Math.round(ms)) + ' ms' : (ms / 1000).toFixed(1) + ' s';
+        const id = runId;
+        Promise.allSettled(rendering).then(() => {
+          if (id !== runId) return;
+          if (m.ok === true) finish('done', 'Done in ' + took);
+          else finish('error', 'Finished with an error');
+        });
         break;
       }
       default: break;
@@ -273,18 +281,24 @@
     frame.setAttribute('title', 'HTML representation of the result');
     frame.srcdoc = '<!DOCTYPE html><meta charset="utf-8"><style>body{margin:0;font:13px system-ui,sans-serif;color:#1b1f24}' +
       'table{border-collapse:collapse}td,th{border:1px solid #d1d9e0;padding:2px 6px}</style>' + html;
-    frame.addEventListener('load', () => {
-      try {
-        const h = frame.contentDocument.documentElement.scrollHeight;
-        frame.style.height = Math.min(h + 4, 2000) + 'px';
-      } catch (e) { /* Keep the default height. */ }
-    });
+    rendering.push(new Promise((resolve) => {
+      const timeout = setTimeout(resolve, 5000);
+      frame.addEventListener('load', () => {
+        clearTimeout(timeout);
+        try {
+          const h = frame.contentDocument.documentElement.scrollHeight;
+          frame.style.height = Math.min(h + 4, 2000) + 'px';
+        } catch (e) { /* Keep the default height. */ }
+        resolve();
+      });
+    }));
     ui.result.replaceChildren(frame);
   }
 
   function showPng(bytes) {
     const img = document.createElement('img');
     img.alt = 'Figure ' + (ui.figures.children.length + 1);
+    rendering.push(new Promise((resolve) => { img.onload = resolve; img.onerror = resolve; }));
     img.src = URL.createObjectURL(new Blob([bytes], { type: 'image/png' }));
     ui.figures.appendChild(img);
   }
@@ -304,7 +318,11 @@
     return plotlyLoading;
   }
 
-  async function showPlotly(json) {
+  function showPlotly(json) {
+    rendering.push(drawPlotly(json));
+  }
+
+  async function drawPlotly(json) {
     let fig;
     try {
       fig = JSON.parse(json);

@@ -123,6 +123,13 @@ def _format_error(e):
                 "which has its own packages and can add pure-Python wheels.")
     return _clip(text), hint
 
+def prepare():
+    try:
+        _prepare_figures()
+    except Exception as e:
+        return "Figure capture is unavailable: " + repr(e)
+    return None
+
 async def run(code, post):
     _Run.post = post
     _Run.shown = []
@@ -130,10 +137,6 @@ async def run(code, post):
     env = {"__name__": "__main__", "__file__": FILENAME, "__builtins__": __builtins__}
     ok = True
     value = None
-    try:
-        _prepare_figures()
-    except Exception as e:
-        post("info", "Figure capture is unavailable: " + repr(e))
     post("started", None)
     try:
         tree = ast.parse(code, filename=FILENAME, mode="exec")
@@ -248,6 +251,18 @@ async function boot(msg) {
   runner = ns;
 }
 
+// Runs `work` with Python's output discarded (progress messages of micropip and imports).
+async function quietly(work) {
+  const quiet = { write: (b) => b.length };
+  pyodide.setStdout(quiet);
+  pyodide.setStderr(quiet);
+  try {
+    return await work();
+  } finally {
+    attachStreams();
+  }
+}
+
 function attachStreams() {
   pyodide.setStdout({ write: (b) => stdout.write(b) });
   pyodide.setStderr({ write: (b) => stderr.write(b) });
@@ -287,20 +302,18 @@ async function run(msg) {
       post('info', { text: 'micropip could not be loaded, so ' + missing.join(', ') + ' cannot be installed' });
     } else {
       // micropip's progress messages ('Loading packaging') are not the program's output.
-      const quiet = { write: (b) => b.length };
-      pyodide.setStdout(quiet);
-      pyodide.setStderr(quiet);
-      let failed = [];
-      try {
+      const failed = await quietly(async () => {
         const failedProxy = await runner.get('install')(missing, config.indexes, config.offline);
-        failed = failedProxy.toJs();
+        const lines = failedProxy.toJs();
         failedProxy.destroy();
-      } finally {
-        attachStreams();
-      }
+        return lines;
+      });
       for (const line of failed) post('info', { text: line });
     }
   }
+  // Importing matplotlib may print 'building the font cache': not the program's output.
+  const note = await quietly(async () => runner.get('prepare')());
+  if (note) post('info', { text: String(note) });
   post('status', { text: 'Running…' });
   let ok = false;
   try {

@@ -167,6 +167,28 @@ fig.update_layout(title="Values by category", xaxis_title="Category", yaxis_titl
 print("figure built")
 "#;
 
+const MATPLOTLIB_CODE: &str = r#"import matplotlib.pyplot as plt
+
+plt.plot([1, 2, 3], [1, 4, 9], marker="o")
+plt.title("Squares")
+plt.show()
+
+fig, ax = plt.subplots()
+ax.bar(["x", "y"], [3, 5])
+print("two figures")
+"#;
+
+const DATAFRAME_CODE: &str = r#"import pandas as pd
+pd.DataFrame({"name": ["a", "b"], "value": [1, 2]})
+"#;
+
+const REPR_HTML_CODE: &str = r#"class Shiny:
+    def _repr_html_(self):
+        return "<b>bold text</b><script>alert('repr')</script><img src=x onerror=\"alert('img')\">"
+
+Shiny()
+"#;
+
 fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or_default()
 }
@@ -220,6 +242,22 @@ async fn sandbox_page_in_headless_chromium() {
 
     let main = serve_sandbox(sandbox(&assets, 30_000)).await;
     let short = serve_sandbox(sandbox(&assets, 5_000)).await;
+    // Pyodide 0.27.7 with matplotlib, numpy and pandas: the same page against another release.
+    require(
+        &assets.join("pyodide-0.27.7/.complete"),
+        "the Pyodide 0.27.7 distribution with matplotlib",
+    );
+    let mpl = serve_sandbox(
+        Sandbox::new(SandboxConfig {
+            pyodide_url: "/pyodide/".to_string(),
+            pyodide_dir: Some(assets.join("pyodide-0.27.7")),
+            wheels_dir: None,
+            timeout_ms: 60_000,
+        })
+        .unwrap(),
+    )
+    .await;
+    let mpl_url = format!("http://127.0.0.1:{}", mpl.port());
     let host_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let host_port = host_listener.local_addr().unwrap().port();
     let main_url = format!("http://127.0.0.1:{}", main.port());
@@ -308,6 +346,23 @@ async fn sandbox_page_in_headless_chromium() {
             {"do": "wait", "states": done, "timeoutMs": 30000},
             {"do": "observe", "label": "end"},
         ]},
+        {"name": "repr-html", "steps": [
+            {"do": "goto", "url": link(&main_url, REPR_HTML_CODE)},
+            {"do": "wait", "states": done, "timeoutMs": 90000},
+            {"do": "observe", "label": "end"},
+        ]},
+        {"name": "matplotlib", "steps": [
+            {"do": "goto", "url": link(&mpl_url, MATPLOTLIB_CODE)},
+            {"do": "wait", "states": done, "timeoutMs": 180000},
+            {"do": "observe", "label": "end"},
+            {"do": "screenshot", "path": shot("matplotlib.png")},
+        ]},
+        {"name": "dataframe", "steps": [
+            {"do": "goto", "url": link(&mpl_url, DATAFRAME_CODE)},
+            {"do": "wait", "states": done, "timeoutMs": 180000},
+            {"do": "observe", "label": "end"},
+            {"do": "screenshot", "path": shot("dataframe.png")},
+        ]},
         {"name": "plotly", "steps": [
             {"do": "goto", "url": link(&main_url, PLOTLY_CODE)},
             {"do": "wait", "states": done, "timeoutMs": 180000},
@@ -334,6 +389,8 @@ async fn sandbox_page_in_headless_chromium() {
         "drive.mjs failed: {}\n{stderr}",
         output.status
     );
+    // Kept for whoever debugs a failure: every observation, console line and navigation.
+    std::fs::write(repo.join("target/browser-report.json"), &output.stdout).unwrap();
     let report: Value = serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|e| panic!("drive.mjs printed no JSON ({e}): {stderr}"));
     let results: HashMap<String, Value> = report["results"]
@@ -498,6 +555,35 @@ async fn sandbox_page_in_headless_chromium() {
         str_of(&end, "stderr").contains("carries no code"),
         "{end:#}"
     );
+
+    // _repr_html_ is drawn in a sandboxed frame where its scripts and handlers stay inert.
+    let end = obs("repr-html", "end");
+    assert_eq!(str_of(&end, "state"), "done", "{end:#}");
+    assert_eq!(end["resultFrames"], 1, "{end:#}");
+    assert!(
+        str_of(&end, "resultFrameText").starts_with("bold text"),
+        "{end:#}"
+    );
+    assert_eq!(end["scriptsInDocument"], 1, "{end:#}");
+
+    // matplotlib (Pyodide 0.27.7): show() and a figure left open both become PNGs.
+    let end = obs("matplotlib", "end");
+    assert_eq!(str_of(&end, "state"), "done", "{end:#}");
+    assert_eq!(str_of(&end, "stdout"), "two figures\n");
+    let pngs = end["pngs"].as_array().unwrap();
+    assert_eq!(pngs.len(), 2, "{end:#}");
+    assert!(
+        pngs.iter()
+            .all(|p| p[0].as_u64().unwrap() > 200 && p[1].as_u64().unwrap() > 150),
+        "{pngs:?}"
+    );
+    assert_eq!(str_of(&end, "stderr"), "", "{end:#}");
+
+    // A pandas DataFrame shows as its HTML table.
+    let end = obs("dataframe", "end");
+    assert_eq!(str_of(&end, "state"), "done", "{end:#}");
+    assert_eq!(end["resultFrameTables"], 1, "{end:#}");
+    assert!(str_of(&end, "resultFrameText").contains("value"), "{end:#}");
 
     // NVIDIA's Plotly example, offline: plotly and narwhals from the wheels directory through
     // micropip, plotly.js from it too; the figure was never shown, yet it is drawn.
