@@ -286,8 +286,8 @@
       frame.addEventListener('load', () => {
         clearTimeout(timeout);
         try {
-          const h = frame.contentDocument.documentElement.scrollHeight;
-          frame.style.height = Math.min(h + 4, 2000) + 'px';
+          const h = frame.contentDocument.body.scrollHeight;
+          frame.style.height = Math.min(Math.max(h, 16) + 4, 2000) + 'px';
         } catch (e) { /* Keep the default height. */ }
         resolve();
       });
@@ -298,7 +298,11 @@
   function showPng(bytes) {
     const img = document.createElement('img');
     img.alt = 'Figure ' + (ui.figures.children.length + 1);
-    rendering.push(new Promise((resolve) => { img.onload = resolve; img.onerror = resolve; }));
+    // Figures are rendered at 150 dpi and shown at 100 dpi: sharp on high-density screens.
+    rendering.push(new Promise((resolve) => {
+      img.onload = () => { img.style.width = Math.round(img.naturalWidth / 1.5) + 'px'; resolve(); };
+      img.onerror = resolve;
+    }));
     img.src = URL.createObjectURL(new Blob([bytes], { type: 'image/png' }));
     ui.figures.appendChild(img);
   }

@@ -81,7 +81,7 @@ def _emit_matplotlib():
         return
     for num in plt.get_fignums():
         buf = io.BytesIO()
-        plt.figure(num).savefig(buf, format="png", bbox_inches="tight", dpi=100)
+        plt.figure(num).savefig(buf, format="png", bbox_inches="tight", dpi=150)
         _emit("png", buf.getvalue())
     plt.close("all")
 

@@ -293,6 +293,7 @@ async fn sandbox_page_in_headless_chromium() {
             {"do": "wait", "states": done, "timeoutMs": 90000},
             {"do": "observe", "label": "end"},
             {"do": "screenshot", "path": shot("done.png")},
+            {"do": "tab", "label": "tab", "count": 3},
         ]},
         {"name": "print-dark-phone", "viewport": {"width": 390, "height": 844}, "colorScheme": "dark", "steps": [
             {"do": "goto", "url": link(&main_url, PRINT_CODE)},
@@ -318,6 +319,16 @@ async fn sandbox_page_in_headless_chromium() {
             {"do": "click", "selector": "#run"},
             {"do": "wait", "states": done, "timeoutMs": 90000},
             {"do": "observe", "label": "again"},
+            {"do": "fill", "selector": "#code", "value": "print('looping')\nwhile True:\n    pass\n"},
+            {"do": "click", "selector": "#run"},
+            {"do": "wait", "states": ["running"], "timeoutMs": 30000},
+            {"do": "click", "selector": "#stop"},
+            {"do": "wait", "states": done, "timeoutMs": 5000},
+            {"do": "observe", "label": "stopped"},
+            {"do": "fill", "selector": "#code", "value": "print('after stop')\n"},
+            {"do": "click", "selector": "#run"},
+            {"do": "wait", "states": done, "timeoutMs": 90000},
+            {"do": "observe", "label": "after-stop"},
         ]},
         {"name": "hostile", "steps": [
             {"do": "goto", "url": link(&main_url, HOSTILE_CODE)},
@@ -440,7 +451,13 @@ async fn sandbox_page_in_headless_chromium() {
         assert!(str_of(&end, "stderr").contains("a warning on stderr"));
         assert_eq!(str_of(&end, "result"), "{'answer': 42, 'word': 'abc'}");
         assert_eq!(str_of(&end, "code"), PRINT_CODE);
+        assert_eq!(end["overflowsX"], false, "{name}: wider than the screen");
     }
+    // The controls are reachable with the keyboard, in reading order (Stop is disabled when idle).
+    assert_eq!(
+        case("print")["probes"]["tab"]["order"],
+        json!(["run", "edit", "code"])
+    );
 
     // An exception: state error, the traceback with the user's own lines, no Pyodide frames.
     let end = obs("error", "end");
@@ -482,6 +499,13 @@ async fn sandbox_page_in_headless_chromium() {
     assert_eq!(str_of(&again, "state"), "done", "{again:#}");
     assert_eq!(str_of(&again, "stdout"), "again\n");
     assert_eq!(str_of(&again, "result"), "2");
+    // Stop ends a run at once, and the fresh worker runs the next one.
+    let stopped = obs("timeout", "stopped");
+    assert_eq!(str_of(&stopped, "state"), "stopped", "{stopped:#}");
+    assert_eq!(str_of(&stopped, "stdout"), "looping\n");
+    let after = obs("timeout", "after-stop");
+    assert_eq!(str_of(&after, "state"), "done", "{after:#}");
+    assert_eq!(str_of(&after, "stdout"), "after stop\n");
 
     // Hostile strings are shown as text; nothing runs, nothing navigates.
     let hostile = case("hostile");

@@ -164,7 +164,8 @@ pub(crate) fn render(
     })
 }
 
-/// The CSP source expression for a configured URL: `'self'` for a path on this server, the origin
+/// The CSP source expression for a configured URL: `'self'` for a path on this server (absolute or
+/// relative to the page, which matters when sandgate is served under a path prefix), the origin
 /// (`https://host[:port]`) for an absolute http(s) URL. Refuses anything that could smuggle a
 /// directive into the policy.
 pub(crate) fn source_origin(url: &str) -> Result<String, String> {
@@ -176,12 +177,14 @@ pub(crate) fn source_origin(url: &str) -> Result<String, String> {
             "{url:?} contains a character not allowed in a URL here"
         ));
     }
-    if url.starts_with('/') && !url.starts_with("//") {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // A path on this server, absolute or relative to the page: `/pyodide/`, `pyodide/`.
+        let first = url.split('/').next().unwrap_or_default();
+        if url.starts_with("//") || first.contains(':') {
+            return Err(format!("{url:?} is neither a path nor an http(s) URL"));
+        }
         return Ok("'self'".to_string());
-    }
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| format!("{url:?} is neither a path starting with '/' nor an http(s) URL"))?;
+    };
     if scheme != "https" && scheme != "http" {
         return Err(format!("{url:?} is not an http(s) URL"));
     }

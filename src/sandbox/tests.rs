@@ -321,6 +321,8 @@ fn helpers() {
     assert_eq!(wheel_project("x<y-1-py3-none-any.whl"), None);
     assert_eq!(normalize_project("Foo__Bar.baz"), "foo-bar-baz");
     assert_eq!(source_origin("/pyodide/").unwrap(), "'self'");
+    assert_eq!(source_origin("pyodide/").unwrap(), "'self'");
+    assert!(source_origin("data:text/html,x/").is_err());
     assert_eq!(
         source_origin("https://cdn.example:8443/p/").unwrap(),
         "https://cdn.example:8443"

@@ -9,6 +9,7 @@
 //   {"do": "wait", "states": [...], "timeoutMs", "frame"?}   wait until body.dataset.state is one of them
 //   {"do": "observe", "label", "frame"?}       record the outputs, state history and element counts
 //   {"do": "probe", "label", "frame"?}         time a round trip into the page and a click on Edit
+//   {"do": "tab", "label", "count"}            press Tab `count` times, record what gets focus
 //   {"do": "click", "selector", "frame"?}      click an element
 //   {"do": "fill", "selector", "value", "frame"?}  type into a field
 //   {"do": "screenshot", "path"}               write a PNG of the page
@@ -66,6 +67,7 @@ async function observe(frame) {
       })(),
       activeElementsInOutputs: outputs.reduce((n, el) => n + (el ? el.querySelectorAll('script, img, iframe, object, embed, a').length : 0), 0),
       scriptsInDocument: document.querySelectorAll('script').length,
+      overflowsX: document.documentElement.scrollWidth > window.innerWidth,
       now: performance.now(),
     };
   });
@@ -116,6 +118,17 @@ async function runCase(browser, c) {
           await frame.click('#edit', { timeout: 5000 });
           const state = await frame.evaluate(() => document.body.dataset.state);
           out.probes[step.label] = { evalMs, clickMs, pressed, state };
+          break;
+        }
+        case 'tab': {
+          // Which controls Tab reaches, in order, from the top of the page.
+          const order = [];
+          await page.mainFrame().evaluate(() => document.activeElement && document.activeElement.blur());
+          for (let i = 0; i < step.count; i++) {
+            await page.keyboard.press('Tab');
+            order.push(await page.mainFrame().evaluate(() => document.activeElement ? document.activeElement.id || document.activeElement.tagName : null));
+          }
+          out.probes[step.label] = { order };
           break;
         }
         case 'click':
