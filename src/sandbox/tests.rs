@@ -8,7 +8,7 @@ use http::Method;
 use http_body_util::BodyExt;
 
 use super::files::{content_type, normalize_project, percent_decode, safe_segments, wheel_project};
-use super::page::source_origin;
+use super::page::csp_source;
 use super::*;
 
 /// A fresh directory under the system temp dir, removed when dropped.
@@ -100,6 +100,7 @@ async fn page_has_strict_headers_and_configuration_attributes() {
     assert!(csp.contains("worker-src data:;"), "{csp}");
     assert!(csp.contains("connect-src 'self';"), "{csp}");
     assert!(csp.contains("img-src data: blob:;"), "{csp}");
+    assert!(csp.ends_with("; sandbox allow-scripts"), "{csp}");
     assert!(!csp.contains(" 'unsafe-eval'"), "{csp}");
     let html = String::from_utf8(body).unwrap();
     assert!(html.contains(r#"data-pyodide-url="/pyodide/""#), "{html}");
@@ -116,12 +117,16 @@ async fn cdn_default_allows_exactly_the_cdn_and_pypi() {
     let (_, h, body) = get(&sandbox, "/sandbox").await;
     let csp = header(&h, "content-security-policy");
     assert!(
-        csp.contains("script-src 'self' https://cdn.jsdelivr.net 'wasm-unsafe-eval';"),
+        csp.contains(
+            "script-src 'self' https://cdn.jsdelivr.net/pyodide/v0.29.5/full/ \
+             https://cdn.jsdelivr.net/npm/plotly.js-dist-min@4.1.1/plotly.min.js 'wasm-unsafe-eval';"
+        ),
         "{csp}"
     );
     assert!(
         csp.contains(
-            "connect-src 'self' https://cdn.jsdelivr.net https://pypi.org https://files.pythonhosted.org;"
+            "connect-src 'self' https://cdn.jsdelivr.net/pyodide/v0.29.5/full/ https://pypi.org \
+             https://files.pythonhosted.org;"
         ),
         "{csp}"
     );
@@ -320,12 +325,12 @@ fn helpers() {
     assert_eq!(wheel_project("plotly.min.js"), None);
     assert_eq!(wheel_project("x<y-1-py3-none-any.whl"), None);
     assert_eq!(normalize_project("Foo__Bar.baz"), "foo-bar-baz");
-    assert_eq!(source_origin("/pyodide/").unwrap(), "'self'");
-    assert_eq!(source_origin("pyodide/").unwrap(), "'self'");
-    assert!(source_origin("data:text/html,x/").is_err());
+    assert_eq!(csp_source("/pyodide/").unwrap(), "'self'");
+    assert_eq!(csp_source("pyodide/").unwrap(), "'self'");
+    assert!(csp_source("data:text/html,x/").is_err());
     assert_eq!(
-        source_origin("https://cdn.example:8443/p/").unwrap(),
-        "https://cdn.example:8443"
+        csp_source("https://cdn.example:8443/p/?v=1").unwrap(),
+        "https://cdn.example:8443/p/"
     );
-    assert!(source_origin("ftp://x/").is_err());
+    assert!(csp_source("ftp://x/").is_err());
 }
