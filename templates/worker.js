@@ -111,8 +111,8 @@ def _format_error(e):
         if "Failed to fetch" in message or "NetworkError" in message or "Content Security Policy" in message:
             hint = "Network access from this sandbox is limited to package downloads: the request was blocked."
     if isinstance(e, ModuleNotFoundError):
-        hint = ("Module '" + str(e.name) + "' is not available in this sandbox: it runs Pyodide, "
-                "which has its own packages and can add pure-Python wheels.")
+        hint = ("Module '" + str(e.name) + "' is not available in this sandbox: only Pyodide's "
+                "packages and pure-Python wheels can be installed here.")
     return _clip(text), hint
 
 def _third_party_imports(code):
@@ -291,6 +291,24 @@ function fromPython(kind, payload) {
   }
 }
 
+// Turns Pyodide's package loading errors into one clear line per package.
+function reportLoadErrors(errors) {
+  const names = new Set();
+  for (const e of errors) {
+    const m = /while loading ([A-Za-z0-9_.\-]+)/.exec(e);
+    if (m) names.add(m[1]);
+  }
+  if (names.size === 0 && errors.length > 0) {
+    post('info', { text: 'Pyodide could not load a package: ' + errors.join(' ') });
+  }
+  for (const name of names) {
+    const why = config.offline
+      ? 'this sandbox serves its own copy of Pyodide, which does not include that package'
+      : 'the download from ' + config.pyodideUrl + ' failed or was blocked';
+    post('info', { text: "Package '" + name + "' is part of Pyodide but could not be loaded: " + why + '.' });
+  }
+}
+
 async function run(msg) {
   runId = msg.id;
   const code = String(msg.code);
@@ -300,7 +318,7 @@ async function run(msg) {
     messageCallback: () => {},
     errorCallback: (m) => errors.push(String(m)),
   });
-  for (const e of errors) post('info', { text: 'Package loading: ' + e });
+  reportLoadErrors(errors);
   const missingProxy = runner.get('missing_imports')(code);
   const missing = missingProxy.toJs();
   missingProxy.destroy();

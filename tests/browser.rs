@@ -370,6 +370,11 @@ async fn sandbox_page_in_headless_chromium() {
             {"do": "wait", "states": done, "timeoutMs": 90000},
             {"do": "observe", "label": "end"},
         ]},
+        {"name": "pyodide-package-missing", "steps": [
+            {"do": "goto", "url": link(&main_url, "import numpy\nprint(numpy.arange(3))\n")},
+            {"do": "wait", "states": done, "timeoutMs": 90000},
+            {"do": "observe", "label": "end"},
+        ]},
         {"name": "no-code", "steps": [
             {"do": "goto", "url": format!("{main_url}/sandbox#md=only")},
             {"do": "wait", "states": done, "timeoutMs": 30000},
@@ -591,6 +596,22 @@ async fn sandbox_page_in_headless_chromium() {
         "{err}"
     );
     assert!(err.contains("is not available in this sandbox"), "{err}");
+
+    // A Pyodide package missing from the self-hosted copy: a clear line, then the ImportError.
+    let end = obs("pyodide-package-missing", "end");
+    assert_eq!(str_of(&end, "state"), "error", "{end:#}");
+    let err = str_of(&end, "stderr");
+    assert!(
+        err.contains(
+            "Package 'numpy' is part of Pyodide but could not be loaded: this sandbox serves its \
+             own copy of Pyodide, which does not include that package."
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("ModuleNotFoundError: No module named 'numpy'"),
+        "{err}"
+    );
 
     // A link without code.
     let end = obs("no-code", "end");

@@ -3,8 +3,9 @@
 //!
 //! The configuration reaches the page's script only through `data-*` attributes set by lol_html on
 //! `<main id="sandgate">` (values are escaped for attribute context, never pasted into script), and
-//! the policy names exactly the origins the configuration implies: the page itself, the Pyodide
-//! origin, the plotly.js origin and, when Pyodide is not self-hosted, PyPI for micropip.
+//! the policy names exactly the sources the configuration implies: the page's own origin, the
+//! Pyodide URL (a CDN only under the pinned release's path), plotly.js and, when Pyodide is not
+//! self-hosted, PyPI for micropip.
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};

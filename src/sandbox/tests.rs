@@ -190,6 +190,17 @@ async fn page_assets_and_worker_policy() {
         "text/css; charset=utf-8"
     );
     assert_eq!(get(&sandbox, "/sandbox/other.js").await.0, 404);
+    // The page's script never turns worker data into markup, nor evaluates strings.
+    let page_js = String::from_utf8(get(&sandbox, "/sandbox/page.js").await.2).unwrap();
+    for banned in [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+    ] {
+        assert!(!page_js.contains(banned), "page.js uses {banned}");
+    }
     assert_eq!(get(&sandbox, "/sandbox/").await.0, 404);
 }
 
