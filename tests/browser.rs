@@ -133,6 +133,10 @@ fn sandbox(assets: &Path, timeout_ms: u64) -> Sandbox {
 const PRINT_CODE: &str = r#"import sys
 print("hello from the sandbox")
 print("naïve café ✓ 日本語")
+# One character split across two writes reaches the page whole.
+check = "✓".encode()
+sys.stdout.buffer.write(check[:2]); sys.stdout.buffer.flush()
+sys.stdout.buffer.write(check[2:] + b" split\n"); sys.stdout.buffer.flush()
 sys.stderr.write("a warning on stderr\n")
 answer = 6 * 7
 {"answer": answer, "word": 'abc'}
@@ -471,7 +475,7 @@ async fn sandbox_page_in_headless_chromium() {
         );
         assert_eq!(
             str_of(&end, "stdout"),
-            "hello from the sandbox\nnaïve café ✓ 日本語\n"
+            "hello from the sandbox\nnaïve café ✓ 日本語\n✓ split\n"
         );
         assert!(str_of(&end, "stderr").contains("a warning on stderr"));
         assert_eq!(str_of(&end, "result"), "{'answer': 42, 'word': 'abc'}");
@@ -514,6 +518,7 @@ async fn sandbox_page_in_headless_chromium() {
     );
     let t = obs("timeout", "timeout");
     assert_eq!(str_of(&t, "state"), "timeout", "{t:#}");
+    // Printed while the loop ran: the output streams, it does not wait for the end.
     assert_eq!(str_of(&t, "stdout"), "spinning\n");
     let ran = entered(&t, "timeout").unwrap() - entered(&t, "running").unwrap();
     assert!(
