@@ -1,11 +1,26 @@
-//! The sandbox page (`GET /sandbox`) and the static assets it needs (`/pyodide/`, `/wheels/`).
+//! The sandbox page (`GET /sandbox`) and the static assets it needs (`/sandbox/*.js`, `/pyodide/`,
+//! `/wheels/`).
 //!
-//! STUB SIGNATURES: the implementation replaces the bodies, the signatures are what the server calls.
+//! The page is rendered once, at startup, from the templates embedded in the binary: the
+//! configuration (Pyodide URL, timeout, package indexes) goes into `data-*` attributes through
+//! lol_html, so no configured value is ever pasted into HTML or JavaScript. Every answer carries its
+//! own headers: the page and its worker script a strict Content-Security-Policy, the static files
+//! `Access-Control-Allow-Origin: *` so that a widget in an opaque origin can load them. Files come
+//! from the configured directories only; a path that tries to leave them is a 404.
+
+mod files;
+mod page;
+
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 
 use bytes::Bytes;
+use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
+
+pub use page::{DEFAULT_PLOTLY_JS_URL, DEFAULT_PYODIDE_URL, PYODIDE_VERSION};
 
 /// What the page needs to know, from the validated configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,25 +36,155 @@ pub struct SandboxConfig {
     pub timeout_ms: u64,
 }
 
+impl Default for SandboxConfig {
+    /// The public defaults: Pyodide from the pinned CDN release, no local files, 30 s per run.
+    fn default() -> Self {
+        SandboxConfig {
+            pyodide_url: DEFAULT_PYODIDE_URL.to_string(),
+            pyodide_dir: None,
+            wheels_dir: None,
+            timeout_ms: 30_000,
+        }
+    }
+}
+
 /// Serves the page and the assets.
 #[derive(Debug)]
 pub struct Sandbox {
-    config: SandboxConfig,
+    page: page::Rendered,
+    pyodide: Option<files::Root>,
+    wheels: Option<files::Root>,
 }
 
 impl Sandbox {
+    /// Checks the configuration, opens the directories and renders the page; the error says which
+    /// setting is wrong.
     pub fn new(config: SandboxConfig) -> Result<Self, String> {
-        Ok(Sandbox { config })
+        let pyodide = match &config.pyodide_dir {
+            Some(dir) => Some(files::Root::open(dir).map_err(|e| format!("pyodide_dir: {e}"))?),
+            None => None,
+        };
+        let wheels = match &config.wheels_dir {
+            Some(dir) => Some(files::Root::open(dir).map_err(|e| format!("wheels_dir: {e}"))?),
+            None => None,
+        };
+        let plotly_local = wheels
+            .as_ref()
+            .is_some_and(|root| root.path().join("plotly.min.js").is_file());
+        let page = page::render(&config, wheels.is_some(), plotly_local)?;
+        Ok(Sandbox {
+            page,
+            pyodide,
+            wheels,
+        })
     }
 
     /// Answers a GET/HEAD for a path this module owns (`/sandbox`, `/sandbox/...`, `/pyodide/...`,
     /// `/wheels/...`); `None` for any other path.
-    pub async fn handle(
-        &self,
-        method: &http::Method,
-        path: &str,
-    ) -> Option<http::Response<Full<Bytes>>> {
-        let _ = (&self.config, method, path);
+    pub async fn handle(&self, method: &Method, path: &str) -> Option<Response<Full<Bytes>>> {
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        let route = Route::of(path)?;
+        if method != Method::GET && method != Method::HEAD {
+            return Some(method_not_allowed());
+        }
+        let head = method == Method::HEAD;
+        let response = match route {
+            Route::Page => self.page.page(),
+            Route::PageAsset(name) => match self.page.asset(name) {
+                Some(response) => response,
+                None => not_found(),
+            },
+            Route::Pyodide(rest) => match &self.pyodide {
+                Some(root) => root.serve(rest).await,
+                None => not_found(),
+            },
+            Route::Wheels(rest) => match &self.wheels {
+                Some(root) => match rest.strip_prefix("simple/") {
+                    Some(project) => root.simple_index(project).await,
+                    None => root.serve(rest).await,
+                },
+                None => not_found(),
+            },
+        };
+        Some(if head { strip_body(response) } else { response })
+    }
+}
+
+/// The paths this module owns.
+enum Route<'a> {
+    Page,
+    PageAsset(&'a str),
+    Pyodide(&'a str),
+    Wheels(&'a str),
+}
+
+impl<'a> Route<'a> {
+    fn of(path: &'a str) -> Option<Self> {
+        if path == "/sandbox" {
+            return Some(Route::Page);
+        }
+        if let Some(rest) = path.strip_prefix("/sandbox/") {
+            return Some(Route::PageAsset(rest));
+        }
+        if let Some(rest) = path.strip_prefix("/pyodide/") {
+            return Some(Route::Pyodide(rest));
+        }
+        if let Some(rest) = path.strip_prefix("/wheels/") {
+            return Some(Route::Wheels(rest));
+        }
         None
     }
+}
+
+/// A response with the headers every answer of this module carries.
+fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(body));
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    res
+}
+
+fn not_found() -> Response<Full<Bytes>> {
+    let mut res = response(
+        StatusCode::NOT_FOUND,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(b"not found\n"),
+    );
+    res.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    res
+}
+
+fn method_not_allowed() -> Response<Full<Bytes>> {
+    let mut res = response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(b"method not allowed\n"),
+    );
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    res
+}
+
+/// The same response without its body, keeping the length a GET would have had.
+fn strip_body(res: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    use http_body::Body as _;
+    let (mut parts, body) = res.into_parts();
+    if let Some(len) = body.size_hint().exact() {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    Response::from_parts(parts, Full::new(Bytes::new()))
 }

@@ -1,0 +1,212 @@
+//! Renders the sandbox page from `templates/` once, at startup, and builds the Content-Security-Policy
+//! that matches the configuration.
+//!
+//! The configuration reaches the page's script only through `data-*` attributes set by lol_html on
+//! `<main id="sandgate">` (values are escaped for attribute context, never pasted into script), and
+//! the policy names exactly the origins the configuration implies: the page itself, the Pyodide
+//! origin, the plotly.js origin and, when Pyodide is not self-hosted, PyPI for micropip.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+use lol_html::{element, rewrite_str, RewriteStrSettings};
+
+use super::{response, SandboxConfig};
+
+/// The Pyodide release the page uses (the same on jsDelivr and npm).
+pub const PYODIDE_VERSION: &str = "0.29.5";
+
+/// The default Pyodide base URL: the pinned release on the jsDelivr CDN.
+pub const DEFAULT_PYODIDE_URL: &str = "https://cdn.jsdelivr.net/pyodide/v0.29.5/full/";
+
+/// plotly.js from npm on jsDelivr, used when the wheels directory has no `plotly.min.js`; the
+/// version matches the one bundled in the plotly 7.1 wheel.
+pub const DEFAULT_PLOTLY_JS_URL: &str =
+    "https://cdn.jsdelivr.net/npm/plotly.js-dist-min@4.1.1/plotly.min.js";
+
+/// Origins micropip reaches for PyPI packages (the index and the files).
+const PYPI_ORIGINS: &str = "https://pypi.org https://files.pythonhosted.org";
+
+const TEMPLATE: &str = include_str!("../../templates/sandbox.html");
+const PAGE_JS: &str = include_str!("../../templates/page.js");
+const WORKER_JS: &str = include_str!("../../templates/worker.js");
+const PAGE_CSS: &str = include_str!("../../templates/page.css");
+
+/// The page, rendered, with the policies its responses carry.
+#[derive(Debug)]
+pub(crate) struct Rendered {
+    html: Bytes,
+    page_csp: HeaderValue,
+    worker_csp: HeaderValue,
+}
+
+impl Rendered {
+    /// `GET /sandbox`.
+    pub(crate) fn page(&self) -> Response<Full<Bytes>> {
+        let mut res = response(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            self.html.clone(),
+        );
+        let h = res.headers_mut();
+        h.insert(header::CONTENT_SECURITY_POLICY, self.page_csp.clone());
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        res
+    }
+
+    /// `GET /sandbox/<name>`: the page's script, style and worker script.
+    pub(crate) fn asset(&self, name: &str) -> Option<Response<Full<Bytes>>> {
+        let (content_type, body) = match name {
+            "page.js" => ("text/javascript; charset=utf-8", PAGE_JS),
+            "worker.js" => ("text/javascript; charset=utf-8", WORKER_JS),
+            "page.css" => ("text/css; charset=utf-8", PAGE_CSS),
+            _ => return None,
+        };
+        let mut res = response(
+            StatusCode::OK,
+            content_type,
+            Bytes::from_static(body.as_bytes()),
+        );
+        let h = res.headers_mut();
+        // The page fetches the worker source to start it from a `data:` URL, which must also work
+        // from an opaque origin (a widget iframe).
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        // A worker started from this URL directly takes its policy from this response.
+        let csp = if name == "worker.js" {
+            self.worker_csp.clone()
+        } else {
+            HeaderValue::from_static("default-src 'none'; sandbox")
+        };
+        h.insert(header::CONTENT_SECURITY_POLICY, csp);
+        Some(res)
+    }
+}
+
+/// Renders the page for `config`; `wheels` tells whether `/wheels/` is served, `plotly_local`
+/// whether it holds `plotly.min.js`.
+pub(crate) fn render(
+    config: &SandboxConfig,
+    wheels: bool,
+    plotly_local: bool,
+) -> Result<Rendered, String> {
+    if config.timeout_ms == 0 {
+        return Err("timeout_ms must be greater than 0".to_string());
+    }
+    let pyodide_url = &config.pyodide_url;
+    if !pyodide_url.ends_with('/') {
+        return Err(format!("pyodide_url must end with '/': {pyodide_url}"));
+    }
+    let pyodide_origin = source_origin(pyodide_url).map_err(|e| format!("pyodide_url: {e}"))?;
+    let (plotly_url, plotly_origin) = if plotly_local {
+        ("wheels/plotly.min.js".to_string(), "'self'".to_string())
+    } else {
+        let origin = source_origin(DEFAULT_PLOTLY_JS_URL)?;
+        (DEFAULT_PLOTLY_JS_URL.to_string(), origin)
+    };
+    let online = config.pyodide_dir.is_none();
+    let mut indexes = Vec::new();
+    if wheels {
+        indexes.push("wheels/simple/{package_name}/");
+    }
+    if online && wheels {
+        // micropip's name for its default index; without any list it uses PyPI by itself.
+        indexes.push("PYPI");
+    }
+
+    let mut connect = vec!["'self'".to_string(), pyodide_origin.clone()];
+    if online {
+        connect.push(PYPI_ORIGINS.to_string());
+    }
+    let scripts = vec!["'self'".to_string(), pyodide_origin, plotly_origin];
+    let scripts = dedup(scripts).join(" ");
+    let connect = dedup(connect).join(" ");
+    let page_csp = format!(
+        "default-src 'none'; script-src {scripts} 'wasm-unsafe-eval'; worker-src data:; \
+         connect-src {connect}; style-src 'self' 'unsafe-inline'; img-src data: blob:; \
+         base-uri 'none'; form-action 'none'"
+    );
+    let worker_csp = format!(
+        "default-src 'none'; script-src {scripts} 'wasm-unsafe-eval'; connect-src {connect}"
+    );
+
+    let timeout = config.timeout_ms.to_string();
+    let indexes = indexes.join(" ");
+    let offline = if online { "false" } else { "true" };
+    let settings = RewriteStrSettings {
+        element_content_handlers: vec![element!("main#sandgate", |el| {
+            for (name, value) in [
+                ("data-pyodide-url", pyodide_url.as_str()),
+                ("data-plotly-url", plotly_url.as_str()),
+                ("data-package-indexes", indexes.as_str()),
+                ("data-timeout-ms", timeout.as_str()),
+                ("data-offline", offline),
+                ("data-pyodide-version", PYODIDE_VERSION),
+            ] {
+                el.set_attribute(name, &escape_ampersand(value))?;
+            }
+            Ok(())
+        })],
+        ..RewriteStrSettings::new()
+    };
+    let html = rewrite_str(TEMPLATE, settings).map_err(|e| format!("sandbox template: {e}"))?;
+    if !html.contains("data-pyodide-url") {
+        return Err("sandbox template: no <main id=\"sandgate\"> element".to_string());
+    }
+    Ok(Rendered {
+        html: Bytes::from(html),
+        page_csp: HeaderValue::from_str(&page_csp).map_err(|e| format!("page policy: {e}"))?,
+        worker_csp: HeaderValue::from_str(&worker_csp)
+            .map_err(|e| format!("worker policy: {e}"))?,
+    })
+}
+
+/// The CSP source expression for a configured URL: `'self'` for a path on this server (absolute or
+/// relative to the page, which matters when sandgate is served under a path prefix), the origin
+/// (`https://host[:port]`) for an absolute http(s) URL. Refuses anything that could smuggle a
+/// directive into the policy.
+pub(crate) fn source_origin(url: &str) -> Result<String, String> {
+    if url
+        .bytes()
+        .any(|b| !(b.is_ascii_graphic()) || matches!(b, b';' | b',' | b'\'' | b'"' | b'\\'))
+    {
+        return Err(format!(
+            "{url:?} contains a character not allowed in a URL here"
+        ));
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        // A path on this server, absolute or relative to the page: `/pyodide/`, `pyodide/`.
+        let first = url.split('/').next().unwrap_or_default();
+        if url.starts_with("//") || first.contains(':') {
+            return Err(format!("{url:?} is neither a path nor an http(s) URL"));
+        }
+        return Ok("'self'".to_string());
+    };
+    if scheme != "https" && scheme != "http" {
+        return Err(format!("{url:?} is not an http(s) URL"));
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || host.contains('@') {
+        return Err(format!("{url:?} has no valid host"));
+    }
+    Ok(format!("{scheme}://{host}"))
+}
+
+/// lol_html escapes `"` in attribute values but leaves `&` alone; escaping it first makes the
+/// browser decode exactly the original text.
+fn escape_ampersand(value: &str) -> String {
+    value.replace('&', "&amp;")
+}
+
+fn dedup(items: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}

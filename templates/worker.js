@@ -1,0 +1,347 @@
+// The sandbox worker: boots Pyodide, loads the packages the code imports, runs the code and posts
+// its outputs to the page. The page starts it as a module worker from a data: URL (so that it also
+// works inside an opaque-origin iframe) and terminates it on Stop or timeout.
+//
+// Messages in:  {type: 'boot', pyodideUrl, indexes, offline}, {type: 'run', id, code}
+// Messages out: {type: 'booted'}, {type: 'boot-error', message}, and for a run `id`:
+//   {type: 'status', text}, {type: 'started'}, {type: 'stdout'|'stderr'|'info', text},
+//   {type: 'result', text}, {type: 'html', html}, {type: 'png', bytes}, {type: 'plotly', json},
+//   {type: 'finished', ok}
+
+const RUNNER = String.raw`
+import ast, importlib, importlib.util, inspect, io, linecache, os, sys, traceback
+
+FILENAME = "main.py"
+MAX_TEXT = 1_000_000
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+class _Run:
+    post = None
+    shown = []
+
+def _emit(kind, payload):
+    if kind == "png":
+        from pyodide.ffi import to_js
+        payload = to_js(payload)
+    _Run.post(kind, payload)
+
+def _clip(text):
+    if len(text) > MAX_TEXT:
+        return text[:MAX_TEXT] + "\n... (truncated)"
+    return text
+
+def missing_imports(code):
+    from pyodide.code import find_imports
+    try:
+        names = find_imports(code)
+    except SyntaxError:
+        return []
+    missing = set()
+    for name in names:
+        top = name.split(".")[0]
+        if top in sys.builtin_module_names or top in sys.stdlib_module_names:
+            continue
+        try:
+            if importlib.util.find_spec(top) is None:
+                missing.add(top)
+        except (ImportError, ValueError):
+            missing.add(top)
+    return sorted(missing)
+
+async def install(names, indexes, offline):
+    import micropip
+    failed = []
+    for name in names:
+        try:
+            await micropip.install(name, index_urls=list(indexes) or None)
+        except Exception as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if "Failed to fetch" in reason or "NetworkError" in reason:
+                reason = "the network request was blocked or failed"
+            elif "Can't fetch metadata" in reason or "Can't find a pure Python" in reason:
+                where = "the packages served with this sandbox" if offline else "Pyodide's packages or PyPI"
+                reason = "not found in " + where + " (only pure-Python wheels can be installed)"
+            failed.append("package '" + name + "' is not available: " + reason)
+    return failed
+
+def _is_plotly(value):
+    mod = sys.modules.get("plotly.basedatatypes")
+    base = getattr(mod, "BaseFigure", None)
+    return base is not None and isinstance(value, base)
+
+def _emit_plotly(fig):
+    if any(f is fig for f in _Run.shown):
+        return
+    _Run.shown.append(fig)
+    _emit("plotly", fig.to_json())
+
+def _emit_matplotlib():
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is None:
+        return
+    for num in plt.get_fignums():
+        buf = io.BytesIO()
+        plt.figure(num).savefig(buf, format="png", bbox_inches="tight", dpi=150)
+        _emit("png", buf.getvalue())
+    plt.close("all")
+
+def _prepare_figures():
+    # Figures are captured, never drawn on a screen: matplotlib uses Agg and show() emits PNGs;
+    # a Plotly figure's show() hands its JSON to the page, which draws it with plotly.js.
+    if importlib.util.find_spec("matplotlib") is not None:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        plt.show = lambda *args, **kwargs: _emit_matplotlib()
+    if importlib.util.find_spec("plotly") is not None:
+        import plotly.basedatatypes, plotly.io
+        plotly.basedatatypes.BaseFigure.show = lambda self, *args, **kwargs: _emit_plotly(self)
+        def _pio_show(fig, *args, **kwargs):
+            if _is_plotly(fig):
+                _emit_plotly(fig)
+            else:
+                import plotly.graph_objects as go
+                _emit_plotly(go.Figure(fig))
+        plotly.io.show = _pio_show
+
+def _format_error(e):
+    tb = e.__traceback__
+    # Keep only the user's frames: drop this runner's (and Pyodide's) frames above the user's code.
+    while tb is not None and tb.tb_frame.f_code.co_filename != FILENAME:
+        tb = tb.tb_next
+    if tb is None:
+        text = "".join(traceback.format_exception_only(type(e), e))
+    else:
+        text = "".join(traceback.format_exception(type(e), e, tb))
+    hint = None
+    message = str(e)
+    if type(e).__name__ == "JsException" or isinstance(e, OSError):
+        if "Failed to fetch" in message or "NetworkError" in message or "Content Security Policy" in message:
+            hint = "Network access from this sandbox is limited to package downloads: the request was blocked."
+    if isinstance(e, ModuleNotFoundError):
+        hint = ("Module '" + str(e.name) + "' is not available in this sandbox: it runs Pyodide, "
+                "which has its own packages and can add pure-Python wheels.")
+    return _clip(text), hint
+
+def prepare():
+    try:
+        _prepare_figures()
+    except Exception as e:
+        return "Figure capture is unavailable: " + repr(e)
+    return None
+
+async def run(code, post):
+    _Run.post = post
+    _Run.shown = []
+    linecache.cache[FILENAME] = (len(code), None, code.splitlines(True), FILENAME)
+    env = {"__name__": "__main__", "__file__": FILENAME, "__builtins__": __builtins__}
+    ok = True
+    value = None
+    post("started", None)
+    try:
+        tree = ast.parse(code, filename=FILENAME, mode="exec")
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+        body = compile(tree, FILENAME, "exec", flags=flags, dont_inherit=True)
+        pending = eval(body, env)
+        if inspect.iscoroutine(pending):
+            await pending
+        if last is not None:
+            expr = compile(last, FILENAME, "eval", flags=flags, dont_inherit=True)
+            value = eval(expr, env)
+            if inspect.iscoroutine(value):
+                value = await value
+    except SystemExit as e:
+        if e.code not in (None, 0):
+            ok = False
+            post("error", "SystemExit: " + str(e.code))
+    except BaseException as e:
+        ok = False
+        sys.stdout.flush()
+        sys.stderr.flush()
+        text, hint = _format_error(e)
+        post("error", text)
+        if hint:
+            post("info", hint)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        if value is not None:
+            _show_value(value)
+        for name, obj in list(env.items()):
+            if not name.startswith("_") and _is_plotly(obj):
+                _emit_plotly(obj)
+        _emit_matplotlib()
+    except Exception as e:
+        post("info", "Could not display a result: " + repr(e))
+    return ok
+
+def _show_value(value):
+    if _is_plotly(value):
+        _emit_plotly(value)
+        return
+    mpl = sys.modules.get("matplotlib.figure")
+    if mpl is not None and isinstance(value, mpl.Figure):
+        return
+    html = None
+    if not isinstance(value, type) and callable(getattr(type(value), "_repr_html_", None)):
+        try:
+            html = value._repr_html_()
+        except Exception:
+            html = None
+    if isinstance(html, str) and html:
+        _emit("html", _clip(html))
+        return
+    try:
+        text = repr(value)
+    except Exception as e:
+        text = "<repr() failed: " + type(e).__name__ + ">"
+    _emit("result", _clip(text))
+`;
+
+let pyodide = null;
+let runner = null;
+let config = null;
+let runId = 0;
+
+function post(type, fields) {
+  self.postMessage(Object.assign({ type, id: runId }, fields));
+}
+
+// Streams stdout/stderr bytes to the page as they are written (Python's streams are line
+// buffered): a streaming TextDecoder keeps multi-byte characters split across writes intact. A run
+// that prints more than the cap gets one note instead of the rest.
+const STREAM_CAP = 4_000_000;
+function stream(type) {
+  const decoder = new TextDecoder('utf-8');
+  let sent = 0;
+  const send = (text) => {
+    if (!text) return;
+    if (sent < STREAM_CAP) {
+      post(type, { text: text.slice(0, STREAM_CAP - sent) });
+      if (sent + text.length >= STREAM_CAP) post('info', { text: 'Further ' + type + ' output was dropped.' });
+    }
+    sent += text.length;
+  };
+  return {
+    write(bytes) {
+      send(decoder.decode(bytes, { stream: true }));
+      return bytes.length;
+    },
+    end() {
+      send(decoder.decode());
+      sent = 0;
+    },
+  };
+}
+
+const stdout = stream('stdout');
+const stderr = stream('stderr');
+
+async function boot(msg) {
+  config = msg;
+  const { loadPyodide } = await import(msg.pyodideUrl + 'pyodide.mjs');
+  pyodide = await loadPyodide({ indexURL: msg.pyodideUrl });
+  pyodide.setStdin({ stdin: () => null });
+  attachStreams();
+  const ns = pyodide.globals.get('dict')();
+  pyodide.runPython(RUNNER, { globals: ns });
+  runner = ns;
+}
+
+// Runs `work` with Python's output discarded (progress messages of micropip and imports).
+async function quietly(work) {
+  const quiet = { write: (b) => b.length };
+  pyodide.setStdout(quiet);
+  pyodide.setStderr(quiet);
+  try {
+    return await work();
+  } finally {
+    attachStreams();
+  }
+}
+
+function attachStreams() {
+  pyodide.setStdout({ write: (b) => stdout.write(b) });
+  pyodide.setStderr({ write: (b) => stderr.write(b) });
+  pyodide.runPython('import sys; sys.stdout.reconfigure(line_buffering=True); sys.stderr.reconfigure(line_buffering=True)');
+}
+
+function fromPython(kind, payload) {
+  switch (kind) {
+    case 'started': post('started', {}); break;
+    case 'error': post('stderr', { text: String(payload) }); break;
+    case 'info': post('info', { text: String(payload) }); break;
+    case 'result': post('result', { text: String(payload) }); break;
+    case 'html': post('html', { html: String(payload) }); break;
+    case 'plotly': post('plotly', { json: String(payload) }); break;
+    case 'png': post('png', { bytes: payload instanceof Uint8Array ? payload : new Uint8Array(0) }); break;
+    default: break;
+  }
+}
+
+async function run(msg) {
+  runId = msg.id;
+  const code = String(msg.code);
+  const errors = [];
+  post('status', { text: 'Loading packages…' });
+  await pyodide.loadPackagesFromImports(code, {
+    messageCallback: () => {},
+    errorCallback: (m) => errors.push(String(m)),
+  });
+  for (const e of errors) post('info', { text: 'Package loading: ' + e });
+  const missingProxy = runner.get('missing_imports')(code);
+  const missing = missingProxy.toJs();
+  missingProxy.destroy();
+  if (missing.length > 0) {
+    post('status', { text: 'Installing ' + missing.join(', ') + '…' });
+    await pyodide.loadPackage('micropip', { messageCallback: () => {}, errorCallback: () => {} });
+    if (!pyodide.loadedPackages.micropip) {
+      post('info', { text: 'micropip could not be loaded, so ' + missing.join(', ') + ' cannot be installed' });
+    } else {
+      // micropip's progress messages ('Loading packaging') are not the program's output.
+      const failed = await quietly(async () => {
+        const failedProxy = await runner.get('install')(missing, config.indexes, config.offline);
+        const lines = failedProxy.toJs();
+        failedProxy.destroy();
+        return lines;
+      });
+      for (const line of failed) post('info', { text: line });
+    }
+  }
+  // Importing matplotlib may print 'building the font cache': not the program's output.
+  const note = await quietly(async () => runner.get('prepare')());
+  if (note) post('info', { text: String(note) });
+  post('status', { text: 'Running…' });
+  let ok = false;
+  try {
+    ok = await runner.get('run')(code, fromPython);
+  } finally {
+    stdout.end();
+    stderr.end();
+  }
+  post('finished', { ok: ok === true });
+}
+
+self.onmessage = async (event) => {
+  const msg = event.data || {};
+  if (msg.type === 'boot') {
+    try {
+      await boot(msg);
+      post('booted', {});
+    } catch (e) {
+      post('boot-error', { message: String((e && e.message) || e) });
+    }
+  } else if (msg.type === 'run' && runner) {
+    try {
+      await run(msg);
+    } catch (e) {
+      stdout.end();
+      stderr.end();
+      post('stderr', { text: 'sandgate: ' + String((e && e.message) || e) + '\n' });
+      post('finished', { ok: false });
+    }
+  }
+};

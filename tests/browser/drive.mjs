@@ -1,0 +1,166 @@
+// Drives headless Chromium (Debian's /usr/bin/chromium through playwright-core) through the cases
+// that tests/browser.rs describes, and reports what it observed as JSON. It asserts nothing itself:
+// the Rust test does, so that every failure names the case and the observation.
+//
+//   node drive.mjs cases.json > observations.json
+//
+// cases.json: {"cases": [{"name", "steps": [...]}]}. Steps:
+//   {"do": "goto", "url"}                      open a URL in the case's page
+//   {"do": "wait", "states": [...], "timeoutMs", "frame"?}   wait until body.dataset.state is one of them
+//   {"do": "observe", "label", "frame"?}       record the outputs, state history and element counts
+//   {"do": "probe", "label", "frame"?}         time a round trip into the page and a click on Edit
+//   {"do": "tab", "label", "count"}            press Tab `count` times, record what gets focus
+//   {"do": "click", "selector", "frame"?}      click an element
+//   {"do": "fill", "selector", "value", "frame"?}  type into a field
+//   {"do": "screenshot", "path"}               write a PNG of the page
+// "frame": true means the sandbox page inside the first iframe (the widget case).
+import { readFileSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+
+const input = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+
+// Records every data-state change with its time, in every frame, before any page script runs.
+const STATE_RECORDER = () => {
+  window.__sgStates = [];
+  const seen = () => {
+    const s = document.body && document.body.dataset.state;
+    const last = window.__sgStates[window.__sgStates.length - 1];
+    if (s && (!last || last[0] !== s)) window.__sgStates.push([s, performance.now()]);
+  };
+  new MutationObserver(seen).observe(document, { subtree: true, attributes: true, attributeFilter: ['data-state'] });
+  document.addEventListener('DOMContentLoaded', seen);
+};
+
+function target(page, step) {
+  if (!step.frame) return page.mainFrame();
+  const frame = page.frames().find((f) => f !== page.mainFrame() && f.url().includes('/sandbox'));
+  if (!frame) throw new Error('no sandbox iframe in the page');
+  return frame;
+}
+
+async function observe(frame) {
+  return frame.evaluate(() => {
+    const text = (id) => { const el = document.getElementById(id); return el ? el.textContent : null; };
+    const figures = document.getElementById('figures');
+    const outputs = ['stdout', 'stderr', 'result'].map((id) => document.getElementById(id));
+    return {
+      state: document.body.dataset.state,
+      origin: self.origin,
+      status: text('status'),
+      stdout: text('stdout'),
+      stderr: text('stderr'),
+      result: text('result'),
+      code: document.getElementById('code') ? document.getElementById('code').value : null,
+      states: window.__sgStates || [],
+      pngs: figures ? [...figures.querySelectorAll('img')].filter((i) => i.complete && i.naturalWidth > 0).map((i) => [i.naturalWidth, i.naturalHeight]) : [],
+      plotlyFigures: figures ? [...figures.querySelectorAll('.plotly-figure')].filter((d) => d.querySelector('.main-svg')).length : 0,
+      plotlyBars: figures ? figures.querySelectorAll('.plotly-figure .bars .point path').length : 0,
+      plotlyTickLabels: figures ? [...figures.querySelectorAll('.plotly-figure .xtick text')].map((t) => t.textContent) : [],
+      resultFrames: document.querySelectorAll('#result iframe').length,
+      resultFrameText: (() => {
+        const f = document.querySelector('#result iframe');
+        try { return f && f.contentDocument ? f.contentDocument.body.textContent : null; } catch (e) { return 'inaccessible'; }
+      })(),
+      resultFrameTables: (() => {
+        const f = document.querySelector('#result iframe');
+        try { return f && f.contentDocument ? f.contentDocument.querySelectorAll('table').length : 0; } catch (e) { return 0; }
+      })(),
+      activeElementsInOutputs: outputs.reduce((n, el) => n + (el ? el.querySelectorAll('script, img, iframe, object, embed, a').length : 0), 0),
+      scriptsInDocument: document.querySelectorAll('script').length,
+      overflowsX: document.documentElement.scrollWidth > window.innerWidth,
+      now: performance.now(),
+    };
+  });
+}
+
+async function runCase(browser, c) {
+  const context = await browser.newContext({ viewport: c.viewport || { width: 1000, height: 800 }, colorScheme: c.colorScheme || 'light' });
+  await context.addInitScript(STATE_RECORDER);
+  const page = await context.newPage();
+  const events = { dialogs: [], navigations: [], console: [], pageErrors: [], requests: [] };
+  page.on('dialog', (d) => { events.dialogs.push(d.message()); d.dismiss().catch(() => {}); });
+  page.on('framenavigated', (f) => events.navigations.push({ main: f === page.mainFrame(), url: f.url() }));
+  page.on('console', (m) => events.console.push(m.type() + ': ' + m.text()));
+  page.on('pageerror', (e) => events.pageErrors.push(String(e)));
+  page.on('popup', (p) => events.navigations.push({ popup: true, url: p.url() }));
+  const out = { name: c.name, observations: {}, probes: {}, events, error: null };
+  try {
+    for (const step of c.steps) {
+      switch (step.do) {
+        case 'goto':
+          await page.goto(step.url, { waitUntil: 'load' });
+          break;
+        case 'wait': {
+          const deadline = Date.now() + (step.timeoutMs || 60000);
+          for (;;) {
+            let state = null;
+            try {
+              state = await target(page, step).evaluate(() => document.body && document.body.dataset.state);
+            } catch (e) { /* The frame may not exist yet. */ }
+            if (step.states.includes(state)) break;
+            if (Date.now() > deadline) throw new Error(`state ${state} after ${step.timeoutMs} ms, waiting for ${step.states}`);
+            await new Promise((r) => setTimeout(r, 50));
+          }
+          break;
+        }
+        case 'observe':
+          out.observations[step.label] = await observe(target(page, step));
+          break;
+        case 'probe': {
+          const frame = target(page, step);
+          const t0 = Date.now();
+          await frame.evaluate(() => 1);
+          const evalMs = Date.now() - t0;
+          const t1 = Date.now();
+          await frame.click('#edit', { timeout: 5000 });
+          const pressed = await frame.evaluate(() => document.getElementById('edit').getAttribute('aria-pressed'));
+          const clickMs = Date.now() - t1;
+          await frame.click('#edit', { timeout: 5000 });
+          const state = await frame.evaluate(() => document.body.dataset.state);
+          out.probes[step.label] = { evalMs, clickMs, pressed, state };
+          break;
+        }
+        case 'tab': {
+          // Which controls Tab reaches, in order, from the top of the page.
+          const order = [];
+          await page.mainFrame().evaluate(() => document.activeElement && document.activeElement.blur());
+          for (let i = 0; i < step.count; i++) {
+            await page.keyboard.press('Tab');
+            order.push(await page.mainFrame().evaluate(() => document.activeElement ? document.activeElement.id || document.activeElement.tagName : null));
+          }
+          out.probes[step.label] = { order };
+          break;
+        }
+        case 'click':
+          await target(page, step).click(step.selector, { timeout: 5000 });
+          break;
+        case 'fill':
+          await target(page, step).fill(step.selector, step.value, { timeout: 5000 });
+          break;
+        case 'screenshot':
+          await page.screenshot({ path: step.path, fullPage: true });
+          break;
+        default:
+          throw new Error('unknown step ' + step.do);
+      }
+    }
+  } catch (e) {
+    out.error = String(e && e.stack ? e.stack : e);
+    try { out.observations.__at_error = await observe(page.mainFrame()); } catch (e2) { /* ignore */ }
+  }
+  await context.close();
+  return out;
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const results = [];
+for (const c of input.cases) {
+  if (process.env.ONLY && !c.name.includes(process.env.ONLY)) continue;
+  results.push(await runCase(browser, c));
+}
+await browser.close();
+process.stdout.write(JSON.stringify({ results }, null, 1));
