@@ -197,11 +197,7 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
 fn states(obs: &Value) -> Vec<String> {
     obs["states"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s[0].as_str().map(str::to_string))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|s| s[0].as_str().map(str::to_string)).collect())
         .unwrap_or_default()
 }
 
@@ -219,22 +215,10 @@ async fn sandbox_page_in_headless_chromium() {
     let repo = repo();
     let assets = repo.join("target/browser-assets");
     require(Path::new("/usr/bin/chromium"), "Debian's chromium");
-    require(
-        &repo.join("tests/browser/node_modules/playwright-core"),
-        "playwright-core",
-    );
-    require(
-        &assets.join("pyodide/pyodide.asm.wasm"),
-        "the Pyodide distribution",
-    );
-    require(
-        &assets.join("pyodide/micropip-0.11.1-py3-none-any.whl"),
-        "the micropip wheel",
-    );
-    require(
-        &assets.join("wheels/plotly-7.1.0-py3-none-any.whl"),
-        "the plotly wheel",
-    );
+    require(&repo.join("tests/browser/node_modules/playwright-core"), "playwright-core");
+    require(&assets.join("pyodide/pyodide.asm.wasm"), "the Pyodide distribution");
+    require(&assets.join("pyodide/micropip-0.11.1-py3-none-any.whl"), "the micropip wheel");
+    require(&assets.join("wheels/plotly-7.1.0-py3-none-any.whl"), "the plotly wheel");
     require(&assets.join("wheels/plotly.min.js"), "plotly.js");
     let shots = repo.join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
@@ -395,11 +379,7 @@ async fn sandbox_page_in_headless_chromium() {
         .await
         .expect("node must be installed (tests/setup/10-browser.sh)");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "drive.mjs failed: {}\n{stderr}",
-        output.status
-    );
+    assert!(output.status.success(), "drive.mjs failed: {}\n{stderr}", output.status);
     // Kept for whoever debugs a failure: every observation, console line and navigation.
     std::fs::write(repo.join("target/browser-report.json"), &output.stdout).unwrap();
     let report: Value = serde_json::from_slice(&output.stdout)
@@ -411,9 +391,7 @@ async fn sandbox_page_in_headless_chromium() {
         .map(|r| (str_of(r, "name").to_string(), r.clone()))
         .collect();
     let case = |name: &str| -> &Value {
-        let r = results
-            .get(name)
-            .unwrap_or_else(|| panic!("no result for {name}"));
+        let r = results.get(name).unwrap_or_else(|| panic!("no result for {name}"));
         assert!(
             r["error"].is_null(),
             "case {name} failed in the browser: {}\nobservations: {:#}\nevents: {:#}",
@@ -439,25 +417,15 @@ async fn sandbox_page_in_headless_chromium() {
     for name in ["print", "print-dark-phone"] {
         let end = obs(name, "end");
         assert_eq!(str_of(&end, "state"), "done", "{name}: {end:#}");
-        assert_eq!(
-            states(&end),
-            ["loading", "running", "done"],
-            "{name}: state history"
-        );
-        assert_eq!(
-            str_of(&end, "stdout"),
-            "hello from the sandbox\nnaïve café ✓ 日本語\n"
-        );
+        assert_eq!(states(&end), ["loading", "running", "done"], "{name}: state history");
+        assert_eq!(str_of(&end, "stdout"), "hello from the sandbox\nnaïve café ✓ 日本語\n");
         assert!(str_of(&end, "stderr").contains("a warning on stderr"));
         assert_eq!(str_of(&end, "result"), "{'answer': 42, 'word': 'abc'}");
         assert_eq!(str_of(&end, "code"), PRINT_CODE);
         assert_eq!(end["overflowsX"], false, "{name}: wider than the screen");
     }
     // The controls are reachable with the keyboard, in reading order (Stop is disabled when idle).
-    assert_eq!(
-        case("print")["probes"]["tab"]["order"],
-        json!(["run", "edit", "code"])
-    );
+    assert_eq!(case("print")["probes"]["tab"]["order"], json!(["run", "edit", "code"]));
 
     // An exception: state error, the traceback with the user's own lines, no Pyodide frames.
     let end = obs("error", "end");
@@ -470,31 +438,18 @@ async fn sandbox_page_in_headless_chromium() {
     assert!(tb.contains("File \"main.py\", line 2, in divide"), "{tb}");
     assert!(tb.contains("return a / b"), "{tb}");
     assert!(tb.contains("ZeroDivisionError: division by zero"), "{tb}");
-    assert!(
-        !tb.contains("_pyodide") && !tb.contains("/lib/python"),
-        "internal frames shown: {tb}"
-    );
+    assert!(!tb.contains("_pyodide") && !tb.contains("/lib/python"), "internal frames shown: {tb}");
 
     // An endless loop: stopped by the 5 s limit, the page answers meanwhile, Run again works.
     let probe = &case("timeout")["probes"]["while-running"];
-    assert_eq!(
-        str_of(probe, "pressed"),
-        "true",
-        "Edit did not respond while running: {probe}"
-    );
+    assert_eq!(str_of(probe, "pressed"), "true", "Edit did not respond while running: {probe}");
     assert_eq!(str_of(probe, "state"), "running", "{probe}");
-    assert!(
-        probe["evalMs"].as_f64().unwrap() < 1000.0,
-        "page unresponsive: {probe}"
-    );
+    assert!(probe["evalMs"].as_f64().unwrap() < 1000.0, "page unresponsive: {probe}");
     let t = obs("timeout", "timeout");
     assert_eq!(str_of(&t, "state"), "timeout", "{t:#}");
     assert_eq!(str_of(&t, "stdout"), "spinning\n");
     let ran = entered(&t, "timeout").unwrap() - entered(&t, "running").unwrap();
-    assert!(
-        (4900.0..9000.0).contains(&ran),
-        "timeout after {ran} ms, the limit is 5000 ms"
-    );
+    assert!((4900.0..9000.0).contains(&ran), "timeout after {ran} ms, the limit is 5000 ms");
     let again = obs("timeout", "again");
     assert_eq!(str_of(&again, "state"), "done", "{again:#}");
     assert_eq!(str_of(&again, "stdout"), "again\n");
@@ -517,14 +472,8 @@ async fn sandbox_page_in_headless_chromium() {
     assert!(out.contains("<iframe src=\"javascript:alert('iframe')\"></iframe>"));
     assert!(out.contains("\"><img src=x onerror=alert(1)>"));
     assert!(str_of(&end, "result").contains("onerror=alert(1)>"));
-    assert_eq!(
-        end["activeElementsInOutputs"], 0,
-        "markup from the code became elements"
-    );
-    assert_eq!(
-        end["scriptsInDocument"], 1,
-        "a script element was added to the page"
-    );
+    assert_eq!(end["activeElementsInOutputs"], 0, "markup from the code became elements");
+    assert_eq!(end["scriptsInDocument"], 1, "a script element was added to the page");
     let navigations = hostile["events"]["navigations"].as_array().unwrap();
     assert!(
         navigations
@@ -536,11 +485,7 @@ async fn sandbox_page_in_headless_chromium() {
     // A widget: opaque-origin iframe in a page of another origin, worker and all.
     let end = obs("widget", "end");
     assert_eq!(str_of(&end, "state"), "done", "{end:#}");
-    assert_eq!(
-        str_of(&end, "origin"),
-        "null",
-        "the widget is not in an opaque origin"
-    );
+    assert_eq!(str_of(&end, "origin"), "null", "the widget is not in an opaque origin");
     assert_eq!(str_of(&end, "stdout"), "widget ok emscripten\n");
     assert_eq!(str_of(&end, "result"), "42");
 
@@ -548,24 +493,14 @@ async fn sandbox_page_in_headless_chromium() {
     let end = obs("fetch-blocked", "end");
     assert_eq!(str_of(&end, "state"), "error", "{end:#}");
     assert_eq!(str_of(&end, "stdout"), "fetching\n");
-    assert!(
-        str_of(&end, "stderr").contains("the request was blocked"),
-        "{end:#}"
-    );
-    assert_eq!(
-        secret_hits.load(Ordering::SeqCst),
-        0,
-        "the blocked fetch reached the other origin"
-    );
+    assert!(str_of(&end, "stderr").contains("the request was blocked"), "{end:#}");
+    assert_eq!(secret_hits.load(Ordering::SeqCst), 0, "the blocked fetch reached the other origin");
 
     // A package that is nowhere: a clear message, then the ImportError.
     let end = obs("missing-package", "end");
     assert_eq!(str_of(&end, "state"), "error", "{end:#}");
     let err = str_of(&end, "stderr");
-    assert!(
-        err.contains("package 'surely_not_a_real_package_name' is not available"),
-        "{err}"
-    );
+    assert!(err.contains("package 'surely_not_a_real_package_name' is not available"), "{err}");
     assert!(
         err.contains("ModuleNotFoundError: No module named 'surely_not_a_real_package_name'"),
         "{err}"
@@ -575,19 +510,13 @@ async fn sandbox_page_in_headless_chromium() {
     // A link without code.
     let end = obs("no-code", "end");
     assert_eq!(str_of(&end, "state"), "error", "{end:#}");
-    assert!(
-        str_of(&end, "stderr").contains("carries no code"),
-        "{end:#}"
-    );
+    assert!(str_of(&end, "stderr").contains("carries no code"), "{end:#}");
 
     // _repr_html_ is drawn in a sandboxed frame where its scripts and handlers stay inert.
     let end = obs("repr-html", "end");
     assert_eq!(str_of(&end, "state"), "done", "{end:#}");
     assert_eq!(end["resultFrames"], 1, "{end:#}");
-    assert!(
-        str_of(&end, "resultFrameText").starts_with("bold text"),
-        "{end:#}"
-    );
+    assert!(str_of(&end, "resultFrameText").starts_with("bold text"), "{end:#}");
     assert_eq!(end["scriptsInDocument"], 1, "{end:#}");
 
     // matplotlib (Pyodide 0.27.7): show() and a figure left open both become PNGs.
@@ -597,8 +526,7 @@ async fn sandbox_page_in_headless_chromium() {
     let pngs = end["pngs"].as_array().unwrap();
     assert_eq!(pngs.len(), 2, "{end:#}");
     assert!(
-        pngs.iter()
-            .all(|p| p[0].as_u64().unwrap() > 200 && p[1].as_u64().unwrap() > 150),
+        pngs.iter().all(|p| p[0].as_u64().unwrap() > 200 && p[1].as_u64().unwrap() > 150),
         "{pngs:?}"
     );
     assert_eq!(str_of(&end, "stderr"), "", "{end:#}");
