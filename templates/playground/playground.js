@@ -91,6 +91,7 @@
       this.text = '';
       this.shown = null;
       this.loop = null;
+      this.last = -Infinity;
     }
 
     set(text) {
@@ -100,8 +101,10 @@
 
     async run() {
       while (this.shown !== this.text) {
+        const wait = this.last + RENDER_EVERY_MS - performance.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
         const text = this.text;
-        const started = performance.now();
+        this.last = performance.now();
         try {
           this.el.innerHTML = await renderHtml(text);
           this.el.classList.remove('plain');
@@ -110,8 +113,6 @@
           this.el.classList.add('plain');
         }
         this.shown = text;
-        const wait = RENDER_EVERY_MS - (performance.now() - started);
-        if (wait > 0 && this.shown !== this.text) await new Promise((r) => setTimeout(r, wait));
       }
     }
 
