@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# What tests/deploy.rs needs to check deploy/ offline, all from PyPI, in the virtual environment
+# target/deploy-venv:
+# - kubernetes-validate: the Kubernetes OpenAPI schemas of many releases, bundled; validates the
+#   manifests in deploy/k8s/ (strict: unknown fields are errors);
+# - check-jsonschema: ships the Compose Specification schema (`--builtin-schema vendor.compose-spec`);
+#   validates deploy/docker-compose.yml;
+# - PyYAML: the tests read the manifests' values through it.
+# No Docker engine and no network are needed when the tests run. Safe to run again: skipped when the
+# pinned versions are already installed.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+VENV=target/deploy-venv
+PACKAGES=(kubernetes-validate==1.37.0 check-jsonschema==0.39.0 PyYAML==6.0.3)
+STAMP="$VENV/.complete-kv1.37.0-cj0.39.0-py6.0.3"
+
+if [ -f "$STAMP" ]; then
+  exit 0
+fi
+
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=900 update -q
+  apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends python3-venv >/dev/null
+fi
+
+echo "30-deploy: installing ${PACKAGES[*]} into $VENV"
+rm -rf "$VENV"
+mkdir -p target
+python3 -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input "${PACKAGES[@]}"
+"$VENV/bin/kubernetes-validate" --version >/dev/null
+"$VENV/bin/check-jsonschema" --version >/dev/null
+touch "$STAMP"
+echo "30-deploy: done"
