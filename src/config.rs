@@ -95,7 +95,7 @@ pub struct Timeouts {
     pub connect: Duration,
     /// From sending the request upstream to receiving its response headers.
     pub first_byte: Duration,
-    /// The longest pause between two pieces of an upstream response body.
+    /// The longest pause between two pieces of a body: an upstream response or a client's request.
     pub idle: Duration,
     /// Reading a client's request headers.
     pub header_read: Duration,

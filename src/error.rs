@@ -34,6 +34,8 @@ pub enum Error {
     MethodNotAllowed(String),
     #[error("request body exceeds the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
+    #[error("the client sent nothing for {after:?} in the middle of its request body")]
+    ClientTimeout { after: Duration },
     #[error("cannot read the request body: {0}")]
     ClientBody(String),
     #[error(
@@ -77,6 +79,7 @@ impl Error {
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::ClientTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Error::ClientBody(_) | Error::BadModeHeader { .. } | Error::BadPath(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -109,6 +112,7 @@ impl Error {
             Error::BadPath(_) => "invalid_path",
             Error::MethodNotAllowed(_) => "method_not_allowed",
             Error::BodyTooLarge { .. } => "request_too_large",
+            Error::ClientTimeout { .. } => "request_timeout",
             Error::ClientBody(_) => "invalid_body",
             Error::BadModeHeader { .. } => "invalid_sandgate_mode",
             Error::Unauthorized => "invalid_api_key",

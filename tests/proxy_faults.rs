@@ -438,3 +438,35 @@ async fn an_h2_client_resetting_its_stream_closes_the_upstream_connection() {
     assert_eq!(sg.metrics().streams_cancelled(), 1);
     assert!(!send.is_closed(), "the client's HTTP/2 connection is still usable");
 }
+
+#[tokio::test]
+async fn a_client_silent_in_the_middle_of_its_body_gets_408() {
+    let up = ScriptedUpstream::start(openai::script).await;
+    let sg = start_sandgate(&up.base_url(), |raw| {
+        raw.set("timeouts.idle", "300ms").unwrap();
+    })
+    .await;
+    for path in ["/v1/chat/completions", "/v1/files"] {
+        let mut tcp = tokio::net::TcpStream::connect(sg.addr()).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: sandgate\r\ncontent-type: application/json\r\n\
+             content-length: 100\r\n\r\n{{\"model\":"
+        );
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        let mut received = Vec::new();
+        let mut buf = [0u8; 4096];
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !String::from_utf8_lossy(&received).contains("}}") {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => received.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await
+        .expect("sandgate answers a silent client");
+        let text = String::from_utf8_lossy(&received);
+        assert!(text.starts_with("HTTP/1.1 408"), "{path}: {text}");
+        assert!(text.contains("\"code\":\"request_timeout\""), "{path}: {text}");
+    }
+}

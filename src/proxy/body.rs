@@ -5,11 +5,11 @@
 //!   began, and metrics; dropping it (the client went away) drops the upstream response at once,
 //!   which closes or resets the upstream connection.
 //! - [`IdleBody`]: any other upstream body, passed through unchanged with the idle timeout.
-//! - [`LimitedBody`]: a client's request body streamed upstream, cut off past the size limit.
+//! - [`ClientBody`]: a client's request body, cut off past the size limit or after a silence.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -352,24 +352,57 @@ impl Framer {
     }
 }
 
+/// Why a client's request body was cut off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientFault {
+    TooLarge,
+    Idle,
+}
+
+/// Where a [`ClientBody`] records why it failed, for the handler to answer 413 or 408.
+#[derive(Clone, Debug, Default)]
+pub struct FaultCell(Arc<std::sync::atomic::AtomicU8>);
+
+impl FaultCell {
+    fn set(&self, fault: ClientFault) {
+        let code = match fault {
+            ClientFault::TooLarge => 1,
+            ClientFault::Idle => 2,
+        };
+        self.0.store(code, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Option<ClientFault> {
+        match self.0.load(Ordering::Relaxed) {
+            1 => Some(ClientFault::TooLarge),
+            2 => Some(ClientFault::Idle),
+            _ => None,
+        }
+    }
+}
+
 pin_project! {
-    /// A client's request body streamed upstream; past `limit` bytes it fails and raises `exceeded`.
-    pub struct LimitedBody {
+    /// A client's request body on its way upstream: fails past `limit` bytes, or when the client
+    /// stays silent longer than the idle timeout, and records why in its [`FaultCell`].
+    pub struct ClientBody {
         #[pin]
         inner: Incoming,
+        #[pin]
+        sleep: Sleep,
+        idle: Duration,
         seen: usize,
         limit: usize,
-        exceeded: Arc<AtomicBool>,
+        fault: FaultCell,
     }
 }
 
-impl LimitedBody {
-    pub fn new(inner: Incoming, limit: usize, exceeded: Arc<AtomicBool>) -> Self {
-        LimitedBody { inner, seen: 0, limit, exceeded }
+impl ClientBody {
+    pub fn new(inner: Incoming, limit: usize, idle: Duration, fault: FaultCell) -> Self {
+        ClientBody { inner, sleep: tokio::time::sleep(idle), idle, seen: 0, limit, fault }
     }
 }
 
-impl Body for LimitedBody {
+impl Body for ClientBody {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -377,23 +410,31 @@ impl Body for LimitedBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
+        let mut this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     *this.seen += data.len();
                     if *this.seen > *this.limit {
-                        this.exceeded.store(true, Ordering::Relaxed);
+                        this.fault.set(ClientFault::TooLarge);
                         return Poll::Ready(Some(Err(Box::new(Error::BodyTooLarge {
                             limit: *this.limit,
                         }))));
                     }
                 }
+                let deadline = tokio::time::Instant::now() + *this.idle;
+                this.sleep.as_mut().reset(deadline);
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => match this.sleep.poll(cx) {
+                Poll::Ready(()) => {
+                    this.fault.set(ClientFault::Idle);
+                    Poll::Ready(Some(Err(Box::new(Error::ClientTimeout { after: *this.idle }))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::config::Config;
@@ -30,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::rewrite::api::{self, Endpoint, SseRewriter};
 use crate::rewrite::{Mode, Options};
 use crate::sandbox::Sandbox;
-use body::{full, IdleBody, LimitedBody, ProxyBody, SseBody, StreamGuard};
+use body::{full, ClientBody, ClientFault, FaultCell, IdleBody, ProxyBody, SseBody, StreamGuard};
 use headers::{Auth, MODE_HEADER};
 
 /// Everything a request needs, shared by all connections.
@@ -191,6 +191,14 @@ impl Gateway {
         }
     }
 
+    /// The error for a request body cut off by its [`ClientBody`], if that is what happened.
+    fn client_fault(&self, fault: &FaultCell) -> Option<Error> {
+        fault.get().map(|f| match f {
+            ClientFault::TooLarge => Error::BodyTooLarge { limit: self.config.request_body_limit },
+            ClientFault::Idle => Error::ClientTimeout { after: self.config.timeouts.idle },
+        })
+    }
+
     /// `POST /v1/chat/completions`, `/v1/completions`, `/v1/responses`.
     async fn rewritten(
         &self,
@@ -205,16 +213,11 @@ impl Gateway {
         let limit = self.config.request_body_limit;
 
         let (parts, body) = req.into_parts();
-        let body = Limited::new(body, limit)
+        let fault = FaultCell::default();
+        let body = ClientBody::new(body, limit, self.config.timeouts.idle, fault.clone())
             .collect()
             .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    Error::BodyTooLarge { limit }
-                } else {
-                    Error::ClientBody(e.to_string())
-                }
-            })?
+            .map_err(|e| self.client_fault(&fault).unwrap_or(Error::ClientBody(e.to_string())))?
             .to_bytes();
         let body = match api::restore_request(endpoint, &body) {
             Some((restored, n)) => {
@@ -289,18 +292,16 @@ impl Gateway {
         self.check_declared_length(&req)?;
         let uri = self.upstream_uri(&req);
         let (parts, body) = req.into_parts();
-        let exceeded = Arc::new(AtomicBool::new(false));
+        let fault = FaultCell::default();
         let limit = self.config.request_body_limit;
-        let body = LimitedBody::new(body, limit, exceeded.clone()).boxed_unsync();
+        let body =
+            ClientBody::new(body, limit, self.config.timeouts.idle, fault.clone()).boxed_unsync();
         let up_req = build_request(parts.method, &uri, up_headers, body)?;
 
         let sent = Instant::now();
         let resp = match self.upstream.send(up_req).await {
             Ok(resp) => resp,
-            Err(_) if exceeded.load(Ordering::Relaxed) => {
-                return Err(Error::BodyTooLarge { limit });
-            }
-            Err(e) => return Err(e),
+            Err(e) => return Err(self.client_fault(&fault).unwrap_or(e)),
         };
         self.metrics.upstream_latency.observe(sent.elapsed());
         self.metrics.overhead.observe(sent.saturating_duration_since(start));
@@ -330,10 +331,7 @@ pub fn is_safe_api_path(rest: &str) -> bool {
 
 /// Paths the sandbox module serves.
 pub fn is_sandbox_path(path: &str) -> bool {
-    path == "/sandbox"
-        || path.starts_with("/sandbox/")
-        || path.starts_with("/pyodide/")
-        || path.starts_with("/wheels/")
+    path.starts_with("/sandbox") || path.starts_with("/pyodide/") || path.starts_with("/wheels/")
 }
 
 fn build_request(

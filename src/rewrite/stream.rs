@@ -145,17 +145,20 @@ impl Rewriter {
             return;
         }
         let partial = &self.pending[..decided];
-        let emit = match &self.block {
-            Some(block) if !block.released => {
-                self.opts.show_code && self.parser.surely_continues(partial)
-            }
-            _ => {
-                self.opts.show_code
-                    || !could_open_fence(partial, |word, complete| {
-                        self.could_be_language(word, complete)
-                    })
-            }
-        };
+        // Both decisions below only go from "hold" to "emit" as the line grows: once part of the line
+        // went out, the rest may follow without asking again (a long line costs no rescans).
+        let emit = self.pending_emitted > 0
+            || match &self.block {
+                Some(block) if !block.released => {
+                    self.opts.show_code && self.parser.surely_continues(partial)
+                }
+                _ => {
+                    self.opts.show_code
+                        || !could_open_fence(partial, |word, complete| {
+                            self.could_be_language(word, complete)
+                        })
+                }
+            };
         if emit {
             out.push_str(&self.pending[self.pending_emitted..decided]);
             self.pending_emitted = decided;
