@@ -273,26 +273,47 @@
     ui.result.replaceChildren(pre);
   }
 
-  // _repr_html_ (a DataFrame table, say) in an iframe that may not run scripts, submit forms or
-  // navigate anything; it inherits this page's policy, so it cannot load remote images either.
+  // _repr_html_ (a DataFrame table, say) is rebuilt from an allowlist: tables and text markup
+  // with a few layout attributes survive; scripts, styles, links, images, frames, forms, event
+  // handlers and every other attribute are dropped. The page's policy would block scripts and
+  // remote loads anyway; this keeps Python's markup from even trying.
+  const HTML_KEEP = new Set(['TABLE', 'THEAD', 'TBODY', 'TFOOT', 'TR', 'TH', 'TD', 'CAPTION', 'COLGROUP',
+    'COL', 'B', 'I', 'EM', 'STRONG', 'U', 'S', 'SMALL', 'SUB', 'SUP', 'CODE', 'PRE', 'KBD', 'SAMP', 'VAR',
+    'P', 'DIV', 'SPAN', 'BR', 'HR', 'UL', 'OL', 'LI', 'DL', 'DT', 'DD', 'H1', 'H2', 'H3', 'H4', 'H5', 'H6',
+    'BLOCKQUOTE', 'DETAILS', 'SUMMARY', 'ABBR', 'MARK', 'Q', 'TIME']);
+  const HTML_DROP = new Set(['SCRIPT', 'STYLE', 'TEMPLATE', 'NOSCRIPT', 'IFRAME', 'FRAME', 'OBJECT', 'EMBED',
+    'SVG', 'MATH', 'TEXTAREA', 'SELECT', 'OPTION', 'BUTTON', 'TITLE', 'HEAD']);
+  const ATTR_KEEP = new Set(['class', 'colspan', 'rowspan', 'align', 'valign', 'title', 'open', 'start',
+    'span', 'scope', 'lang', 'dir']);
+  function sanitized(html) {
+    const source = new DOMParser().parseFromString(html, 'text/html');
+    const out = document.createElement('div');
+    out.className = 'html-result';
+    const copy = (from, to, depth) => {
+      for (const node of from.childNodes) {
+        if (node.nodeType === Node.TEXT_NODE) {
+          to.appendChild(document.createTextNode(node.nodeValue));
+        } else if (node.nodeType === Node.ELEMENT_NODE && !HTML_DROP.has(node.tagName.toUpperCase())) {
+          const tag = node.tagName.toUpperCase();
+          if (HTML_KEEP.has(tag) && depth < 64) {
+            const el = document.createElement(tag.toLowerCase());
+            for (const attr of node.attributes) {
+              if (ATTR_KEEP.has(attr.name)) el.setAttribute(attr.name, attr.value);
+            }
+            copy(node, el, depth + 1);
+            to.appendChild(el);
+          } else {
+            copy(node, to, depth + 1); // Keep the text of anything else.
+          }
+        }
+      }
+    };
+    copy(source.body, out, 0);
+    return out;
+  }
+
   function showHtml(html) {
-    const frame = document.createElement('iframe');
-    frame.setAttribute('sandbox', 'allow-same-origin');
-    frame.setAttribute('title', 'HTML representation of the result');
-    frame.srcdoc = '<!DOCTYPE html><meta charset="utf-8"><style>body{margin:0;font:13px system-ui,sans-serif;color:#1b1f24}' +
-      'table{border-collapse:collapse}td,th{border:1px solid #d1d9e0;padding:2px 6px}</style>' + html;
-    rendering.push(new Promise((resolve) => {
-      const timeout = setTimeout(resolve, 5000);
-      frame.addEventListener('load', () => {
-        clearTimeout(timeout);
-        try {
-          const h = frame.contentDocument.body.scrollHeight;
-          frame.style.height = Math.min(Math.max(h, 16) + 4, 2000) + 'px';
-        } catch (e) { /* Keep the default height. */ }
-        resolve();
-      });
-    }));
-    ui.result.replaceChildren(frame);
+    ui.result.replaceChildren(sanitized(html));
   }
 
   function showPng(bytes) {

@@ -31,16 +31,8 @@ def _clip(text):
     return text
 
 def missing_imports(code):
-    from pyodide.code import find_imports
-    try:
-        names = find_imports(code)
-    except SyntaxError:
-        return []
     missing = set()
-    for name in names:
-        top = name.split(".")[0]
-        if top in sys.builtin_module_names or top in sys.stdlib_module_names:
-            continue
+    for top in _third_party_imports(code):
         try:
             if importlib.util.find_spec(top) is None:
                 missing.add(top)
@@ -119,11 +111,28 @@ def _format_error(e):
         if "Failed to fetch" in message or "NetworkError" in message or "Content Security Policy" in message:
             hint = "Network access from this sandbox is limited to package downloads: the request was blocked."
     if isinstance(e, ModuleNotFoundError):
-        hint = ("Module '" + str(e.name) + "' is not available in this sandbox: it runs Pyodide, "
-                "which has its own packages and can add pure-Python wheels.")
+        hint = ("Module '" + str(e.name) + "' is not available in this sandbox: only Pyodide's "
+                "packages and pure-Python wheels can be installed here.")
     return _clip(text), hint
 
-def prepare():
+def _third_party_imports(code):
+    from pyodide.code import find_imports
+    try:
+        names = find_imports(code)
+    except SyntaxError:
+        return []
+    tops = {name.split(".")[0] for name in names}
+    return sorted(t for t in tops if t not in sys.builtin_module_names and t not in sys.stdlib_module_names)
+
+def prepare(code):
+    # The packages the code imports are imported here, before the time limit starts, so that the
+    # limit measures the code rather than how long pandas takes to import on this device. A
+    # failing import is left for the code itself to raise, with its own traceback.
+    for name in _third_party_imports(code):
+        try:
+            importlib.import_module(name)
+        except (Exception, SystemExit):
+            pass
     try:
         _prepare_figures()
     except Exception as e:
@@ -282,6 +291,24 @@ function fromPython(kind, payload) {
   }
 }
 
+// Turns Pyodide's package loading errors into one clear line per package.
+function reportLoadErrors(errors) {
+  const names = new Set();
+  for (const e of errors) {
+    const m = /while loading ([A-Za-z0-9_.\-]+)/.exec(e);
+    if (m) names.add(m[1]);
+  }
+  if (names.size === 0 && errors.length > 0) {
+    post('info', { text: 'Pyodide could not load a package: ' + errors.join(' ') });
+  }
+  for (const name of names) {
+    const why = config.offline
+      ? 'this sandbox serves its own copy of Pyodide, which does not include that package'
+      : 'the download from ' + config.pyodideUrl + ' failed or was blocked';
+    post('info', { text: "Package '" + name + "' is part of Pyodide but could not be loaded: " + why + '.' });
+  }
+}
+
 async function run(msg) {
   runId = msg.id;
   const code = String(msg.code);
@@ -291,7 +318,7 @@ async function run(msg) {
     messageCallback: () => {},
     errorCallback: (m) => errors.push(String(m)),
   });
-  for (const e of errors) post('info', { text: 'Package loading: ' + e });
+  reportLoadErrors(errors);
   const missingProxy = runner.get('missing_imports')(code);
   const missing = missingProxy.toJs();
   missingProxy.destroy();
@@ -312,7 +339,8 @@ async function run(msg) {
     }
   }
   // Importing matplotlib may print 'building the font cache': not the program's output.
-  const note = await quietly(async () => runner.get('prepare')());
+  post('status', { text: 'Importing packages…' });
+  const note = await quietly(async () => runner.get('prepare')(code));
   if (note) post('info', { text: String(note) });
   post('status', { text: 'Running…' });
   let ok = false;

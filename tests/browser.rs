@@ -133,6 +133,10 @@ fn sandbox(assets: &Path, timeout_ms: u64) -> Sandbox {
 const PRINT_CODE: &str = r#"import sys
 print("hello from the sandbox")
 print("naïve café ✓ 日本語")
+# One character split across two writes reaches the page whole.
+check = "✓".encode()
+sys.stdout.buffer.write(check[:2]); sys.stdout.buffer.flush()
+sys.stdout.buffer.write(check[2:] + b" split\n"); sys.stdout.buffer.flush()
 sys.stderr.write("a warning on stderr\n")
 answer = 6 * 7
 {"answer": answer, "word": 'abc'}
@@ -197,7 +201,11 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
 fn states(obs: &Value) -> Vec<String> {
     obs["states"]
         .as_array()
-        .map(|a| a.iter().filter_map(|s| s[0].as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s[0].as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -215,10 +223,22 @@ async fn sandbox_page_in_headless_chromium() {
     let repo = repo();
     let assets = repo.join("target/browser-assets");
     require(Path::new("/usr/bin/chromium"), "Debian's chromium");
-    require(&repo.join("tests/browser/node_modules/playwright-core"), "playwright-core");
-    require(&assets.join("pyodide/pyodide.asm.wasm"), "the Pyodide distribution");
-    require(&assets.join("pyodide/micropip-0.11.1-py3-none-any.whl"), "the micropip wheel");
-    require(&assets.join("wheels/plotly-7.1.0-py3-none-any.whl"), "the plotly wheel");
+    require(
+        &repo.join("tests/browser/node_modules/playwright-core"),
+        "playwright-core",
+    );
+    require(
+        &assets.join("pyodide/pyodide.asm.wasm"),
+        "the Pyodide distribution",
+    );
+    require(
+        &assets.join("pyodide/micropip-0.11.1-py3-none-any.whl"),
+        "the micropip wheel",
+    );
+    require(
+        &assets.join("wheels/plotly-7.1.0-py3-none-any.whl"),
+        "the plotly wheel",
+    );
     require(&assets.join("wheels/plotly.min.js"), "plotly.js");
     let shots = repo.join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
@@ -245,6 +265,19 @@ async fn sandbox_page_in_headless_chromium() {
     let host_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let host_port = host_listener.local_addr().unwrap().port();
     let main_url = format!("http://127.0.0.1:{}", main.port());
+    // Pyodide from another origin, as from the default CDN: the page's policy names that URL.
+    let cdn_like = serve_sandbox(sandbox(&assets, 30_000)).await;
+    let elsewhere = serve_sandbox(
+        Sandbox::new(SandboxConfig {
+            pyodide_url: format!("http://127.0.0.1:{}/pyodide/", cdn_like.port()),
+            pyodide_dir: None,
+            wheels_dir: None,
+            timeout_ms: 30_000,
+        })
+        .unwrap(),
+    )
+    .await;
+    let elsewhere_url = format!("http://127.0.0.1:{}", elsewhere.port());
     let short_url = format!("http://127.0.0.1:{}", short.port());
     // "localhost" makes the host page another site as well as another origin.
     let host_url = format!("http://localhost:{host_port}");
@@ -284,6 +317,11 @@ async fn sandbox_page_in_headless_chromium() {
             {"do": "wait", "states": done, "timeoutMs": 90000},
             {"do": "observe", "label": "end"},
             {"do": "screenshot", "path": shot("done-dark-phone.png")},
+        ]},
+        {"name": "pyodide-elsewhere", "steps": [
+            {"do": "goto", "url": link(&elsewhere_url, PRINT_CODE)},
+            {"do": "wait", "states": done, "timeoutMs": 90000},
+            {"do": "observe", "label": "end"},
         ]},
         {"name": "error", "steps": [
             {"do": "goto", "url": link(&main_url, ERROR_CODE)},
@@ -336,6 +374,11 @@ async fn sandbox_page_in_headless_chromium() {
             {"do": "wait", "states": done, "timeoutMs": 90000},
             {"do": "observe", "label": "end"},
         ]},
+        {"name": "pyodide-package-missing", "steps": [
+            {"do": "goto", "url": link(&main_url, "import numpy\nprint(numpy.arange(3))\n")},
+            {"do": "wait", "states": done, "timeoutMs": 90000},
+            {"do": "observe", "label": "end"},
+        ]},
         {"name": "no-code", "steps": [
             {"do": "goto", "url": format!("{main_url}/sandbox#md=only")},
             {"do": "wait", "states": done, "timeoutMs": 30000},
@@ -379,7 +422,11 @@ async fn sandbox_page_in_headless_chromium() {
         .await
         .expect("node must be installed (tests/setup/10-browser.sh)");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "drive.mjs failed: {}\n{stderr}", output.status);
+    assert!(
+        output.status.success(),
+        "drive.mjs failed: {}\n{stderr}",
+        output.status
+    );
     // Kept for whoever debugs a failure: every observation, console line and navigation.
     std::fs::write(repo.join("target/browser-report.json"), &output.stdout).unwrap();
     let report: Value = serde_json::from_slice(&output.stdout)
@@ -391,7 +438,9 @@ async fn sandbox_page_in_headless_chromium() {
         .map(|r| (str_of(r, "name").to_string(), r.clone()))
         .collect();
     let case = |name: &str| -> &Value {
-        let r = results.get(name).unwrap_or_else(|| panic!("no result for {name}"));
+        let r = results
+            .get(name)
+            .unwrap_or_else(|| panic!("no result for {name}"));
         assert!(
             r["error"].is_null(),
             "case {name} failed in the browser: {}\nobservations: {:#}\nevents: {:#}",
@@ -414,18 +463,30 @@ async fn sandbox_page_in_headless_chromium() {
     let obs = |name: &str, label: &str| -> Value { case(name)["observations"][label].clone() };
 
     // Printed output (streamed, multi-byte intact), stderr, and the last expression's repr.
-    for name in ["print", "print-dark-phone"] {
+    for name in ["print", "print-dark-phone", "pyodide-elsewhere"] {
         let end = obs(name, "end");
         assert_eq!(str_of(&end, "state"), "done", "{name}: {end:#}");
-        assert_eq!(states(&end), ["loading", "running", "done"], "{name}: state history");
-        assert_eq!(str_of(&end, "stdout"), "hello from the sandbox\nnaïve café ✓ 日本語\n");
+        // The policy's sandbox directive: an opaque origin even top-level.
+        assert_eq!(str_of(&end, "origin"), "null", "{name}");
+        assert_eq!(
+            states(&end),
+            ["loading", "running", "done"],
+            "{name}: state history"
+        );
+        assert_eq!(
+            str_of(&end, "stdout"),
+            "hello from the sandbox\nnaïve café ✓ 日本語\n✓ split\n"
+        );
         assert!(str_of(&end, "stderr").contains("a warning on stderr"));
         assert_eq!(str_of(&end, "result"), "{'answer': 42, 'word': 'abc'}");
         assert_eq!(str_of(&end, "code"), PRINT_CODE);
         assert_eq!(end["overflowsX"], false, "{name}: wider than the screen");
     }
     // The controls are reachable with the keyboard, in reading order (Stop is disabled when idle).
-    assert_eq!(case("print")["probes"]["tab"]["order"], json!(["run", "edit", "code"]));
+    assert_eq!(
+        case("print")["probes"]["tab"]["order"],
+        json!(["run", "edit", "code"])
+    );
 
     // An exception: state error, the traceback with the user's own lines, no Pyodide frames.
     let end = obs("error", "end");
@@ -438,18 +499,32 @@ async fn sandbox_page_in_headless_chromium() {
     assert!(tb.contains("File \"main.py\", line 2, in divide"), "{tb}");
     assert!(tb.contains("return a / b"), "{tb}");
     assert!(tb.contains("ZeroDivisionError: division by zero"), "{tb}");
-    assert!(!tb.contains("_pyodide") && !tb.contains("/lib/python"), "internal frames shown: {tb}");
+    assert!(
+        !tb.contains("_pyodide") && !tb.contains("/lib/python"),
+        "internal frames shown: {tb}"
+    );
 
     // An endless loop: stopped by the 5 s limit, the page answers meanwhile, Run again works.
     let probe = &case("timeout")["probes"]["while-running"];
-    assert_eq!(str_of(probe, "pressed"), "true", "Edit did not respond while running: {probe}");
+    assert_eq!(
+        str_of(probe, "pressed"),
+        "true",
+        "Edit did not respond while running: {probe}"
+    );
     assert_eq!(str_of(probe, "state"), "running", "{probe}");
-    assert!(probe["evalMs"].as_f64().unwrap() < 1000.0, "page unresponsive: {probe}");
+    assert!(
+        probe["evalMs"].as_f64().unwrap() < 1000.0,
+        "page unresponsive: {probe}"
+    );
     let t = obs("timeout", "timeout");
     assert_eq!(str_of(&t, "state"), "timeout", "{t:#}");
+    // Printed while the loop ran: the output streams, it does not wait for the end.
     assert_eq!(str_of(&t, "stdout"), "spinning\n");
     let ran = entered(&t, "timeout").unwrap() - entered(&t, "running").unwrap();
-    assert!((4900.0..9000.0).contains(&ran), "timeout after {ran} ms, the limit is 5000 ms");
+    assert!(
+        (4900.0..9000.0).contains(&ran),
+        "timeout after {ran} ms, the limit is 5000 ms"
+    );
     let again = obs("timeout", "again");
     assert_eq!(str_of(&again, "state"), "done", "{again:#}");
     assert_eq!(str_of(&again, "stdout"), "again\n");
@@ -472,8 +547,14 @@ async fn sandbox_page_in_headless_chromium() {
     assert!(out.contains("<iframe src=\"javascript:alert('iframe')\"></iframe>"));
     assert!(out.contains("\"><img src=x onerror=alert(1)>"));
     assert!(str_of(&end, "result").contains("onerror=alert(1)>"));
-    assert_eq!(end["activeElementsInOutputs"], 0, "markup from the code became elements");
-    assert_eq!(end["scriptsInDocument"], 1, "a script element was added to the page");
+    assert_eq!(
+        end["activeElementsInOutputs"], 0,
+        "markup from the code became elements"
+    );
+    assert_eq!(
+        end["scriptsInDocument"], 1,
+        "a script element was added to the page"
+    );
     let navigations = hostile["events"]["navigations"].as_array().unwrap();
     assert!(
         navigations
@@ -485,7 +566,11 @@ async fn sandbox_page_in_headless_chromium() {
     // A widget: opaque-origin iframe in a page of another origin, worker and all.
     let end = obs("widget", "end");
     assert_eq!(str_of(&end, "state"), "done", "{end:#}");
-    assert_eq!(str_of(&end, "origin"), "null", "the widget is not in an opaque origin");
+    assert_eq!(
+        str_of(&end, "origin"),
+        "null",
+        "the widget is not in an opaque origin"
+    );
     assert_eq!(str_of(&end, "stdout"), "widget ok emscripten\n");
     assert_eq!(str_of(&end, "result"), "42");
 
@@ -493,30 +578,62 @@ async fn sandbox_page_in_headless_chromium() {
     let end = obs("fetch-blocked", "end");
     assert_eq!(str_of(&end, "state"), "error", "{end:#}");
     assert_eq!(str_of(&end, "stdout"), "fetching\n");
-    assert!(str_of(&end, "stderr").contains("the request was blocked"), "{end:#}");
-    assert_eq!(secret_hits.load(Ordering::SeqCst), 0, "the blocked fetch reached the other origin");
+    assert!(
+        str_of(&end, "stderr").contains("the request was blocked"),
+        "{end:#}"
+    );
+    assert_eq!(
+        secret_hits.load(Ordering::SeqCst),
+        0,
+        "the blocked fetch reached the other origin"
+    );
 
     // A package that is nowhere: a clear message, then the ImportError.
     let end = obs("missing-package", "end");
     assert_eq!(str_of(&end, "state"), "error", "{end:#}");
     let err = str_of(&end, "stderr");
-    assert!(err.contains("package 'surely_not_a_real_package_name' is not available"), "{err}");
+    assert!(
+        err.contains("package 'surely_not_a_real_package_name' is not available"),
+        "{err}"
+    );
     assert!(
         err.contains("ModuleNotFoundError: No module named 'surely_not_a_real_package_name'"),
         "{err}"
     );
     assert!(err.contains("is not available in this sandbox"), "{err}");
 
+    // A Pyodide package missing from the self-hosted copy: a clear line, then the ImportError.
+    let end = obs("pyodide-package-missing", "end");
+    assert_eq!(str_of(&end, "state"), "error", "{end:#}");
+    let err = str_of(&end, "stderr");
+    assert!(
+        err.contains(
+            "Package 'numpy' is part of Pyodide but could not be loaded: this sandbox serves its \
+             own copy of Pyodide, which does not include that package."
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("ModuleNotFoundError: No module named 'numpy'"),
+        "{err}"
+    );
+
     // A link without code.
     let end = obs("no-code", "end");
     assert_eq!(str_of(&end, "state"), "error", "{end:#}");
-    assert!(str_of(&end, "stderr").contains("carries no code"), "{end:#}");
+    assert!(
+        str_of(&end, "stderr").contains("carries no code"),
+        "{end:#}"
+    );
 
-    // _repr_html_ is drawn in a sandboxed frame where its scripts and handlers stay inert.
+    // _repr_html_ is shown as markup, without its script, image or handler.
     let end = obs("repr-html", "end");
     assert_eq!(str_of(&end, "state"), "done", "{end:#}");
-    assert_eq!(end["resultFrames"], 1, "{end:#}");
-    assert!(str_of(&end, "resultFrameText").starts_with("bold text"), "{end:#}");
+    assert_eq!(
+        end["resultHtml"],
+        json!({"text": "bold text", "tables": 0, "bold": 1})
+    );
+    assert_eq!(end["activeElementsInOutputs"], 0, "{end:#}");
     assert_eq!(end["scriptsInDocument"], 1, "{end:#}");
 
     // matplotlib (Pyodide 0.27.7): show() and a figure left open both become PNGs.
@@ -526,7 +643,8 @@ async fn sandbox_page_in_headless_chromium() {
     let pngs = end["pngs"].as_array().unwrap();
     assert_eq!(pngs.len(), 2, "{end:#}");
     assert!(
-        pngs.iter().all(|p| p[0].as_u64().unwrap() > 200 && p[1].as_u64().unwrap() > 150),
+        pngs.iter()
+            .all(|p| p[0].as_u64().unwrap() > 200 && p[1].as_u64().unwrap() > 150),
         "{pngs:?}"
     );
     assert_eq!(str_of(&end, "stderr"), "", "{end:#}");
@@ -534,8 +652,11 @@ async fn sandbox_page_in_headless_chromium() {
     // A pandas DataFrame shows as its HTML table.
     let end = obs("dataframe", "end");
     assert_eq!(str_of(&end, "state"), "done", "{end:#}");
-    assert_eq!(end["resultFrameTables"], 1, "{end:#}");
-    assert!(str_of(&end, "resultFrameText").contains("value"), "{end:#}");
+    assert_eq!(end["resultHtml"]["tables"], 1, "{end:#}");
+    assert!(
+        str_of(&end["resultHtml"], "text").contains("value"),
+        "{end:#}"
+    );
 
     // NVIDIA's Plotly example, offline: plotly and narwhals from the wheels directory through
     // micropip, plotly.js from it too; the figure was never shown, yet it is drawn.

@@ -3,8 +3,9 @@
 //!
 //! The configuration reaches the page's script only through `data-*` attributes set by lol_html on
 //! `<main id="sandgate">` (values are escaped for attribute context, never pasted into script), and
-//! the policy names exactly the origins the configuration implies: the page itself, the Pyodide
-//! origin, the plotly.js origin and, when Pyodide is not self-hosted, PyPI for micropip.
+//! the policy names exactly the sources the configuration implies: the page's own origin, the
+//! Pyodide URL (a CDN only under the pinned release's path), plotly.js and, when Pyodide is not
+//! self-hosted, PyPI for micropip.
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
@@ -89,12 +90,12 @@ pub(crate) fn render(
     if !pyodide_url.ends_with('/') {
         return Err(format!("pyodide_url must end with '/': {pyodide_url}"));
     }
-    let pyodide_origin = source_origin(pyodide_url).map_err(|e| format!("pyodide_url: {e}"))?;
-    let (plotly_url, plotly_origin) = if plotly_local {
+    let pyodide_source = csp_source(pyodide_url).map_err(|e| format!("pyodide_url: {e}"))?;
+    let (plotly_url, plotly_source) = if plotly_local {
         ("wheels/plotly.min.js".to_string(), "'self'".to_string())
     } else {
-        let origin = source_origin(DEFAULT_PLOTLY_JS_URL)?;
-        (DEFAULT_PLOTLY_JS_URL.to_string(), origin)
+        let source = csp_source(DEFAULT_PLOTLY_JS_URL)?;
+        (DEFAULT_PLOTLY_JS_URL.to_string(), source)
     };
     let online = config.pyodide_dir.is_none();
     let mut indexes = Vec::new();
@@ -106,17 +107,20 @@ pub(crate) fn render(
         indexes.push("PYPI");
     }
 
-    let mut connect = vec!["'self'".to_string(), pyodide_origin.clone()];
+    let mut connect = vec!["'self'".to_string(), pyodide_source.clone()];
     if online {
         connect.push(PYPI_ORIGINS.to_string());
     }
-    let scripts = vec!["'self'".to_string(), pyodide_origin, plotly_origin];
+    let scripts = vec!["'self'".to_string(), pyodide_source, plotly_source];
     let scripts = dedup(scripts).join(" ");
     let connect = dedup(connect).join(" ");
+    // `sandbox allow-scripts` gives the page an opaque origin even when it is opened top-level:
+    // it behaves exactly as in a widget iframe, and requests it makes to sandgate's own origin
+    // (the proxy's API) are cross-origin, without cookies.
     let page_csp = format!(
         "default-src 'none'; script-src {scripts} 'wasm-unsafe-eval'; worker-src data:; \
          connect-src {connect}; style-src 'self' 'unsafe-inline'; img-src data: blob:; \
-         base-uri 'none'; form-action 'none'"
+         base-uri 'none'; form-action 'none'; sandbox allow-scripts"
     );
     let worker_csp = format!(
         "default-src 'none'; script-src {scripts} 'wasm-unsafe-eval'; connect-src {connect}"
@@ -154,10 +158,11 @@ pub(crate) fn render(
 }
 
 /// The CSP source expression for a configured URL: `'self'` for a path on this server (absolute or
-/// relative to the page, which matters when sandgate is served under a path prefix), the origin
-/// (`https://host[:port]`) for an absolute http(s) URL. Refuses anything that could smuggle a
-/// directive into the policy.
-pub(crate) fn source_origin(url: &str) -> Result<String, String> {
+/// relative to the page, which matters when sandgate is served under a path prefix); for an
+/// absolute http(s) URL the URL without query, so that a CDN origin is allowed only under the
+/// pinned release's path, not for every package the CDN hosts. Refuses anything that could
+/// smuggle a directive into the policy.
+pub(crate) fn csp_source(url: &str) -> Result<String, String> {
     if url
         .bytes()
         .any(|b| !(b.is_ascii_graphic()) || matches!(b, b';' | b',' | b'\'' | b'"' | b'\\'))
@@ -179,7 +184,8 @@ pub(crate) fn source_origin(url: &str) -> Result<String, String> {
     if host.is_empty() || host.contains('@') {
         return Err(format!("{url:?} has no valid host"));
     }
-    Ok(format!("{scheme}://{host}"))
+    let without_query = rest.split(['?', '#']).next().unwrap_or_default();
+    Ok(format!("{scheme}://{without_query}"))
 }
 
 /// lol_html escapes `"` in attribute values but leaves `&` alone; escaping it first makes the

@@ -56,14 +56,9 @@ async function observe(frame) {
       plotlyFigures: figures ? [...figures.querySelectorAll('.plotly-figure')].filter((d) => d.querySelector('.main-svg')).length : 0,
       plotlyBars: figures ? figures.querySelectorAll('.plotly-figure .bars .point path').length : 0,
       plotlyTickLabels: figures ? [...figures.querySelectorAll('.plotly-figure .xtick text')].map((t) => t.textContent) : [],
-      resultFrames: document.querySelectorAll('#result iframe').length,
-      resultFrameText: (() => {
-        const f = document.querySelector('#result iframe');
-        try { return f && f.contentDocument ? f.contentDocument.body.textContent : null; } catch (e) { return 'inaccessible'; }
-      })(),
-      resultFrameTables: (() => {
-        const f = document.querySelector('#result iframe');
-        try { return f && f.contentDocument ? f.contentDocument.querySelectorAll('table').length : 0; } catch (e) { return 0; }
+      resultHtml: (() => {
+        const h = document.querySelector('#result .html-result');
+        return h ? { text: h.textContent, tables: h.querySelectorAll('table').length, bold: h.querySelectorAll('b').length } : null;
       })(),
       activeElementsInOutputs: outputs.reduce((n, el) => n + (el ? el.querySelectorAll('script, img, iframe, object, embed, a').length : 0), 0),
       scriptsInDocument: document.querySelectorAll('script').length,

