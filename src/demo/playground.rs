@@ -15,6 +15,7 @@
 
 use std::fmt::Write as _;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -28,6 +29,9 @@ use super::answers::ANSWERS;
 
 /// The largest markdown text `POST /playground/render` accepts (bytes of the JSON body).
 pub const RENDER_BODY_LIMIT: usize = 4 << 20;
+
+/// How long `POST /playground/render` waits for its whole body.
+pub const RENDER_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The page's Content-Security-Policy: its own script, style and API, nothing else.
 pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -209,7 +213,11 @@ where
             "the body must be JSON (Content-Type: application/json)",
         );
     }
-    let bytes = match Limited::new(req.into_body(), RENDER_BODY_LIMIT).collect().await {
+    let read = Limited::new(req.into_body(), RENDER_BODY_LIMIT).collect();
+    let Ok(read) = tokio::time::timeout(RENDER_BODY_TIMEOUT, read).await else {
+        return error(StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time");
+    };
+    let bytes = match read {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
             let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
