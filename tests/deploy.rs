@@ -7,7 +7,8 @@
 )]
 //! deploy/ checked as far as a machine without a container engine allows: the Kubernetes manifests
 //! against the Kubernetes schemas (kubernetes-validate, strict), the compose file against the
-//! Compose Specification (check-jsonschema), both installed by tests/setup/30-deploy.sh; then what
+//! Compose Specification (check-jsonschema), the Dockerfile with hadolint and Docker's own parser,
+//! all installed by tests/setup/30-deploy.sh; then what
 //! the schemas cannot see: the ConfigMap's TOML passes sandgate's own configuration loader, the
 //! probes, ports and labels agree with each other and with the configuration, the Dockerfile's
 //! stages fit together, and the binary started with the ConfigMap's file answers the probe paths.
@@ -229,50 +230,52 @@ fn compose_points_open_webui_at_sandgate_on_its_own_origin() {
     assert_eq!(sandgate["read_only"], true);
 }
 
-/// One stage of the Dockerfile: its base, its name and its instructions (continuations joined).
+/// One stage of the Dockerfile: its base, its name and its instructions as (command, arguments,
+/// flags), read by Docker's own parser.
 #[derive(Debug)]
 struct Stage {
     from: String,
     name: String,
-    lines: Vec<String>,
+    lines: Vec<(String, Vec<String>, Vec<String>)>,
 }
 
 fn dockerfile_stages() -> Vec<Stage> {
-    let text = std::fs::read_to_string(repo().join("deploy/Dockerfile")).unwrap();
-    let mut logical = Vec::new();
-    let mut current = String::new();
-    for line in text.lines() {
-        let t = line.trim();
-        if t.starts_with('#') || (t.is_empty() && current.is_empty()) {
-            continue;
-        }
-        match t.strip_suffix('\\') {
-            Some(head) => {
-                current.push_str(head);
-                current.push(' ');
-            }
-            None => {
-                current.push_str(t);
-                logical.push(std::mem::take(&mut current));
-            }
-        }
-    }
+    let (ok, out) = run(
+        &tool("python"),
+        &[
+            "-c",
+            "import dockerfile, json, sys\n\
+             print(json.dumps([[c.cmd.upper(), list(c.value), list(c.flags)]\n\
+                               for c in dockerfile.parse_file(sys.argv[1])]))",
+            "deploy/Dockerfile",
+        ],
+    );
+    assert!(ok, "deploy/Dockerfile does not parse: {out}");
+    let instructions: Vec<(String, Vec<String>, Vec<String>)> = serde_json::from_str(&out).unwrap();
     let mut stages: Vec<Stage> = Vec::new();
-    for line in logical {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        if words.first().is_some_and(|w| w.eq_ignore_ascii_case("FROM")) {
-            assert_eq!(words.len(), 4, "FROM <image> AS <name>: {line}");
-            assert!(words[2].eq_ignore_ascii_case("AS"));
-            stages.push(Stage {
-                from: words[1].to_owned(),
-                name: words[3].to_owned(),
-                lines: Vec::new(),
-            });
+    for (cmd, args, flags) in instructions {
+        if cmd == "FROM" {
+            assert_eq!(args.len(), 3, "FROM <image> AS <name>: {args:?}");
+            assert!(args[1].eq_ignore_ascii_case("AS"));
+            stages.push(Stage { from: args[0].clone(), name: args[2].clone(), lines: Vec::new() });
         } else if let Some(stage) = stages.last_mut() {
-            stage.lines.push(line);
+            stage.lines.push((cmd, args, flags));
         }
     }
     stages
+}
+
+#[test]
+fn dockerfile_passes_hadolint() {
+    let (ok, out) = run(&tool("hadolint"), &["--failure-threshold", "style", "deploy/Dockerfile"]);
+    assert!(ok, "{out}");
+    // The linter is awake: a root user in the last stage is reported.
+    let broken = repo().join("target/deploy-broken.Dockerfile");
+    let text = std::fs::read_to_string(repo().join("deploy/Dockerfile")).unwrap();
+    std::fs::write(&broken, format!("{text}USER root\n")).unwrap();
+    let (ok, out) =
+        run(&tool("hadolint"), &["--failure-threshold", "style", broken.to_str().unwrap()]);
+    assert!(!ok && out.contains("DL3002"), "{out}");
 }
 
 #[test]
@@ -290,44 +293,51 @@ fn dockerfile_stages_fit_together() {
 
     // Every COPY --from names an earlier stage; every other COPY source exists in the repository.
     for (i, stage) in stages.iter().enumerate() {
-        for line in stage.lines.iter().filter(|l| l.starts_with("COPY ")) {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            if let Some(from) = words[1].strip_prefix("--from=") {
-                assert!(names[..i].contains(&from), "{line}: no earlier stage {from}");
-            } else {
-                for src in &words[1..words.len() - 1] {
-                    assert!(repo().join(src).exists(), "{line}: {src} is not in the repository");
+        for (_, args, flags) in stage.lines.iter().filter(|(cmd, _, _)| cmd == "COPY") {
+            match flags.iter().find_map(|f| f.strip_prefix("--from=")) {
+                Some(from) => {
+                    assert!(names[..i].contains(&from), "COPY {args:?}: no earlier stage {from}")
+                }
+                None => {
+                    for src in &args[..args.len() - 1] {
+                        assert!(
+                            repo().join(src).exists(),
+                            "COPY {args:?}: {src} is not in the repository"
+                        );
+                    }
                 }
             }
         }
     }
-    let find = |prefix: &str| {
+    let find = |cmd: &str| -> Vec<String> {
         base.lines
             .iter()
-            .find(|l| l.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no {prefix} in the base stage"))
+            .find(|(c, _, _)| c == cmd)
+            .unwrap_or_else(|| panic!("no {cmd} in the base stage"))
+            .1
             .clone()
     };
-    let user = find("USER ");
-    let uid = user["USER ".len()..].split(':').next().unwrap();
-    assert!(uid.parse::<u32>().unwrap() > 0, "non-root: {user}");
-    let env = find("ENV ");
-    let listen = env.split_whitespace().find_map(|w| w.strip_prefix("SANDGATE_LISTEN=")).unwrap();
+    let user = find("USER");
+    let uid = user[0].split(':').next().unwrap();
+    assert!(uid.parse::<u32>().unwrap() > 0, "non-root: {user:?}");
+    // ENV arguments come as name, value, name, value…
+    let env = find("ENV");
+    let listen =
+        env.chunks(2).find(|kv| kv[0] == "SANDGATE_LISTEN").map(|kv| kv[1].clone()).unwrap();
     let listen: SocketAddr = listen.parse().unwrap();
-    assert_eq!(find("EXPOSE "), format!("EXPOSE {}", listen.port()));
-    assert!(find("ENTRYPOINT ").contains("/usr/local/bin/sandgate"));
-    assert!(by_name["builder"]
-        .lines
-        .iter()
-        .any(|l| l.contains("cargo build --release --locked --bin sandgate")));
+    assert_eq!(find("EXPOSE"), [listen.port().to_string()]);
+    assert_eq!(find("ENTRYPOINT"), ["/usr/local/bin/sandgate"]);
+    assert_eq!(find("CMD"), ["serve"]);
+    assert!(by_name["builder"].lines.iter().any(|(c, args, _)| c == "RUN"
+        && args[0].contains("cargo build --release --locked --bin sandgate")));
     // Every SANDGATE_* variable the image sets names a real configuration key (or SANDGATE_CONFIG).
     let known: Vec<String> = KEYS.iter().map(|k| env_var_name(k)).collect();
     for stage in &stages {
-        for line in stage.lines.iter().filter(|l| l.starts_with("ENV ")) {
-            for word in line.split_whitespace().skip(1) {
-                let name = word.split('=').next().unwrap();
+        for (_, args, _) in stage.lines.iter().filter(|(c, _, _)| c == "ENV") {
+            for kv in args.chunks(2) {
+                let name = &kv[0];
                 assert!(
-                    name == "SANDGATE_CONFIG" || known.iter().any(|k| k == name),
+                    name == "SANDGATE_CONFIG" || known.contains(name),
                     "{name} is not a sandgate key"
                 );
             }
