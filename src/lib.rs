@@ -8,6 +8,7 @@
 //! - [`sandbox`]: the page that runs the code, and the Pyodide assets.
 
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod metrics;
 pub mod proxy;

@@ -84,14 +84,9 @@ impl Root {
             html.push_str(&format!("<a href=\"../../{name}\">{name}</a><br>\n"));
         }
         html.push_str("</body></html>\n");
-        let mut res = response(
-            StatusCode::OK,
-            "text/html; charset=utf-8",
-            Bytes::from(html),
-        );
+        let mut res = response(StatusCode::OK, "text/html; charset=utf-8", Bytes::from(html));
         static_headers(&mut res);
-        res.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         res
     }
 
@@ -148,11 +143,8 @@ pub(crate) fn percent_decode(s: &str) -> Option<String> {
 /// The media type of a served file, by extension: what Pyodide and browsers require (`.wasm` must
 /// be `application/wasm`, JavaScript `text/javascript`).
 pub(crate) fn content_type(path: &Path) -> &'static str {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
+    let ext =
+        path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
     match ext.as_str() {
         "wasm" => "application/wasm",
         "js" | "mjs" | "cjs" => "text/javascript; charset=utf-8",
@@ -209,20 +201,11 @@ pub(crate) fn normalize_project(name: &str) -> String {
 /// opened as a document.
 fn static_headers(res: &mut Response<Full<Bytes>>) {
     let h = res.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        "cross-origin-resource-policy",
-        HeaderValue::from_static("cross-origin"),
-    );
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert("cross-origin-resource-policy", HeaderValue::from_static("cross-origin"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static("default-src 'none'; sandbox"),
     );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
-    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
 }

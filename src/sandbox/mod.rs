@@ -68,15 +68,10 @@ impl Sandbox {
             Some(dir) => Some(files::Root::open(dir).map_err(|e| format!("wheels_dir: {e}"))?),
             None => None,
         };
-        let plotly_local = wheels
-            .as_ref()
-            .is_some_and(|root| root.path().join("plotly.min.js").is_file());
+        let plotly_local =
+            wheels.as_ref().is_some_and(|root| root.path().join("plotly.min.js").is_file());
         let page = page::render(&config, wheels.is_some(), plotly_local)?;
-        Ok(Sandbox {
-            page,
-            pyodide,
-            wheels,
-        })
+        Ok(Sandbox { page, pyodide, wheels })
     }
 
     /// Answers a GET/HEAD for a path this module owns (`/sandbox`, `/sandbox/...`, `/pyodide/...`,
@@ -142,14 +137,8 @@ fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Resp
     *res.status_mut() = status;
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     res
 }
 
@@ -159,10 +148,7 @@ fn not_found() -> Response<Full<Bytes>> {
         "text/plain; charset=utf-8",
         Bytes::from_static(b"not found\n"),
     );
-    res.headers_mut().insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
+    res.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     res
 }
 
@@ -172,8 +158,7 @@ fn method_not_allowed() -> Response<Full<Bytes>> {
         "text/plain; charset=utf-8",
         Bytes::from_static(b"method not allowed\n"),
     );
-    res.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    res.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
     res
 }
 
@@ -182,9 +167,7 @@ fn strip_body(res: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
     use http_body::Body as _;
     let (mut parts, body) = res.into_parts();
     if let Some(len) = body.size_hint().exact() {
-        parts
-            .headers
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
     Response::from_parts(parts, Full::new(Bytes::new()))
 }

@@ -44,11 +44,7 @@ pub(crate) struct Rendered {
 impl Rendered {
     /// `GET /sandbox`.
     pub(crate) fn page(&self) -> Response<Full<Bytes>> {
-        let mut res = response(
-            StatusCode::OK,
-            "text/html; charset=utf-8",
-            self.html.clone(),
-        );
+        let mut res = response(StatusCode::OK, "text/html; charset=utf-8", self.html.clone());
         let h = res.headers_mut();
         h.insert(header::CONTENT_SECURITY_POLICY, self.page_csp.clone());
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -63,18 +59,11 @@ impl Rendered {
             "page.css" => ("text/css; charset=utf-8", PAGE_CSS),
             _ => return None,
         };
-        let mut res = response(
-            StatusCode::OK,
-            content_type,
-            Bytes::from_static(body.as_bytes()),
-        );
+        let mut res = response(StatusCode::OK, content_type, Bytes::from_static(body.as_bytes()));
         let h = res.headers_mut();
         // The page fetches the worker source to start it from a `data:` URL, which must also work
         // from an opaque origin (a widget iframe).
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            HeaderValue::from_static("*"),
-        );
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         // A worker started from this URL directly takes its policy from this response.
         let csp = if name == "worker.js" {
@@ -178,9 +167,7 @@ pub(crate) fn csp_source(url: &str) -> Result<String, String> {
         .bytes()
         .any(|b| !(b.is_ascii_graphic()) || matches!(b, b';' | b',' | b'\'' | b'"' | b'\\'))
     {
-        return Err(format!(
-            "{url:?} contains a character not allowed in a URL here"
-        ));
+        return Err(format!("{url:?} contains a character not allowed in a URL here"));
     }
     let Some((scheme, rest)) = url.split_once("://") else {
         // A path on this server, absolute or relative to the page: `/pyodide/`, `pyodide/`.

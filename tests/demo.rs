@@ -1,0 +1,516 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+//! The demo: the scripted upstream answers every canned prompt in JSON and as a stream on the three
+//! generating routes; `sandgate::rewrite::api` and a real sandgate in front of it turn each Python
+//! block into a run link whose payload decodes to the block's code; the playground's routes answer
+//! with the right headers and refuse what they should.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use pulldown_cmark::{CodeBlockKind, Event, Parser, Tag, TagEnd};
+use sandgate::config::Config;
+use sandgate::demo::{self, Pace, ANSWERS, DEFAULT, DEMO_MODEL};
+use sandgate::rewrite::api::{rewrite_json, Endpoint, SseRewriter};
+use sandgate::rewrite::{Mode, Options};
+use serde_json::{json, Value};
+
+const PUBLIC_URL: &str = "http://127.0.0.1:8787";
+
+/// Every canned answer's example prompt with its expected markdown and Python block count, plus a
+/// prompt that falls through to the default answer.
+fn cases() -> Vec<(&'static str, &'static str, usize)> {
+    let mut cases: Vec<_> =
+        ANSWERS.iter().map(|c| (c.prompt, c.markdown, c.python_blocks)).collect();
+    cases.push(("hello, who are you?", DEFAULT, 0));
+    cases
+}
+
+/// The code of each Python fenced block, as a CommonMark parser sees it.
+fn python_blocks(markdown: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    for event in Parser::new(markdown) {
+        match event {
+            Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info)))
+                if info.split_whitespace().next() == Some("python") =>
+            {
+                current = Some(String::new());
+            }
+            Event::Text(t) => {
+                if let Some(c) = current.as_mut() {
+                    c.push_str(&t);
+                }
+            }
+            Event::End(TagEnd::CodeBlock) => {
+                if let Some(c) = current.take() {
+                    out.push(c);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Decodes every run link's `py=` payload (base64url without padding of raw DEFLATE) in a text.
+fn link_payloads(text: &str) -> Vec<String> {
+    let marker = "/sandbox#py=";
+    text.match_indices(marker)
+        .map(|(i, _)| {
+            let rest = &text[i + marker.len()..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+                .unwrap_or(rest.len());
+            let raw =
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&rest[..end]).unwrap();
+            String::from_utf8(miniz_oxide::inflate::decompress_to_vec(&raw).unwrap()).unwrap()
+        })
+        .collect()
+}
+
+fn link_options() -> Arc<Options> {
+    Arc::new(Options {
+        mode: Mode::Link,
+        show_code: true,
+        public_url: PUBLIC_URL.to_owned(),
+        ..Options::default()
+    })
+}
+
+type TestClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+fn client() -> TestClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+async fn call(
+    client: &TestClient,
+    method: Method,
+    url: &str,
+    body: Option<&Value>,
+) -> (StatusCode, http::HeaderMap, Bytes) {
+    let mut req = Request::builder().method(method).uri(url);
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+    let resp = client.request(req.body(Full::new(body)).unwrap()).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    (parts.status, parts.headers, bytes)
+}
+
+/// The `data:` payloads of an event stream, in order.
+fn sse_data(bytes: &[u8]) -> Vec<String> {
+    let text = std::str::from_utf8(bytes).unwrap();
+    text.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| e.lines().filter_map(|l| l.strip_prefix("data: ")).collect::<Vec<_>>().join("\n"))
+        .collect()
+}
+
+/// The text of each choice of a chat stream, by index.
+fn chat_stream_texts(bytes: &[u8]) -> Vec<String> {
+    let mut texts: Vec<String> = Vec::new();
+    for data in sse_data(bytes) {
+        if data == "[DONE]" {
+            continue;
+        }
+        let v: Value = serde_json::from_str(&data).unwrap();
+        for choice in v["choices"].as_array().unwrap() {
+            let i = choice["index"].as_u64().unwrap() as usize;
+            if texts.len() <= i {
+                texts.resize(i + 1, String::new());
+            }
+            if let Some(s) = choice["delta"]["content"].as_str() {
+                texts[i].push_str(s);
+            }
+        }
+    }
+    texts
+}
+
+fn chat_request(prompt: &str, stream: bool) -> Value {
+    json!({
+        "model": "any-model",
+        "messages": [
+            {"role": "system", "content": "You are helpful."},
+            {"role": "user", "content": prompt}
+        ],
+        "stream": stream,
+        "n": 2,
+        "stream_options": {"include_usage": true}
+    })
+}
+
+async fn upstream() -> (String, demo::ShutdownHandle) {
+    let (addr, handle) = demo::start_upstream_with(Pace::INSTANT).await.unwrap();
+    (format!("http://{addr}"), handle)
+}
+
+#[tokio::test]
+async fn chat_answers_each_prompt_in_json_and_as_a_stream() {
+    let (base, _handle) = upstream().await;
+    let client = client();
+    for (prompt, markdown, _) in cases() {
+        let url = format!("{base}/v1/chat/completions");
+        let (status, _, body) =
+            call(&client, Method::POST, &url, Some(&chat_request(prompt, false))).await;
+        assert_eq!(status, StatusCode::OK, "{prompt}");
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["object"], "chat.completion");
+        assert_eq!(v["model"], "any-model");
+        let choices = v["choices"].as_array().unwrap();
+        assert_eq!(choices.len(), 2, "n=2 gives two choices");
+        for (i, c) in choices.iter().enumerate() {
+            assert_eq!(c["index"], i);
+            assert_eq!(c["message"]["content"], markdown, "{prompt}");
+            assert_eq!(c["finish_reason"], "stop");
+        }
+        assert!(v["usage"]["total_tokens"].as_u64().unwrap() > 0);
+
+        let (status, headers, body) =
+            call(&client, Method::POST, &url, Some(&chat_request(prompt, true))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(headers["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+        let events = sse_data(&body);
+        assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+        // Small deltas, not one big chunk.
+        assert!(events.len() > 40, "{} events for {prompt}", events.len());
+        let texts = chat_stream_texts(&body);
+        assert_eq!(texts, [markdown, markdown], "{prompt}");
+        // Each choice opens with its role and ends with its finish reason; usage comes last.
+        let parsed: Vec<Value> =
+            events[..events.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+        for i in 0..2 {
+            let first = parsed
+                .iter()
+                .find(|v| v["choices"].get(0).is_some_and(|c| c["index"] == i))
+                .unwrap();
+            assert_eq!(first["choices"][0]["delta"]["role"], "assistant");
+            let finishes = parsed
+                .iter()
+                .filter(|v| {
+                    v["choices"]
+                        .get(0)
+                        .is_some_and(|c| c["index"] == i && c["finish_reason"] == "stop")
+                })
+                .count();
+            assert_eq!(finishes, 1);
+        }
+        let last = parsed.last().unwrap();
+        assert_eq!(last["choices"], json!([]));
+        assert!(last["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+        assert!(parsed[..parsed.len() - 1].iter().all(|v| v["usage"].is_null()));
+    }
+}
+
+#[tokio::test]
+async fn without_include_usage_chunks_carry_no_usage() {
+    let (base, _handle) = upstream().await;
+    let body = json!({"messages": [{"role": "user", "content": "pandas"}], "stream": true});
+    let (_, _, bytes) =
+        call(&client(), Method::POST, &format!("{base}/v1/chat/completions"), Some(&body)).await;
+    for data in sse_data(&bytes) {
+        if data != "[DONE]" {
+            let v: Value = serde_json::from_str(&data).unwrap();
+            assert!(v.get("usage").is_none(), "{data}");
+            assert_eq!(v["model"], DEMO_MODEL);
+        }
+    }
+    assert_eq!(chat_stream_texts(&bytes), [demo::answer_for("pandas")]);
+}
+
+#[tokio::test]
+async fn completions_and_responses_answer_in_json_and_as_streams() {
+    let (base, _handle) = upstream().await;
+    let client = client();
+    for (prompt, markdown, _) in cases() {
+        let url = format!("{base}/v1/completions");
+        let (status, _, body) =
+            call(&client, Method::POST, &url, Some(&json!({"model": "m", "prompt": prompt}))).await;
+        assert_eq!(status, StatusCode::OK);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["choices"][0]["text"], markdown);
+
+        let (_, _, body) = call(
+            &client,
+            Method::POST,
+            &url,
+            Some(&json!({"model": "m", "prompt": [prompt], "stream": true})),
+        )
+        .await;
+        let mut text = String::new();
+        for data in sse_data(&body) {
+            if data != "[DONE]" {
+                let v: Value = serde_json::from_str(&data).unwrap();
+                text.push_str(v["choices"][0]["text"].as_str().unwrap());
+            }
+        }
+        assert_eq!(text, markdown);
+
+        let url = format!("{base}/v1/responses");
+        let input = json!([{"role": "user", "content": [{"type": "input_text", "text": prompt}]}]);
+        let (status, _, body) =
+            call(&client, Method::POST, &url, Some(&json!({"model": "m", "input": input}))).await;
+        assert_eq!(status, StatusCode::OK);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["object"], "response");
+        assert_eq!(v["output"][0]["content"][0]["text"], markdown);
+
+        let (_, _, body) = call(
+            &client,
+            Method::POST,
+            &url,
+            Some(&json!({"model": "m", "input": prompt, "stream": true})),
+        )
+        .await;
+        let raw = std::str::from_utf8(&body).unwrap();
+        assert!(raw.starts_with("event: response.created\n"));
+        let mut text = String::new();
+        let mut sequence = Vec::new();
+        for data in sse_data(&body) {
+            let v: Value = serde_json::from_str(&data).unwrap();
+            sequence.push(v["sequence_number"].as_u64().unwrap());
+            if v["type"] == "response.output_text.delta" {
+                text.push_str(v["delta"].as_str().unwrap());
+            }
+            if v["type"] == "response.completed" {
+                assert_eq!(v["response"]["output"][0]["content"][0]["text"], markdown);
+            }
+        }
+        assert_eq!(text, markdown);
+        assert_eq!(sequence, (0..sequence.len() as u64).collect::<Vec<_>>());
+    }
+}
+
+#[tokio::test]
+async fn models_and_bad_requests() {
+    let (base, _handle) = upstream().await;
+    let client = client();
+    let (status, _, body) = call(&client, Method::GET, &format!("{base}/v1/models"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["data"][0]["id"], DEMO_MODEL);
+
+    let chat = format!("{base}/v1/chat/completions");
+    for (body, status, needle) in [
+        (json!([1, 2]), StatusCode::BAD_REQUEST, "JSON object"),
+        (json!({"messages": []}), StatusCode::BAD_REQUEST, "no user message"),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "n": 0}),
+            StatusCode::BAD_REQUEST,
+            "n:",
+        ),
+    ] {
+        let (s, _, bytes) = call(&client, Method::POST, &chat, Some(&body)).await;
+        assert_eq!(s, status, "{body}");
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{message}");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+    }
+    let (s, _, _) = call(&client, Method::GET, &chat, None).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    let (s, _, bytes) = call(&client, Method::GET, &format!("{base}/v1/files"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(serde_json::from_slice::<Value>(&bytes).unwrap()["error"]["message"].is_string());
+}
+
+#[tokio::test]
+async fn shutdown_closes_the_listener() {
+    let (addr, handle) = demo::start_upstream_with(Pace::INSTANT).await.unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_ok());
+    handle.shutdown().await;
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn the_api_rewrite_links_every_python_block_of_every_answer() {
+    let (base, _handle) = upstream().await;
+    let client = client();
+    let opts = link_options();
+    for (prompt, markdown, blocks) in cases() {
+        let code = python_blocks(markdown);
+        assert_eq!(code.len(), blocks, "{prompt}");
+        let url = format!("{base}/v1/chat/completions");
+
+        let (_, _, json_body) =
+            call(&client, Method::POST, &url, Some(&chat_request(prompt, false))).await;
+        let rewritten = rewrite_json(Endpoint::ChatCompletions, &opts, &json_body);
+        let (_, _, sse_body) =
+            call(&client, Method::POST, &url, Some(&chat_request(prompt, true))).await;
+        let mut sse = SseRewriter::new(Endpoint::ChatCompletions, opts.clone());
+        let mut out = Vec::new();
+        // Feed the stream in awkward pieces, as a network would.
+        for piece in sse_body.chunks(37) {
+            sse.push(piece, &mut out);
+        }
+        sse.finish(&mut out);
+        let streamed = chat_stream_texts(&out);
+
+        if blocks == 0 {
+            assert!(rewritten.is_none(), "{prompt}: nothing to rewrite");
+            assert_eq!(streamed, [markdown, markdown]);
+            continue;
+        }
+        let (json_out, stats) = rewritten.expect("a Python answer is rewritten");
+        assert_eq!(stats.blocks_rewritten, 2 * blocks, "{prompt}: both choices");
+        let v: Value = serde_json::from_slice(&json_out).unwrap();
+        for choice in v["choices"].as_array().unwrap() {
+            let text = choice["message"]["content"].as_str().unwrap();
+            assert_eq!(link_payloads(text), code, "{prompt}");
+            assert!(text.contains(&format!("]({PUBLIC_URL}/sandbox#py=")));
+        }
+        assert_eq!(sse.stats().blocks_rewritten, 2 * blocks);
+        for text in &streamed {
+            assert_eq!(link_payloads(text), code, "{prompt}: streamed");
+        }
+        // Streamed and whole answers are rewritten alike.
+        assert_eq!(streamed[0], v["choices"][0]["message"]["content"].as_str().unwrap());
+    }
+}
+
+/// A real sandgate in front of the scripted upstream: what an SDK user sees.
+#[tokio::test]
+async fn sandgate_in_front_of_the_scripted_upstream_rewrites_json_and_streams() {
+    let (base, _handle) = upstream().await;
+    let mut config = Config::for_upstream(&format!("{base}/v1")).unwrap();
+    let public = "https://sandbox.example";
+    config.public_url = public.to_owned();
+    let server = sandgate::server::spawn(config).await.unwrap();
+    let addr: SocketAddr = server.addr();
+    let client = client();
+    let url = format!("http://{addr}/v1/chat/completions");
+    for (prompt, markdown, blocks) in cases() {
+        let code = python_blocks(markdown);
+        let (status, _, body) =
+            call(&client, Method::POST, &url, Some(&chat_request(prompt, false))).await;
+        assert_eq!(status, StatusCode::OK);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        let whole = v["choices"][0]["message"]["content"].as_str().unwrap().to_owned();
+        let (status, _, body) =
+            call(&client, Method::POST, &url, Some(&chat_request(prompt, true))).await;
+        assert_eq!(status, StatusCode::OK);
+        let streamed = chat_stream_texts(&body);
+        assert_eq!(streamed, [whole.clone(), whole.clone()], "{prompt}");
+        assert_eq!(link_payloads(&whole), code, "{prompt}");
+        assert_eq!(whole.matches(&format!("{public}/sandbox#py=")).count(), blocks);
+        if blocks == 0 {
+            assert_eq!(whole, markdown);
+        }
+    }
+    server.shutdown().await.unwrap();
+}
+
+async fn playground(req: Request<Full<Bytes>>) -> (StatusCode, http::HeaderMap, Bytes) {
+    let resp = demo::playground(req).await;
+    let (parts, body) = resp.into_parts();
+    (parts.status, parts.headers, body.collect().await.unwrap().to_bytes())
+}
+
+fn render_request(content_type: &str, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(Method::POST)
+        .uri("/playground/render")
+        .header("content-type", content_type)
+        .body(Full::new(body.into()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn playground_page_and_assets_carry_strict_headers() {
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/playground/playground.js", "text/javascript"),
+        ("/playground/playground.css", "text/css"),
+    ] {
+        assert!(demo::is_playground_path(path));
+        let req = Request::get(path).body(Full::new(Bytes::new())).unwrap();
+        let (status, headers, body) = playground(req).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(headers["content-type"].to_str().unwrap().starts_with(kind));
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.starts_with("default-src 'none'"), "{csp}");
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("http"), "{csp}");
+        assert!(!body.is_empty());
+    }
+    let page = demo::playground_response(&Method::GET);
+    let html = page.into_body().collect().await.unwrap().to_bytes();
+    let html = std::str::from_utf8(&html).unwrap();
+    // No inline script or style (the policy forbids them), and every example prompt offered.
+    assert!(!html.contains("<script>") && !html.contains("style="));
+    assert!(html.contains("src=\"playground/playground.js\""));
+    assert_eq!(html.matches("class=\"example\"").count(), ANSWERS.len());
+
+    let (status, _, _) =
+        playground(Request::get("/playground/nope.js").body(Full::new(Bytes::new())).unwrap())
+            .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, headers, _) =
+        playground(Request::post("/").body(Full::new(Bytes::new())).unwrap()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "GET, HEAD");
+    assert!(!demo::is_playground_path("/sandbox"));
+    assert!(!demo::is_playground_path("/v1/models"));
+}
+
+#[tokio::test]
+async fn render_turns_an_answer_into_safe_html() {
+    let opts = link_options();
+    let plotly = ANSWERS.iter().find(|c| c.name == "plotly").unwrap();
+    let rewritten = sandgate::rewrite::rewrite(&opts, plotly.markdown);
+    let hostile = format!(
+        "{rewritten}\n<script>alert(1)</script>\n\n[x](javascript:alert(2)) <img src=x onerror=alert(3)>\n"
+    );
+    let body = json!({ "markdown": hostile }).to_string();
+    let (status, headers, bytes) = playground(render_request("application/json", body)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(headers["cache-control"], "no-store");
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    let html = v["html"].as_str().unwrap();
+    assert!(html.contains("<pre><code class=\"language-python\">"), "{html}");
+    assert!(html.contains(&format!("<a href=\"{PUBLIC_URL}/sandbox#py=")), "{html}");
+    assert!(html.contains("target=\"_blank\" rel=\"noopener noreferrer\">▶ Run in sandbox</a>"));
+    assert!(!html.contains("<script") && !html.contains("<img"), "{html}");
+    assert!(!html.contains("href=\"javascript"), "{html}");
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert_eq!(
+        link_payloads(html),
+        python_blocks(plotly.markdown),
+        "the link survives rendering intact"
+    );
+}
+
+#[tokio::test]
+async fn render_refuses_what_it_should() {
+    let (status, _, _) = playground(render_request("text/plain", "{\"markdown\":\"x\"}")).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (status, _, bytes) = playground(render_request("application/json", "not json")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(serde_json::from_slice::<Value>(&bytes).unwrap()["error"]["message"].is_string());
+    let (status, _, _) =
+        playground(render_request("application/json; charset=utf-8", "{\"markdown\":1}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let big = json!({ "markdown": "a".repeat(demo::playground::RENDER_BODY_LIMIT) }).to_string();
+    let (status, _, _) = playground(render_request("application/json", big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, headers, _) =
+        playground(Request::get("/playground/render").body(Full::new(Bytes::new())).unwrap()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "POST");
+}
