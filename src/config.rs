@@ -160,7 +160,7 @@ pub const KEYS: &[&str] = &[
 ];
 
 /// The Pyodide release the sandbox page loads when no local copy is configured.
-pub const DEFAULT_PYODIDE_URL: &str = "https://cdn.jsdelivr.net/pyodide/v0.29.3/full/";
+pub use crate::sandbox::DEFAULT_PYODIDE_URL;
 
 /// The configuration as written: the TOML file's shape, every key optional with a named default.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]

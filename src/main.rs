@@ -22,6 +22,9 @@ struct Cli {
 enum Command {
     /// Run the proxy (the default).
     Serve(ServeArgs),
+    /// Run sandgate in front of a built-in scripted model (no API key, no network), with the
+    /// playground at `/`.
+    Demo(ServeArgs),
     /// Rewrite markdown from stdin to stdout.
     Rewrite(TextArgs),
     /// Undo a rewrite: markdown from stdin to stdout.
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Demo(args)) => demo(args),
         Some(Command::Rewrite(args)) => text_command(args, sandgate::rewrite::rewrite),
         Some(Command::Restore(args)) => {
             text_command(args, |_, input| sandgate::rewrite::restore(input))
@@ -140,6 +144,32 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     runtime.block_on(async move {
         let server = sandgate::server::Server::bind(config).await.map_err(|e| e.to_string())?;
         server.serve(sandgate::server::shutdown_signal()).await.map_err(|e| e.to_string())
+    })
+}
+
+fn demo(args: ServeArgs) -> Result<(), String> {
+    let cli = serve_overrides(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        let demo =
+            sandgate::demo::Demo::start(args.config.as_deref(), &env_overrides(), &cli).await?;
+        init_logging(demo.config())?;
+        let server = sandgate::server::Server::bind(demo.config().clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(demo.banner().as_bytes())
+            .and_then(|()| stdout.flush())
+            .map_err(|e| format!("cannot write stdout: {e}"))?;
+        drop(stdout);
+        let result =
+            server.serve(sandgate::server::shutdown_signal()).await.map_err(|e| e.to_string());
+        demo.shutdown().await;
+        result
     })
 }
 

@@ -201,11 +201,7 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
 fn states(obs: &Value) -> Vec<String> {
     obs["states"]
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s[0].as_str().map(str::to_string))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|s| s[0].as_str().map(str::to_string)).collect())
         .unwrap_or_default()
 }
 
@@ -223,22 +219,10 @@ async fn sandbox_page_in_headless_chromium() {
     let repo = repo();
     let assets = repo.join("target/browser-assets");
     require(Path::new("/usr/bin/chromium"), "Debian's chromium");
-    require(
-        &repo.join("tests/browser/node_modules/playwright-core"),
-        "playwright-core",
-    );
-    require(
-        &assets.join("pyodide/pyodide.asm.wasm"),
-        "the Pyodide distribution",
-    );
-    require(
-        &assets.join("pyodide/micropip-0.11.1-py3-none-any.whl"),
-        "the micropip wheel",
-    );
-    require(
-        &assets.join("wheels/plotly-7.1.0-py3-none-any.whl"),
-        "the plotly wheel",
-    );
+    require(&repo.join("tests/browser/node_modules/playwright-core"), "playwright-core");
+    require(&assets.join("pyodide/pyodide.asm.wasm"), "the Pyodide distribution");
+    require(&assets.join("pyodide/micropip-0.11.1-py3-none-any.whl"), "the micropip wheel");
+    require(&assets.join("wheels/plotly-7.1.0-py3-none-any.whl"), "the plotly wheel");
     require(&assets.join("wheels/plotly.min.js"), "plotly.js");
     let shots = repo.join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
@@ -422,11 +406,7 @@ async fn sandbox_page_in_headless_chromium() {
         .await
         .expect("node must be installed (tests/setup/10-browser.sh)");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "drive.mjs failed: {}\n{stderr}",
-        output.status
-    );
+    assert!(output.status.success(), "drive.mjs failed: {}\n{stderr}", output.status);
     // Kept for whoever debugs a failure: every observation, console line and navigation.
     std::fs::write(repo.join("target/browser-report.json"), &output.stdout).unwrap();
     let report: Value = serde_json::from_slice(&output.stdout)
@@ -438,9 +418,7 @@ async fn sandbox_page_in_headless_chromium() {
         .map(|r| (str_of(r, "name").to_string(), r.clone()))
         .collect();
     let case = |name: &str| -> &Value {
-        let r = results
-            .get(name)
-            .unwrap_or_else(|| panic!("no result for {name}"));
+        let r = results.get(name).unwrap_or_else(|| panic!("no result for {name}"));
         assert!(
             r["error"].is_null(),
             "case {name} failed in the browser: {}\nobservations: {:#}\nevents: {:#}",
@@ -468,11 +446,7 @@ async fn sandbox_page_in_headless_chromium() {
         assert_eq!(str_of(&end, "state"), "done", "{name}: {end:#}");
         // The policy's sandbox directive: an opaque origin even top-level.
         assert_eq!(str_of(&end, "origin"), "null", "{name}");
-        assert_eq!(
-            states(&end),
-            ["loading", "running", "done"],
-            "{name}: state history"
-        );
+        assert_eq!(states(&end), ["loading", "running", "done"], "{name}: state history");
         assert_eq!(
             str_of(&end, "stdout"),
             "hello from the sandbox\nnaïve café ✓ 日本語\n✓ split\n"
@@ -483,10 +457,7 @@ async fn sandbox_page_in_headless_chromium() {
         assert_eq!(end["overflowsX"], false, "{name}: wider than the screen");
     }
     // The controls are reachable with the keyboard, in reading order (Stop is disabled when idle).
-    assert_eq!(
-        case("print")["probes"]["tab"]["order"],
-        json!(["run", "edit", "code"])
-    );
+    assert_eq!(case("print")["probes"]["tab"]["order"], json!(["run", "edit", "code"]));
 
     // An exception: state error, the traceback with the user's own lines, no Pyodide frames.
     let end = obs("error", "end");
@@ -499,32 +470,19 @@ async fn sandbox_page_in_headless_chromium() {
     assert!(tb.contains("File \"main.py\", line 2, in divide"), "{tb}");
     assert!(tb.contains("return a / b"), "{tb}");
     assert!(tb.contains("ZeroDivisionError: division by zero"), "{tb}");
-    assert!(
-        !tb.contains("_pyodide") && !tb.contains("/lib/python"),
-        "internal frames shown: {tb}"
-    );
+    assert!(!tb.contains("_pyodide") && !tb.contains("/lib/python"), "internal frames shown: {tb}");
 
     // An endless loop: stopped by the 5 s limit, the page answers meanwhile, Run again works.
     let probe = &case("timeout")["probes"]["while-running"];
-    assert_eq!(
-        str_of(probe, "pressed"),
-        "true",
-        "Edit did not respond while running: {probe}"
-    );
+    assert_eq!(str_of(probe, "pressed"), "true", "Edit did not respond while running: {probe}");
     assert_eq!(str_of(probe, "state"), "running", "{probe}");
-    assert!(
-        probe["evalMs"].as_f64().unwrap() < 1000.0,
-        "page unresponsive: {probe}"
-    );
+    assert!(probe["evalMs"].as_f64().unwrap() < 1000.0, "page unresponsive: {probe}");
     let t = obs("timeout", "timeout");
     assert_eq!(str_of(&t, "state"), "timeout", "{t:#}");
     // Printed while the loop ran: the output streams, it does not wait for the end.
     assert_eq!(str_of(&t, "stdout"), "spinning\n");
     let ran = entered(&t, "timeout").unwrap() - entered(&t, "running").unwrap();
-    assert!(
-        (4900.0..9000.0).contains(&ran),
-        "timeout after {ran} ms, the limit is 5000 ms"
-    );
+    assert!((4900.0..9000.0).contains(&ran), "timeout after {ran} ms, the limit is 5000 ms");
     let again = obs("timeout", "again");
     assert_eq!(str_of(&again, "state"), "done", "{again:#}");
     assert_eq!(str_of(&again, "stdout"), "again\n");
@@ -547,14 +505,8 @@ async fn sandbox_page_in_headless_chromium() {
     assert!(out.contains("<iframe src=\"javascript:alert('iframe')\"></iframe>"));
     assert!(out.contains("\"><img src=x onerror=alert(1)>"));
     assert!(str_of(&end, "result").contains("onerror=alert(1)>"));
-    assert_eq!(
-        end["activeElementsInOutputs"], 0,
-        "markup from the code became elements"
-    );
-    assert_eq!(
-        end["scriptsInDocument"], 1,
-        "a script element was added to the page"
-    );
+    assert_eq!(end["activeElementsInOutputs"], 0, "markup from the code became elements");
+    assert_eq!(end["scriptsInDocument"], 1, "a script element was added to the page");
     let navigations = hostile["events"]["navigations"].as_array().unwrap();
     assert!(
         navigations
@@ -566,11 +518,7 @@ async fn sandbox_page_in_headless_chromium() {
     // A widget: opaque-origin iframe in a page of another origin, worker and all.
     let end = obs("widget", "end");
     assert_eq!(str_of(&end, "state"), "done", "{end:#}");
-    assert_eq!(
-        str_of(&end, "origin"),
-        "null",
-        "the widget is not in an opaque origin"
-    );
+    assert_eq!(str_of(&end, "origin"), "null", "the widget is not in an opaque origin");
     assert_eq!(str_of(&end, "stdout"), "widget ok emscripten\n");
     assert_eq!(str_of(&end, "result"), "42");
 
@@ -578,24 +526,14 @@ async fn sandbox_page_in_headless_chromium() {
     let end = obs("fetch-blocked", "end");
     assert_eq!(str_of(&end, "state"), "error", "{end:#}");
     assert_eq!(str_of(&end, "stdout"), "fetching\n");
-    assert!(
-        str_of(&end, "stderr").contains("the request was blocked"),
-        "{end:#}"
-    );
-    assert_eq!(
-        secret_hits.load(Ordering::SeqCst),
-        0,
-        "the blocked fetch reached the other origin"
-    );
+    assert!(str_of(&end, "stderr").contains("the request was blocked"), "{end:#}");
+    assert_eq!(secret_hits.load(Ordering::SeqCst), 0, "the blocked fetch reached the other origin");
 
     // A package that is nowhere: a clear message, then the ImportError.
     let end = obs("missing-package", "end");
     assert_eq!(str_of(&end, "state"), "error", "{end:#}");
     let err = str_of(&end, "stderr");
-    assert!(
-        err.contains("package 'surely_not_a_real_package_name' is not available"),
-        "{err}"
-    );
+    assert!(err.contains("package 'surely_not_a_real_package_name' is not available"), "{err}");
     assert!(
         err.contains("ModuleNotFoundError: No module named 'surely_not_a_real_package_name'"),
         "{err}"
@@ -613,26 +551,17 @@ async fn sandbox_page_in_headless_chromium() {
         ),
         "{err}"
     );
-    assert!(
-        err.contains("ModuleNotFoundError: No module named 'numpy'"),
-        "{err}"
-    );
+    assert!(err.contains("ModuleNotFoundError: No module named 'numpy'"), "{err}");
 
     // A link without code.
     let end = obs("no-code", "end");
     assert_eq!(str_of(&end, "state"), "error", "{end:#}");
-    assert!(
-        str_of(&end, "stderr").contains("carries no code"),
-        "{end:#}"
-    );
+    assert!(str_of(&end, "stderr").contains("carries no code"), "{end:#}");
 
     // _repr_html_ is shown as markup, without its script, image or handler.
     let end = obs("repr-html", "end");
     assert_eq!(str_of(&end, "state"), "done", "{end:#}");
-    assert_eq!(
-        end["resultHtml"],
-        json!({"text": "bold text", "tables": 0, "bold": 1})
-    );
+    assert_eq!(end["resultHtml"], json!({"text": "bold text", "tables": 0, "bold": 1}));
     assert_eq!(end["activeElementsInOutputs"], 0, "{end:#}");
     assert_eq!(end["scriptsInDocument"], 1, "{end:#}");
 
@@ -643,8 +572,7 @@ async fn sandbox_page_in_headless_chromium() {
     let pngs = end["pngs"].as_array().unwrap();
     assert_eq!(pngs.len(), 2, "{end:#}");
     assert!(
-        pngs.iter()
-            .all(|p| p[0].as_u64().unwrap() > 200 && p[1].as_u64().unwrap() > 150),
+        pngs.iter().all(|p| p[0].as_u64().unwrap() > 200 && p[1].as_u64().unwrap() > 150),
         "{pngs:?}"
     );
     assert_eq!(str_of(&end, "stderr"), "", "{end:#}");
@@ -653,10 +581,7 @@ async fn sandbox_page_in_headless_chromium() {
     let end = obs("dataframe", "end");
     assert_eq!(str_of(&end, "state"), "done", "{end:#}");
     assert_eq!(end["resultHtml"]["tables"], 1, "{end:#}");
-    assert!(
-        str_of(&end["resultHtml"], "text").contains("value"),
-        "{end:#}"
-    );
+    assert!(str_of(&end["resultHtml"], "text").contains("value"), "{end:#}");
 
     // NVIDIA's Plotly example, offline: plotly and narwhals from the wheels directory through
     // micropip, plotly.js from it too; the figure was never shown, yet it is drawn.

@@ -65,10 +65,8 @@ fn fixture() -> (TempDir, Sandbox) {
 }
 
 async fn get(sandbox: &Sandbox, path: &str) -> (u16, http::HeaderMap, Vec<u8>) {
-    let res = sandbox
-        .handle(&Method::GET, path)
-        .await
-        .unwrap_or_else(|| panic!("{path} is not handled"));
+    let res =
+        sandbox.handle(&Method::GET, path).await.unwrap_or_else(|| panic!("{path} is not handled"));
     let status = res.status().as_u16();
     let headers = res.headers().clone();
     let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
@@ -76,10 +74,7 @@ async fn get(sandbox: &Sandbox, path: &str) -> (u16, http::HeaderMap, Vec<u8>) {
 }
 
 fn header<'a>(headers: &'a http::HeaderMap, name: &str) -> &'a str {
-    headers
-        .get(name)
-        .map(|v| v.to_str().unwrap())
-        .unwrap_or_default()
+    headers.get(name).map(|v| v.to_str().unwrap()).unwrap_or_default()
 }
 
 #[tokio::test]
@@ -93,10 +88,7 @@ async fn page_has_strict_headers_and_configuration_attributes() {
     assert!(h.get("set-cookie").is_none());
     let csp = header(&h, "content-security-policy");
     assert!(csp.starts_with("default-src 'none';"), "{csp}");
-    assert!(
-        csp.contains("script-src 'self' 'wasm-unsafe-eval';"),
-        "{csp}"
-    );
+    assert!(csp.contains("script-src 'self' 'wasm-unsafe-eval';"), "{csp}");
     assert!(csp.contains("worker-src data:;"), "{csp}");
     assert!(csp.contains("connect-src 'self';"), "{csp}");
     assert!(csp.contains("img-src data: blob:;"), "{csp}");
@@ -150,10 +142,7 @@ async fn configured_values_cannot_break_out_of_their_attribute_or_the_policy() {
         "https://cdn.example/no-slash",
         "https://cdn.example/a b/",
     ] {
-        let config = SandboxConfig {
-            pyodide_url: bad.to_string(),
-            ..SandboxConfig::default()
-        };
+        let config = SandboxConfig { pyodide_url: bad.to_string(), ..SandboxConfig::default() };
         let err = Sandbox::new(config).unwrap_err();
         assert!(err.starts_with("pyodide_url"), "{bad}: {err}");
     }
@@ -165,11 +154,7 @@ async fn configured_values_cannot_break_out_of_their_attribute_or_the_policy() {
     let sandbox = Sandbox::new(config).unwrap();
     let html = String::from_utf8(get(&sandbox, "/sandbox").await.2).unwrap();
     assert!(html.contains(r#"data-pyodide-url="https://cdn.example/py/?a=1&amp;amp=2/""#));
-    assert!(Sandbox::new(SandboxConfig {
-        timeout_ms: 0,
-        ..SandboxConfig::default()
-    })
-    .is_err());
+    assert!(Sandbox::new(SandboxConfig { timeout_ms: 0, ..SandboxConfig::default() }).is_err());
 }
 
 #[tokio::test]
@@ -192,13 +177,7 @@ async fn page_assets_and_worker_policy() {
     assert_eq!(get(&sandbox, "/sandbox/other.js").await.0, 404);
     // The page's script never turns worker data into markup, nor evaluates strings.
     let page_js = String::from_utf8(get(&sandbox, "/sandbox/page.js").await.2).unwrap();
-    for banned in [
-        "innerHTML",
-        "outerHTML",
-        "insertAdjacentHTML",
-        "document.write",
-        "eval(",
-    ] {
+    for banned in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("] {
         assert!(!page_js.contains(banned), "page.js uses {banned}");
     }
     assert_eq!(get(&sandbox, "/sandbox/").await.0, 404);
@@ -248,12 +227,7 @@ async fn traversal_and_symlink_escapes_are_404() {
         "/wheels/../pyodide/pyodide.mjs",
     ] {
         let (status, _, body) = get(&sandbox, path).await;
-        assert_eq!(
-            status,
-            404,
-            "{path} answered {}",
-            String::from_utf8_lossy(&body)
-        );
+        assert_eq!(status, 404, "{path} answered {}", String::from_utf8_lossy(&body));
     }
 }
 
@@ -278,26 +252,14 @@ async fn simple_index_lists_the_wheels_of_a_project() {
 #[tokio::test]
 async fn head_other_methods_and_foreign_paths() {
     let (_tmp, sandbox) = fixture();
-    let res = sandbox
-        .handle(&Method::HEAD, "/pyodide/pyodide.asm.wasm")
-        .await
-        .unwrap();
+    let res = sandbox.handle(&Method::HEAD, "/pyodide/pyodide.asm.wasm").await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-length"], "8");
-    assert!(res
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes()
-        .is_empty());
+    assert!(res.into_body().collect().await.unwrap().to_bytes().is_empty());
     let res = sandbox.handle(&Method::POST, "/sandbox").await.unwrap();
     assert_eq!(res.status(), 405);
     assert_eq!(res.headers()["allow"], "GET, HEAD");
-    assert!(sandbox
-        .handle(&Method::GET, "/v1/chat/completions")
-        .await
-        .is_none());
+    assert!(sandbox.handle(&Method::GET, "/v1/chat/completions").await.is_none());
     assert!(sandbox.handle(&Method::GET, "/sandboxes").await.is_none());
     assert!(sandbox.handle(&Method::GET, "/").await.is_none());
     // A query string does not change the answer.
@@ -310,28 +272,13 @@ fn helpers() {
     assert_eq!(percent_decode("%e2%9c%93").as_deref(), Some("✓"));
     assert_eq!(percent_decode("%"), None);
     assert_eq!(percent_decode("%c3"), None);
-    assert_eq!(
-        safe_segments("a/b.js"),
-        Some(vec!["a".into(), "b.js".into()])
-    );
+    assert_eq!(safe_segments("a/b.js"), Some(vec!["a".into(), "b.js".into()]));
     assert_eq!(safe_segments("a/./b"), None);
     assert_eq!(safe_segments("C:/x"), None);
-    assert_eq!(
-        content_type(std::path::Path::new("x.WASM")),
-        "application/wasm"
-    );
-    assert_eq!(
-        content_type(std::path::Path::new("x.tar")),
-        "application/x-tar"
-    );
-    assert_eq!(
-        content_type(std::path::Path::new("x")),
-        "application/octet-stream"
-    );
-    assert_eq!(
-        wheel_project("plotly-7.1.0-py3-none-any.whl"),
-        Some("plotly")
-    );
+    assert_eq!(content_type(std::path::Path::new("x.WASM")), "application/wasm");
+    assert_eq!(content_type(std::path::Path::new("x.tar")), "application/x-tar");
+    assert_eq!(content_type(std::path::Path::new("x")), "application/octet-stream");
+    assert_eq!(wheel_project("plotly-7.1.0-py3-none-any.whl"), Some("plotly"));
     assert_eq!(wheel_project("a-1-2-py3-none-any.whl"), Some("a"));
     assert_eq!(wheel_project("plotly.min.js"), None);
     assert_eq!(wheel_project("x<y-1-py3-none-any.whl"), None);
