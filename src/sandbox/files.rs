@@ -52,6 +52,9 @@ impl Root {
     /// the directory's top level, or 404 when there are none, so that micropip tries its next
     /// index or Pyodide's own packages.
     pub(crate) async fn simple_index(&self, project: &str) -> Response<Full<Bytes>> {
+        // Links are relative to the index's own URL, which some micropip versions ask for without
+        // the trailing slash.
+        let up = if project.ends_with('/') { "../../" } else { "../" };
         let project = project.strip_suffix('/').unwrap_or(project);
         let Some(project) = percent_decode(project) else {
             return not_found();
@@ -81,7 +84,7 @@ impl Root {
         let mut html = String::from("<!DOCTYPE html>\n<html><body>\n");
         for name in &wheels {
             // Wheel names are limited to a safe alphabet by `wheel_project`: nothing to escape.
-            html.push_str(&format!("<a href=\"../../{name}\">{name}</a><br>\n"));
+            html.push_str(&format!("<a href=\"{up}{name}\">{name}</a><br>\n"));
         }
         html.push_str("</body></html>\n");
         let mut res = response(StatusCode::OK, "text/html; charset=utf-8", Bytes::from(html));

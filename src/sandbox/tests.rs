@@ -242,6 +242,9 @@ async fn simple_index_lists_the_wheels_of_a_project() {
         r#"<a href="../../plotly-7.1.0-py3-none-any.whl">plotly-7.1.0-py3-none-any.whl</a>"#
     ));
     assert!(!html.contains("Foo_Bar"));
+    // Without the trailing slash the links still resolve to /wheels/<file>.
+    let html = String::from_utf8(get(&sandbox, "/wheels/simple/plotly").await.2).unwrap();
+    assert!(html.contains(r#"<a href="../plotly-7.1.0-py3-none-any.whl">"#), "{html}");
     // PEP 503 names match in any spelling.
     let html = String::from_utf8(get(&sandbox, "/wheels/simple/foo-bar/").await.2).unwrap();
     assert!(html.contains("Foo_Bar-1.0-py3-none-any.whl"), "{html}");
