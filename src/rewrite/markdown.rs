@@ -30,9 +30,15 @@ enum Container {
 enum Leaf {
     None,
     Paragraph,
-    Fenced { ch: u8, len: usize, indent: usize },
+    Fenced {
+        ch: u8,
+        len: usize,
+        indent: usize,
+    },
     Indented,
-    Html(u8),
+    /// An HTML block: of types 1 to 5 with the text that ends it, of type 6 or 7 (`None`) ended by
+    /// a blank line.
+    Html(Option<&'static [u8]>),
 }
 
 /// What a line turned out to be, for the fenced code blocks.
@@ -99,16 +105,8 @@ impl BlockParser {
             c.find_first_nonspace();
             match container {
                 Container::BlockQuote => {
-                    if c.indent <= 3 && c.peek(c.first_nonspace) == b'>' {
-                        c.advance_offset(c.indent + 1, true);
-                        if c.offset >= c.line.len() {
-                            // The optional space after `>` is not known yet.
-                            return false;
-                        }
-                        if is_space_or_tab(c.peek(c.offset)) {
-                            c.advance_offset(1, true);
-                        }
-                    } else {
+                    // Until the byte after `>` is known, neither is the optional space.
+                    if !c.continue_quote() || (c.optional_space_pending && c.blank_rest()) {
                         return false;
                     }
                 }
@@ -134,17 +132,7 @@ impl BlockParser {
         for container in &self.containers {
             c.find_first_nonspace();
             let ok = match container {
-                Container::BlockQuote => {
-                    if c.indent <= 3 && c.peek(c.first_nonspace) == b'>' {
-                        c.advance_offset(c.indent + 1, true);
-                        if is_space_or_tab(c.peek(c.offset)) {
-                            c.advance_offset(1, true);
-                        }
-                        true
-                    } else {
-                        false
-                    }
-                }
+                Container::BlockQuote => c.continue_quote(),
                 Container::Item { width, has_content } => {
                     if c.blank {
                         // An empty item does not survive a blank line.
@@ -176,7 +164,10 @@ impl BlockParser {
                 Leaf::Fenced { ch, len, indent } => {
                     if c.indent <= 3 && c.peek(c.first_nonspace) == ch {
                         let run = run_length(c.line, c.first_nonspace, ch);
-                        if run >= len && is_blank(&c.line[c.first_nonspace + run..]) {
+                        // The spec allows spaces or tabs after a closing fence; pulldown-cmark
+                        // (`scan_closing_code_fence`) only spaces: `~~~\t` is content there.
+                        let tail = &c.line[c.first_nonspace + run..];
+                        if run >= len && tail.iter().all(|&b| b == b' ') {
                             self.leaf.0 = Leaf::None;
                             self.mark_content();
                             return Line { fence_closed_before: false, kind: LineKind::FenceClose };
@@ -184,7 +175,7 @@ impl BlockParser {
                     }
                     let line_indent = c.indent;
                     let mut i = indent;
-                    while i > 0 && is_space_or_tab(c.peek(c.offset)) {
+                    while i > 0 && (c.phantom > 0 || is_space_or_tab(c.peek(c.offset))) {
                         c.advance_offset(1, true);
                         i -= 1;
                     }
@@ -203,11 +194,11 @@ impl BlockParser {
                     }
                     self.leaf.0 = Leaf::None;
                 }
-                Leaf::Html(kind) => {
-                    if c.blank && kind >= 6 {
+                Leaf::Html(end) => {
+                    if c.blank && end.is_none() {
                         self.leaf.0 = Leaf::None;
                     } else {
-                        if kind <= 5 && html_block_ends(kind, &c.line[c.offset..]) {
+                        if end.is_some_and(|end| contains(&c.line[c.offset..], end)) {
                             self.leaf.0 = Leaf::None;
                         }
                         return self.other(false);
@@ -234,9 +225,7 @@ impl BlockParser {
             let rest = &c.line[c.first_nonspace..];
             if !indented && first == b'>' {
                 c.advance_offset(c.indent + 1, true);
-                if is_space_or_tab(c.peek(c.offset)) {
-                    c.advance_offset(1, true);
-                }
+                c.optional_space();
                 opened.push(Container::BlockQuote);
                 container_is_paragraph = false;
             } else if !indented && is_atx_heading(rest) {
@@ -255,7 +244,7 @@ impl BlockParser {
                 })
                 .flatten()
             {
-                let ends = kind <= 5 && html_block_ends(kind, &c.line[c.offset..]);
+                let ends = kind.is_some_and(|end| contains(&c.line[c.offset..], end));
                 new_leaf = Some(if ends { Leaf::None } else { Leaf::Html(kind) });
                 break;
             } else if !indented
@@ -360,15 +349,21 @@ pub(crate) fn could_open_fence(partial: &str, could_be_lang: impl Fn(&str, bool)
     }
 }
 
+/// A position in a line, as pulldown-cmark's `LineStart`: `offset` is a byte offset, `column` the
+/// column of the byte there (tab stops of 4), and `phantom` the columns of a tab before `offset`
+/// that were not consumed yet (a tab partly used as indentation of a container).
 struct Cursor<'a> {
     line: &'a [u8],
     offset: usize,
     column: usize,
-    partial_tab: bool,
+    phantom: usize,
     first_nonspace: usize,
     first_nonspace_column: usize,
     indent: usize,
     blank: bool,
+    /// The last `continue_quote` took its optional space from `phantom`; when `false` after it, the
+    /// space (if any) came from the byte after `>`.
+    optional_space_pending: bool,
 }
 
 impl<'a> Cursor<'a> {
@@ -377,16 +372,22 @@ impl<'a> Cursor<'a> {
             line,
             offset: 0,
             column: 0,
-            partial_tab: false,
+            phantom: 0,
             first_nonspace: 0,
             first_nonspace_column: 0,
             indent: 0,
             blank: line.is_empty(),
+            optional_space_pending: false,
         }
     }
 
     fn peek(&self, at: usize) -> u8 {
         self.line.get(at).copied().unwrap_or(0)
+    }
+
+    /// The column the cursor stands at, counting unconsumed tab columns as not yet passed.
+    fn position(&self) -> usize {
+        self.column - self.phantom
     }
 
     fn find_first_nonspace(&mut self) {
@@ -413,48 +414,102 @@ impl<'a> Cursor<'a> {
         }
         self.first_nonspace = i;
         self.first_nonspace_column = column;
-        self.indent = column - self.column;
+        self.indent = column - self.position();
         self.blank = i >= self.line.len();
     }
 
-    /// Advances `count` columns (`columns = true`) or bytes, as cmark's `S_advance_offset`.
+    fn blank_rest(&self) -> bool {
+        self.offset >= self.line.len()
+    }
+
+    /// Advances `count` columns (`columns = true`) or bytes, as cmark's `S_advance_offset`; a tab
+    /// partly consumed leaves its other columns in `phantom`, as pulldown-cmark's `scan_space`.
     fn advance_offset(&mut self, mut count: usize, columns: bool) {
+        if !columns {
+            self.phantom = 0;
+        }
         while count > 0 {
+            if self.phantom > 0 {
+                let n = self.phantom.min(count);
+                self.phantom -= n;
+                count -= n;
+                continue;
+            }
             let Some(&b) = self.line.get(self.offset) else {
                 break;
             };
+            self.offset += 1;
             if b == b'\t' {
-                let chars_to_tab = TAB_STOP - (self.column % TAB_STOP);
+                let width = TAB_STOP - (self.column % TAB_STOP);
+                self.column += width;
                 if columns {
-                    self.partial_tab = chars_to_tab > count;
-                    let advance = count.min(chars_to_tab);
-                    self.column += advance;
-                    if !self.partial_tab {
-                        self.offset += 1;
-                    }
-                    count -= advance;
+                    let n = width.min(count);
+                    self.phantom = width - n;
+                    count -= n;
                 } else {
-                    self.partial_tab = false;
-                    self.column += chars_to_tab;
-                    self.offset += 1;
                     count -= 1;
                 }
             } else {
-                self.partial_tab = false;
-                self.offset += 1;
                 self.column += 1;
                 count -= 1;
             }
         }
     }
 
+    /// The optional space after a block quote marker, taken from unconsumed tab columns first (as
+    /// pulldown-cmark's `scan_space(1)` does).
+    fn optional_space(&mut self) {
+        self.optional_space_pending = false;
+        if self.phantom > 0 {
+            self.phantom -= 1;
+        } else if is_space_or_tab(self.peek(self.offset)) {
+            self.advance_offset(1, true);
+        } else {
+            self.optional_space_pending = true;
+        }
+    }
+
+    /// Continues an open block quote: a `>` after at most three columns of indentation, and the
+    /// optional space after it.
+    ///
+    /// As pulldown-cmark (`scan_containers`), and unlike the spec, a tab that crosses the third
+    /// column still counts as indentation (`\t>` continues a quote), and the columns of it left over
+    /// stand for the optional space after `>` (so in `\t> x` the space is content).
+    fn continue_quote(&mut self) -> bool {
+        let (mut at, mut column, mut phantom) = (self.offset, self.column, self.phantom);
+        let mut budget = 3 - phantom.min(3);
+        phantom -= phantom.min(3);
+        while budget > 0 {
+            match self.line.get(at) {
+                Some(b' ') => {
+                    at += 1;
+                    column += 1;
+                    budget -= 1;
+                }
+                Some(b'\t') => {
+                    let width = TAB_STOP - (column % TAB_STOP);
+                    at += 1;
+                    column += width;
+                    let n = width.min(budget);
+                    budget -= n;
+                    phantom = width - n;
+                }
+                _ => break,
+            }
+        }
+        if self.peek(at) != b'>' {
+            return false;
+        }
+        self.offset = at + 1;
+        self.column = column + 1;
+        self.phantom = phantom;
+        self.optional_space();
+        true
+    }
+
     /// The rest of the line as content: spaces for a partially consumed tab, then bytes.
     fn rest_of_line(&self) -> (usize, usize) {
-        if self.partial_tab {
-            (self.offset + 1, TAB_STOP - (self.column % TAB_STOP))
-        } else {
-            (self.offset, 0)
-        }
+        (self.offset, self.phantom)
     }
 
     /// A list item marker at the first non-space position; on success advances past the marker and
@@ -497,16 +552,18 @@ impl<'a> Cursor<'a> {
         }
         let marker_offset = self.indent;
         self.advance_offset(after - self.offset, false);
-        let (saved_offset, saved_column, saved_partial) =
-            (self.offset, self.column, self.partial_tab);
-        while self.column - saved_column <= 5 && is_space_or_tab(self.peek(self.offset)) {
+        let (saved_offset, saved_column, saved_phantom) = (self.offset, self.column, self.phantom);
+        let saved_position = self.position();
+        while self.position() - saved_position <= 5
+            && (self.phantom > 0 || is_space_or_tab(self.peek(self.offset)))
+        {
             self.advance_offset(1, true);
         }
-        let spaces = self.column - saved_column;
+        let spaces = self.position() - saved_position;
         let padding = if !(1..5).contains(&spaces) || self.offset >= self.line.len() {
             self.offset = saved_offset;
             self.column = saved_column;
-            self.partial_tab = saved_partial;
+            self.phantom = saved_phantom;
             if spaces > 0 {
                 self.advance_offset(1, true);
             }
@@ -590,7 +647,13 @@ fn is_thematic_break(rest: &[u8]) -> bool {
     count >= 3
 }
 
-const HTML_TYPE_1: [&[u8]; 4] = [b"script", b"pre", b"style", b"textarea"];
+/// The type 1 start tags and the closing tags that end them.
+const HTML_TYPE_1: [(&[u8], &[u8]); 4] = [
+    (b"script", b"</script>"),
+    (b"pre", b"</pre>"),
+    (b"style", b"</style>"),
+    (b"textarea", b"</textarea>"),
+];
 
 const HTML_TYPE_6: [&[u8]; 62] = [
     b"address",
@@ -661,48 +724,50 @@ fn starts_with_ci(s: &[u8], prefix: &[u8]) -> bool {
     s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
-fn contains_ci(s: &[u8], needle: &[u8]) -> bool {
-    s.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
-}
-
-/// The HTML block type (1 to 7) that `rest` starts, if any; type 7 only when `allow_7`.
-fn html_block_start(rest: &[u8], allow_7: bool) -> Option<u8> {
+/// The HTML block that `rest` starts, if any: `Some(Some(end))` for types 1 to 5, which end at a
+/// line containing `end`, `Some(None)` for types 6 and 7 (type 7 only when `allow_7`).
+///
+/// As pulldown-cmark (`get_html_end_tag`), and unlike the spec, a type 1 block ends only at its own
+/// closing tag, compared case-sensitively: `<script>` ends at `</script>`, not at `</pre>` or
+/// `</SCRIPT>`.
+fn html_block_start(rest: &[u8], allow_7: bool) -> Option<Option<&'static [u8]>> {
     if rest.first() != Some(&b'<') {
         return None;
     }
     let after = &rest[1..];
-    for tag in HTML_TYPE_1 {
+    for (tag, end) in HTML_TYPE_1 {
         if starts_with_ci(after, tag) {
+            // pulldown-cmark accepts any ASCII whitespace after the name (`\x0b` and `\x0c` too).
             match after.get(tag.len()) {
-                None | Some(b' ' | b'\t' | b'>') => return Some(1),
+                None | Some(b' ' | b'\t' | b'>' | 0x0b | 0x0c) => return Some(Some(end)),
                 _ => {}
             }
         }
     }
     if after.starts_with(b"!--") {
-        return Some(2);
+        return Some(Some(b"-->"));
     }
     if after.starts_with(b"?") {
-        return Some(3);
+        return Some(Some(b"?>"));
     }
     if after.starts_with(b"![CDATA[") {
-        return Some(5);
+        return Some(Some(b"]]>"));
     }
     if after.first() == Some(&b'!') && after.get(1).is_some_and(|b| b.is_ascii_alphabetic()) {
-        return Some(4);
+        return Some(Some(b">"));
     }
     let name_start = if after.first() == Some(&b'/') { &after[1..] } else { after };
     let name_len = name_start.iter().take_while(|b| b.is_ascii_alphanumeric()).count();
     let name = &name_start[..name_len];
     if HTML_TYPE_6.iter().any(|tag| name.eq_ignore_ascii_case(tag)) {
         match name_start.get(name_len) {
-            None | Some(b' ' | b'\t' | b'>') => return Some(6),
-            Some(b'/') if name_start.get(name_len + 1) == Some(&b'>') => return Some(6),
+            None | Some(b' ' | b'\t' | b'>') => return Some(None),
+            Some(b'/') if name_start.get(name_len + 1) == Some(&b'>') => return Some(None),
             _ => {}
         }
     }
     if allow_7 && is_complete_tag_line(rest) {
-        return Some(7);
+        return Some(None);
     }
     None
 }
@@ -785,17 +850,8 @@ fn is_complete_tag_line(s: &[u8]) -> bool {
     }
 }
 
-fn html_block_ends(kind: u8, line: &[u8]) -> bool {
-    match kind {
-        1 => [&b"</script>"[..], b"</pre>", b"</style>", b"</textarea>"]
-            .iter()
-            .any(|end| contains_ci(line, end)),
-        2 => line.windows(3).any(|w| w == b"-->"),
-        3 => line.windows(2).any(|w| w == b"?>"),
-        4 => line.contains(&b'>'),
-        5 => line.windows(3).any(|w| w == b"]]>"),
-        _ => false,
-    }
+fn contains(line: &[u8], needle: &[u8]) -> bool {
+    memchr::memmem::find(line, needle).is_some()
 }
 
 #[cfg(test)]
