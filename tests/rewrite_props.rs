@@ -54,6 +54,9 @@ const INFOS: &[&str] = &[
     "pythonx",
     "py3\t",
     "é",
+    "python\x0c",
+    "\x0bpy",
+    "py\x0b x",
 ];
 
 /// Everything after a closing-fence run.
@@ -132,13 +135,22 @@ const BODIES: &[&str] = &[
     "\"title\"",
     "[foo]",
     "é 🐍 ü",
+    "<pre\x0b>",
+    "text\x0c",
 ];
+
+/// Lines the oracle property leaves out: pulldown-cmark counts a line of form feeds or vertical tabs
+/// as blank where a block starts (`scan_blank_line`) but not where a paragraph goes on, which the
+/// engine does not copy (the spec's blank line holds only spaces and tabs, and no model writes them).
+const EXOTIC_BODIES: &[&str] = &["\x0c", " \x0b ", "\x0c\t"];
 
 const EOLS: &[&str] = &["\n", "\n", "\n", "\n", "\n", "\r\n", "\r"];
 
 /// One line's body: a fixed body, an opening fence or a closing-looking fence.
-fn body() -> impl Strategy<Value = String> {
+fn body(exotic: bool) -> impl Strategy<Value = String> {
     let fixed = prop::sample::select(BODIES).prop_map(str::to_owned);
+    let exotic =
+        prop::sample::select(if exotic { EXOTIC_BODIES } else { BODIES }).prop_map(str::to_owned);
     let fence_char = prop::sample::select(&[b'`', b'~'][..]);
     let open = (
         prop::sample::select(INDENTS),
@@ -154,14 +166,14 @@ fn body() -> impl Strategy<Value = String> {
             .prop_map(|(indent, ch, len, tail)| {
                 format!("{indent}{}{tail}", String::from(ch as char).repeat(len))
             });
-    prop_oneof![5 => fixed, 3 => open, 3 => close]
+    prop_oneof![5 => fixed, 3 => open, 3 => close, 1 => exotic]
 }
 
-/// Generated markdown; `lone_cr` allows a bare `\r` line ending. The spec counts it as a line ending
-/// and so does the engine, but pulldown-cmark 0.13 does not inside code blocks, so the oracle test
-/// leaves it out.
-fn markdown_with(lone_cr: bool) -> impl Strategy<Value = String> {
-    let eols = if lone_cr { EOLS } else { &EOLS[..EOLS.len() - 1] };
+/// Generated markdown; `exotic` allows a bare `\r` line ending and [`EXOTIC_BODIES`]. The spec counts
+/// a lone `\r` as a line ending and so does the engine, but pulldown-cmark 0.13 does not inside code
+/// blocks, so the oracle test leaves both out.
+fn markdown_with(exotic: bool) -> impl Strategy<Value = String> {
+    let eols = if exotic { EOLS } else { &EOLS[..EOLS.len() - 1] };
     let fresh = prop::collection::vec(prop::sample::select(CONTAINERS), 0..=3);
     let prefix = prop_oneof![
         // No prefix: lazy continuation lines, or the end of the containers.
@@ -172,7 +184,7 @@ fn markdown_with(lone_cr: bool) -> impl Strategy<Value = String> {
         3 => Just(Prefix::Continue),
         3 => fresh.prop_map(Prefix::Fresh),
     ];
-    let line = (prefix, body(), prop::sample::select(eols));
+    let line = (prefix, body(exotic), prop::sample::select(eols));
     (prop::collection::vec(line, 0..24), any::<bool>()).prop_map(|(lines, final_eol)| {
         let mut text = String::new();
         let n = lines.len();

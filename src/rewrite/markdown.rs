@@ -339,14 +339,29 @@ pub(crate) fn could_open_fence(partial: &str, could_be_lang: impl Fn(&str, bool)
     if ch == b'`' && info.contains(&b'`') {
         return false;
     }
-    let info = trim_start_spaces(info);
-    let end = info.iter().position(|&b| b == b' ' || b == b'\t');
+    let info = &info[info.iter().take_while(|&&b| is_info_space(b)).count()..];
+    // A vertical tab or form feed may end the word (when only whitespace follows) or not: say yes,
+    // which holds the line until it is complete.
+    let end = info.iter().position(|&b| is_info_space(b));
     let word = &info[..end.unwrap_or(info.len())];
     match std::str::from_utf8(word) {
         Ok(word) => could_be_lang(word, end.is_some()),
         // A multi-byte character cut in the middle: not a configured language, but keep it simple.
         Err(_) => true,
     }
+}
+
+/// The info string of a fence line whose info starts at byte `info`.
+///
+/// The spec trims spaces and tabs; pulldown-cmark trims every ASCII whitespace byte (vertical tab and
+/// form feed too), so `` ```python\x0c `` is a Python block there, and here.
+pub(crate) fn info_string(line: &str, info: usize) -> &str {
+    line.get(info..).unwrap_or("").trim_matches(|c: char| c.is_ascii() && is_info_space(c as u8))
+}
+
+/// pulldown-cmark's `is_ascii_whitespace` without the line endings.
+fn is_info_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | 0x0b | 0x0c)
 }
 
 /// A position in a line, as pulldown-cmark's `LineStart`: `offset` is a byte offset, `column` the
@@ -581,11 +596,6 @@ fn is_space_or_tab(b: u8) -> bool {
 
 fn is_blank(s: &[u8]) -> bool {
     s.iter().all(|&b| is_space_or_tab(b))
-}
-
-fn trim_start_spaces(s: &[u8]) -> &[u8] {
-    let n = s.iter().take_while(|&&b| is_space_or_tab(b)).count();
-    &s[n..]
 }
 
 fn run_length(s: &[u8], from: usize, ch: u8) -> usize {
