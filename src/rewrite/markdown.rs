@@ -783,6 +783,9 @@ fn html_block_start(rest: &[u8], allow_7: bool) -> Option<Option<&'static [u8]>>
 }
 
 /// Type 7: a complete open tag or closing tag followed only by whitespace.
+///
+/// As pulldown-cmark (`scan_html_type_7`): whitespace is any ASCII whitespace but line endings
+/// (vertical tab and form feed too), and an unquoted attribute value may hold tabs.
 fn is_complete_tag_line(s: &[u8]) -> bool {
     let mut i = 1;
     let closing = s.get(i) == Some(&b'/');
@@ -798,21 +801,21 @@ fn is_complete_tag_line(s: &[u8]) -> bool {
     // The spec excludes pre, script, style and textarea, but open tags with those names are type 1
     // already; closing tags and `<pre/>` are type 7 for cmark and pulldown-cmark, so here too.
     if closing {
-        while s.get(i).is_some_and(|&b| is_space_or_tab(b)) {
+        while s.get(i).is_some_and(|&b| is_info_space(b)) {
             i += 1;
         }
-        return s.get(i) == Some(&b'>') && is_blank(&s[i + 1..]);
+        return s.get(i) == Some(&b'>') && is_html_blank(&s[i + 1..]);
     }
     loop {
         // Attributes: whitespace, then a name, then an optional value.
         let ws_start = i;
-        while s.get(i).is_some_and(|&b| is_space_or_tab(b)) {
+        while s.get(i).is_some_and(|&b| is_info_space(b)) {
             i += 1;
         }
         let had_ws = i > ws_start;
         match s.get(i) {
-            Some(b'>') => return is_blank(&s[i + 1..]),
-            Some(b'/') => return s.get(i + 1) == Some(&b'>') && is_blank(&s[i + 2..]),
+            Some(b'>') => return is_html_blank(&s[i + 1..]),
+            Some(b'/') => return s.get(i + 1) == Some(&b'>') && is_html_blank(&s[i + 2..]),
             Some(&b) if had_ws && (b.is_ascii_alphabetic() || b == b'_' || b == b':') => {
                 i += 1;
                 while s.get(i).is_some_and(|&b| {
@@ -821,12 +824,12 @@ fn is_complete_tag_line(s: &[u8]) -> bool {
                     i += 1;
                 }
                 let mut j = i;
-                while s.get(j).is_some_and(|&b| is_space_or_tab(b)) {
+                while s.get(j).is_some_and(|&b| is_info_space(b)) {
                     j += 1;
                 }
                 if s.get(j) == Some(&b'=') {
                     j += 1;
-                    while s.get(j).is_some_and(|&b| is_space_or_tab(b)) {
+                    while s.get(j).is_some_and(|&b| is_info_space(b)) {
                         j += 1;
                     }
                     match s.get(j) {
@@ -840,10 +843,7 @@ fn is_complete_tag_line(s: &[u8]) -> bool {
                             let n = s[j..]
                                 .iter()
                                 .take_while(|&&b| {
-                                    !matches!(
-                                        b,
-                                        b' ' | b'\t' | b'"' | b'\'' | b'=' | b'<' | b'>' | b'`'
-                                    )
+                                    !matches!(b, b' ' | b'"' | b'\'' | b'=' | b'<' | b'>' | b'`')
                                 })
                                 .count();
                             if n == 0 {
@@ -858,6 +858,10 @@ fn is_complete_tag_line(s: &[u8]) -> bool {
             _ => return false,
         }
     }
+}
+
+fn is_html_blank(s: &[u8]) -> bool {
+    s.iter().all(|&b| is_info_space(b))
 }
 
 fn contains(line: &[u8], needle: &[u8]) -> bool {
