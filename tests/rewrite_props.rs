@@ -184,6 +184,16 @@ const BODIES: &[&str] = &[
     "/url",
     "[bar]: <x y> 'z'",
     "[a]: b",
+    "[foo]: /url 'ti",
+    "tle'",
+    "'title'",
+    "(t)",
+    "[foo",
+    "bar]: /u",
+    "[ ]: x",
+    "[foo]:/url",
+    "[foo]: <a b> \"t\"",
+    "[x]: y z",
     "é 🐍 ü",
     "<pre\x0b>",
     "text\x0c",
@@ -278,7 +288,7 @@ fn markdown() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 768, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
 
     #[test]
     fn agrees_with_pulldown_cmark(input in markdown_with(false), variant in 0usize..6) {

@@ -71,6 +71,63 @@ pub(crate) struct Line {
 pub(crate) struct BlockParser {
     containers: Vec<Container>,
     leaf: LeafState,
+    /// The open paragraph's text while it may consist of link reference definitions only.
+    refdefs: RefdefText,
+}
+
+/// The text of a paragraph that starts with `[`, kept while it may be made of link reference
+/// definitions only: then a setext underline after it is no underline but a paragraph of its own
+/// (spec and pulldown-cmark agree), which changes what the lines after it may be.
+#[derive(Clone, Debug, Default)]
+struct RefdefText {
+    /// Whether the open paragraph is a candidate.
+    active: bool,
+    /// Its lines (after the containers matched), each ending with `\n`.
+    text: Vec<u8>,
+    /// Where each line starts in `text`, and whether it would end a definition's title or the
+    /// space before it (a lazy line that looks like a setext underline).
+    lines: Vec<(usize, bool)>,
+}
+
+/// Past this size a paragraph is no longer considered made of link reference definitions only
+/// (a documented limit; pulldown-cmark has none).
+const REFDEF_TEXT_LIMIT: usize = 64 * 1024;
+
+impl RefdefText {
+    fn start(&mut self, line: &[u8], setext: bool) {
+        self.text.clear();
+        self.lines.clear();
+        self.active = line.first() == Some(&b'[');
+        if self.active {
+            self.push(line, setext);
+        }
+    }
+
+    fn push(&mut self, line: &[u8], setext: bool) {
+        if !self.active {
+            return;
+        }
+        if self.text.len() + line.len() > REFDEF_TEXT_LIMIT {
+            self.stop();
+            return;
+        }
+        self.lines.push((self.text.len(), setext));
+        self.text.extend_from_slice(line);
+        self.text.push(b'\n');
+    }
+
+    fn stop(&mut self) {
+        if self.active {
+            self.active = false;
+            self.text.clear();
+            self.lines.clear();
+        }
+    }
+
+    /// Whether the paragraph so far is made of link reference definitions only.
+    fn all_definitions(&self) -> bool {
+        self.active && refdefs::all_definitions(&self.text, &self.lines)
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -211,6 +268,11 @@ impl BlockParser {
 
         // 3. New block starts.
         let tip_is_paragraph = self.leaf.0 == Leaf::Paragraph;
+        // A setext underline after link reference definitions only starts a paragraph.
+        let refdef_break = paragraph_continues
+            && is_setext_underline(&c.line[c.first_nonspace..])
+            && c.indent < CODE_INDENT
+            && self.refdefs.all_definitions();
         let mut container_is_paragraph = paragraph_continues;
         let mut opened: Vec<Container> = Vec::new();
         let mut new_leaf: Option<Leaf> = None;
@@ -248,7 +310,7 @@ impl BlockParser {
                 new_leaf = Some(if ends { Leaf::None } else { Leaf::Html(kind) });
                 break;
             } else if !indented
-                && ((container_is_paragraph && is_setext_underline(rest))
+                && ((container_is_paragraph && is_setext_underline(rest) && !refdef_break)
                     || is_thematic_break(rest))
             {
                 // A setext heading underline (it ends the paragraph) or a thematic break.
@@ -271,6 +333,8 @@ impl BlockParser {
         // 4. Lazy continuation, or close what did not continue and add the line.
         let started = !opened.is_empty() || new_leaf.is_some();
         if !all_matched && !started && !c.blank && tip_is_paragraph {
+            let setext = c.indent < CODE_INDENT && is_setext_underline(&c.line[c.first_nonspace..]);
+            self.refdefs.push(&c.line[c.offset..], setext);
             return self.other(false);
         }
         let fence_closed_before = !all_matched && matches!(self.leaf.0, Leaf::Fenced { .. });
@@ -294,6 +358,13 @@ impl BlockParser {
             None if blank => Leaf::None,
             None => Leaf::Paragraph,
         };
+        if self.leaf.0 != Leaf::Paragraph {
+            self.refdefs.stop();
+        } else if paragraph_continues && !started && !refdef_break {
+            self.refdefs.push(&c.line[c.offset..], false);
+        } else {
+            self.refdefs.start(&c.line[c.first_nonspace..], false);
+        }
         Line { fence_closed_before, kind: fence_open.unwrap_or(LineKind::Other) }
     }
 
@@ -866,6 +937,230 @@ fn is_html_blank(s: &[u8]) -> bool {
 
 fn contains(line: &[u8], needle: &[u8]) -> bool {
     memchr::memmem::find(line, needle).is_some()
+}
+
+/// Link reference definitions, recognised as pulldown-cmark does (`parse_refdef_total`,
+/// `scan_link_label_rest`, `scan_refdef_space`, `scan_link_dest`, `scan_refdef_title`), on the text
+/// of one paragraph whose end is a setext underline.
+mod refdefs {
+    /// At most this many nested parentheses in a destination (pulldown-cmark's limit).
+    const MAX_NESTED_PARENS: usize = 32;
+
+    /// Whether `text` (lines ending with `\n`, starting at `lines[i].0`; `lines[i].1` tells that the
+    /// line looks like a setext underline) is one or more definitions and nothing else.
+    pub(super) fn all_definitions(text: &[u8], lines: &[(usize, bool)]) -> bool {
+        let s = Scan { text, lines };
+        let mut i = 0;
+        while i < text.len() {
+            i += s.spaces(i);
+            let Some(end) = s.definition(i) else {
+                return false;
+            };
+            // The rest of the line must be blank.
+            let j = end + s.spaces(end);
+            if s.at(j) != Some(b'\n') {
+                return false;
+            }
+            i = j + 1;
+        }
+        !text.is_empty()
+    }
+
+    struct Scan<'a> {
+        text: &'a [u8],
+        lines: &'a [(usize, bool)],
+    }
+
+    impl Scan<'_> {
+        fn at(&self, i: usize) -> Option<u8> {
+            self.text.get(i).copied()
+        }
+
+        /// Spaces, tabs, vertical tabs and form feeds from `i`.
+        fn spaces(&self, i: usize) -> usize {
+            self.text[i.min(self.text.len())..]
+                .iter()
+                .take_while(|&&b| matches!(b, b' ' | b'\t' | 0x0b | 0x0c))
+                .count()
+        }
+
+        /// Whether a definition may go on into the line starting at `i`: not past the paragraph
+        /// (the underline comes next) nor into a line that looks like an underline.
+        fn may_enter(&self, i: usize) -> bool {
+            i < self.text.len() && !self.lines.iter().any(|&(start, setext)| start == i && setext)
+        }
+
+        /// One definition starting at `i`: where it ends.
+        fn definition(&self, i: usize) -> Option<usize> {
+            if self.at(i)? != b'[' {
+                return None;
+            }
+            let mut j = self.label(i + 1)?;
+            j += 1;
+            if self.at(j)? != b':' {
+                return None;
+            }
+            j += 1;
+            let (j, _) = self.space(j)?;
+            let dest_end = self.destination(j)?;
+            let (j, newlines) = match self.space(dest_end) {
+                Some((j, newlines)) => {
+                    if j == dest_end && newlines == 0 {
+                        return None;
+                    }
+                    if newlines > 1 {
+                        return Some(dest_end);
+                    }
+                    (j, newlines)
+                }
+                None => return Some(dest_end),
+            };
+            if let Some(end) = self.title(j) {
+                let k = end + self.spaces(end);
+                if self.at(k).is_none_or(|b| b == b'\n') {
+                    return Some(end);
+                }
+            }
+            (newlines > 0).then_some(dest_end)
+        }
+
+        /// The rest of a label after `[`: the position of its `]`.
+        fn label(&self, mut i: usize) -> Option<usize> {
+            let mut only_space = true;
+            let mut codepoints = 0;
+            loop {
+                if codepoints >= 1000 {
+                    return None;
+                }
+                match self.at(i)? {
+                    b'[' => return None,
+                    b']' => break,
+                    b'\\' if self.at(i + 1)?.is_ascii_punctuation() => {
+                        i += 2;
+                        codepoints += 2;
+                        only_space = false;
+                    }
+                    b if is_whitespace(b) => {
+                        let start = i;
+                        let mut whitespaces = 0;
+                        let mut linebreaks = 0;
+                        while self.at(i).is_some_and(is_whitespace) {
+                            if self.at(i) == Some(b'\n') {
+                                linebreaks += 1;
+                                if linebreaks > 1 || i + 1 >= self.text.len() {
+                                    return None;
+                                }
+                                i += 1;
+                                whitespaces += 2;
+                            } else {
+                                whitespaces += if self.at(i) == Some(b' ') { 1 } else { 2 };
+                                i += 1;
+                            }
+                        }
+                        codepoints += if whitespaces > 1 { i - start } else { 1 };
+                    }
+                    b => {
+                        only_space = false;
+                        i += 1;
+                        if b & 0x80 != 0 {
+                            codepoints += 1;
+                        }
+                    }
+                }
+            }
+            (!only_space).then_some(i)
+        }
+
+        /// Whitespace with at most one line break: where it ends and how many line breaks.
+        fn space(&self, mut i: usize) -> Option<(usize, usize)> {
+            let mut newlines = 0;
+            loop {
+                i += self.spaces(i);
+                if self.at(i) != Some(b'\n') {
+                    return Some((i, newlines));
+                }
+                i += 1;
+                newlines += 1;
+                if newlines > 1 || !self.may_enter(i) {
+                    return None;
+                }
+            }
+        }
+
+        /// A link destination at `i`: where it ends.
+        fn destination(&self, i: usize) -> Option<usize> {
+            let mut j = i;
+            if self.at(j) == Some(b'<') {
+                j += 1;
+                loop {
+                    match self.at(j)? {
+                        b'\n' | b'<' => return None,
+                        b'>' => return Some(j + 1),
+                        b'\\' if self.at(j + 1).is_some_and(|b| b.is_ascii_punctuation()) => j += 2,
+                        _ => j += 1,
+                    }
+                }
+            }
+            let mut nest = 0;
+            while let Some(b) = self.at(j) {
+                match b {
+                    0..=0x20 => break,
+                    b'(' => {
+                        if nest > MAX_NESTED_PARENS {
+                            return None;
+                        }
+                        nest += 1;
+                    }
+                    b')' => {
+                        if nest == 0 {
+                            break;
+                        }
+                        nest -= 1;
+                    }
+                    b'\\' if self.at(j + 1).is_some_and(|b| b.is_ascii_punctuation()) => j += 1,
+                    _ => {}
+                }
+                j += 1;
+            }
+            (nest == 0 && j > i).then_some(j)
+        }
+
+        /// A title at `i`: where it ends.
+        fn title(&self, mut i: usize) -> Option<usize> {
+            let close = match self.at(i)? {
+                b'\'' => b'\'',
+                b'"' => b'"',
+                b'(' => b')',
+                _ => return None,
+            };
+            i += 1;
+            loop {
+                match self.at(i)? {
+                    b'(' if close == b')' => return None,
+                    b'\n' => {
+                        i += 1;
+                        if !self.may_enter(i) {
+                            return None;
+                        }
+                        i += self.spaces(i);
+                    }
+                    b'\\' => {
+                        i += 1;
+                        if self.at(i).is_some_and(|b| b != b'\n') {
+                            i += 1;
+                        }
+                    }
+                    b if b == close => return Some(i + 1),
+                    _ => i += 1,
+                }
+            }
+        }
+    }
+
+    /// pulldown-cmark's `is_ascii_whitespace` (the line ending is `\n` here).
+    fn is_whitespace(b: u8) -> bool {
+        matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ')
+    }
 }
 
 #[cfg(test)]
