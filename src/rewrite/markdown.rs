@@ -30,9 +30,15 @@ enum Container {
 enum Leaf {
     None,
     Paragraph,
-    Fenced { ch: u8, len: usize, indent: usize },
+    Fenced {
+        ch: u8,
+        len: usize,
+        indent: usize,
+    },
     Indented,
-    Html(u8),
+    /// An HTML block: of types 1 to 5 with the text that ends it, of type 6 or 7 (`None`) ended by
+    /// a blank line.
+    Html(Option<&'static [u8]>),
 }
 
 /// What a line turned out to be, for the fenced code blocks.
@@ -65,6 +71,63 @@ pub(crate) struct Line {
 pub(crate) struct BlockParser {
     containers: Vec<Container>,
     leaf: LeafState,
+    /// The open paragraph's text while it may consist of link reference definitions only.
+    refdefs: RefdefText,
+}
+
+/// The text of a paragraph that starts with `[`, kept while it may be made of link reference
+/// definitions only: then a setext underline after it is no underline but a paragraph of its own
+/// (spec and pulldown-cmark agree), which changes what the lines after it may be.
+#[derive(Clone, Debug, Default)]
+struct RefdefText {
+    /// Whether the open paragraph is a candidate.
+    active: bool,
+    /// Its lines (after the containers matched), each ending with `\n`.
+    text: Vec<u8>,
+    /// Where each line starts in `text`, and whether it would end a definition's title or the
+    /// space before it (a lazy line that looks like a setext underline).
+    lines: Vec<(usize, bool)>,
+}
+
+/// Past this size a paragraph is no longer considered made of link reference definitions only
+/// (a documented limit; pulldown-cmark has none).
+const REFDEF_TEXT_LIMIT: usize = 64 * 1024;
+
+impl RefdefText {
+    fn start(&mut self, line: &[u8], setext: bool) {
+        self.text.clear();
+        self.lines.clear();
+        self.active = line.first() == Some(&b'[');
+        if self.active {
+            self.push(line, setext);
+        }
+    }
+
+    fn push(&mut self, line: &[u8], setext: bool) {
+        if !self.active {
+            return;
+        }
+        if self.text.len() + line.len() > REFDEF_TEXT_LIMIT {
+            self.stop();
+            return;
+        }
+        self.lines.push((self.text.len(), setext));
+        self.text.extend_from_slice(line);
+        self.text.push(b'\n');
+    }
+
+    fn stop(&mut self) {
+        if self.active {
+            self.active = false;
+            self.text.clear();
+            self.lines.clear();
+        }
+    }
+
+    /// Whether the paragraph so far is made of link reference definitions only.
+    fn all_definitions(&self) -> bool {
+        self.active && refdefs::all_definitions(&self.text, &self.lines)
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -99,16 +162,8 @@ impl BlockParser {
             c.find_first_nonspace();
             match container {
                 Container::BlockQuote => {
-                    if c.indent <= 3 && c.peek(c.first_nonspace) == b'>' {
-                        c.advance_offset(c.indent + 1, true);
-                        if c.offset >= c.line.len() {
-                            // The optional space after `>` is not known yet.
-                            return false;
-                        }
-                        if is_space_or_tab(c.peek(c.offset)) {
-                            c.advance_offset(1, true);
-                        }
-                    } else {
+                    // Until the byte after `>` is known, neither is the optional space.
+                    if !c.continue_quote() || (c.optional_space_pending && c.blank_rest()) {
                         return false;
                     }
                 }
@@ -134,17 +189,7 @@ impl BlockParser {
         for container in &self.containers {
             c.find_first_nonspace();
             let ok = match container {
-                Container::BlockQuote => {
-                    if c.indent <= 3 && c.peek(c.first_nonspace) == b'>' {
-                        c.advance_offset(c.indent + 1, true);
-                        if is_space_or_tab(c.peek(c.offset)) {
-                            c.advance_offset(1, true);
-                        }
-                        true
-                    } else {
-                        false
-                    }
-                }
+                Container::BlockQuote => c.continue_quote(),
                 Container::Item { width, has_content } => {
                     if c.blank {
                         // An empty item does not survive a blank line.
@@ -176,7 +221,10 @@ impl BlockParser {
                 Leaf::Fenced { ch, len, indent } => {
                     if c.indent <= 3 && c.peek(c.first_nonspace) == ch {
                         let run = run_length(c.line, c.first_nonspace, ch);
-                        if run >= len && is_blank(&c.line[c.first_nonspace + run..]) {
+                        // The spec allows spaces or tabs after a closing fence; pulldown-cmark
+                        // (`scan_closing_code_fence`) only spaces: `~~~\t` is content there.
+                        let tail = &c.line[c.first_nonspace + run..];
+                        if run >= len && tail.iter().all(|&b| b == b' ') {
                             self.leaf.0 = Leaf::None;
                             self.mark_content();
                             return Line { fence_closed_before: false, kind: LineKind::FenceClose };
@@ -184,7 +232,7 @@ impl BlockParser {
                     }
                     let line_indent = c.indent;
                     let mut i = indent;
-                    while i > 0 && is_space_or_tab(c.peek(c.offset)) {
+                    while i > 0 && (c.phantom > 0 || is_space_or_tab(c.peek(c.offset))) {
                         c.advance_offset(1, true);
                         i -= 1;
                     }
@@ -203,11 +251,11 @@ impl BlockParser {
                     }
                     self.leaf.0 = Leaf::None;
                 }
-                Leaf::Html(kind) => {
-                    if c.blank && kind >= 6 {
+                Leaf::Html(end) => {
+                    if c.blank && end.is_none() {
                         self.leaf.0 = Leaf::None;
                     } else {
-                        if kind <= 5 && html_block_ends(kind, &c.line[c.offset..]) {
+                        if end.is_some_and(|end| contains(&c.line[c.offset..], end)) {
                             self.leaf.0 = Leaf::None;
                         }
                         return self.other(false);
@@ -220,6 +268,11 @@ impl BlockParser {
 
         // 3. New block starts.
         let tip_is_paragraph = self.leaf.0 == Leaf::Paragraph;
+        // A setext underline after link reference definitions only starts a paragraph.
+        let refdef_break = paragraph_continues
+            && is_setext_underline(&c.line[c.first_nonspace..])
+            && c.indent < CODE_INDENT
+            && self.refdefs.all_definitions();
         let mut container_is_paragraph = paragraph_continues;
         let mut opened: Vec<Container> = Vec::new();
         let mut new_leaf: Option<Leaf> = None;
@@ -234,9 +287,7 @@ impl BlockParser {
             let rest = &c.line[c.first_nonspace..];
             if !indented && first == b'>' {
                 c.advance_offset(c.indent + 1, true);
-                if is_space_or_tab(c.peek(c.offset)) {
-                    c.advance_offset(1, true);
-                }
+                c.optional_space();
                 opened.push(Container::BlockQuote);
                 container_is_paragraph = false;
             } else if !indented && is_atx_heading(rest) {
@@ -255,11 +306,11 @@ impl BlockParser {
                 })
                 .flatten()
             {
-                let ends = kind <= 5 && html_block_ends(kind, &c.line[c.offset..]);
+                let ends = kind.is_some_and(|end| contains(&c.line[c.offset..], end));
                 new_leaf = Some(if ends { Leaf::None } else { Leaf::Html(kind) });
                 break;
             } else if !indented
-                && ((container_is_paragraph && is_setext_underline(rest))
+                && ((container_is_paragraph && is_setext_underline(rest) && !refdef_break)
                     || is_thematic_break(rest))
             {
                 // A setext heading underline (it ends the paragraph) or a thematic break.
@@ -282,6 +333,8 @@ impl BlockParser {
         // 4. Lazy continuation, or close what did not continue and add the line.
         let started = !opened.is_empty() || new_leaf.is_some();
         if !all_matched && !started && !c.blank && tip_is_paragraph {
+            let setext = c.indent < CODE_INDENT && is_setext_underline(&c.line[c.first_nonspace..]);
+            self.refdefs.push(&c.line[c.offset..], setext);
             return self.other(false);
         }
         let fence_closed_before = !all_matched && matches!(self.leaf.0, Leaf::Fenced { .. });
@@ -305,6 +358,13 @@ impl BlockParser {
             None if blank => Leaf::None,
             None => Leaf::Paragraph,
         };
+        if self.leaf.0 != Leaf::Paragraph {
+            self.refdefs.stop();
+        } else if paragraph_continues && !started && !refdef_break {
+            self.refdefs.push(&c.line[c.offset..], false);
+        } else {
+            self.refdefs.start(&c.line[c.first_nonspace..], false);
+        }
         Line { fence_closed_before, kind: fence_open.unwrap_or(LineKind::Other) }
     }
 
@@ -350,8 +410,10 @@ pub(crate) fn could_open_fence(partial: &str, could_be_lang: impl Fn(&str, bool)
     if ch == b'`' && info.contains(&b'`') {
         return false;
     }
-    let info = trim_start_spaces(info);
-    let end = info.iter().position(|&b| b == b' ' || b == b'\t');
+    let info = &info[info.iter().take_while(|&&b| is_info_space(b)).count()..];
+    // A vertical tab or form feed may end the word (when only whitespace follows) or not: say yes,
+    // which holds the line until it is complete.
+    let end = info.iter().position(|&b| is_info_space(b));
     let word = &info[..end.unwrap_or(info.len())];
     match std::str::from_utf8(word) {
         Ok(word) => could_be_lang(word, end.is_some()),
@@ -360,15 +422,34 @@ pub(crate) fn could_open_fence(partial: &str, could_be_lang: impl Fn(&str, bool)
     }
 }
 
+/// The info string of a fence line whose info starts at byte `info`.
+///
+/// The spec trims spaces and tabs; pulldown-cmark trims every ASCII whitespace byte (vertical tab and
+/// form feed too), so `` ```python\x0c `` is a Python block there, and here.
+pub(crate) fn info_string(line: &str, info: usize) -> &str {
+    line.get(info..).unwrap_or("").trim_matches(|c: char| c.is_ascii() && is_info_space(c as u8))
+}
+
+/// pulldown-cmark's `is_ascii_whitespace` without the line endings.
+fn is_info_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | 0x0b | 0x0c)
+}
+
+/// A position in a line, as pulldown-cmark's `LineStart`: `offset` is a byte offset, `column` the
+/// column of the byte there (tab stops of 4), and `phantom` the columns of a tab before `offset`
+/// that were not consumed yet (a tab partly used as indentation of a container).
 struct Cursor<'a> {
     line: &'a [u8],
     offset: usize,
     column: usize,
-    partial_tab: bool,
+    phantom: usize,
     first_nonspace: usize,
     first_nonspace_column: usize,
     indent: usize,
     blank: bool,
+    /// The last `continue_quote` took its optional space from `phantom`; when `false` after it, the
+    /// space (if any) came from the byte after `>`.
+    optional_space_pending: bool,
 }
 
 impl<'a> Cursor<'a> {
@@ -377,16 +458,22 @@ impl<'a> Cursor<'a> {
             line,
             offset: 0,
             column: 0,
-            partial_tab: false,
+            phantom: 0,
             first_nonspace: 0,
             first_nonspace_column: 0,
             indent: 0,
             blank: line.is_empty(),
+            optional_space_pending: false,
         }
     }
 
     fn peek(&self, at: usize) -> u8 {
         self.line.get(at).copied().unwrap_or(0)
+    }
+
+    /// The column the cursor stands at, counting unconsumed tab columns as not yet passed.
+    fn position(&self) -> usize {
+        self.column - self.phantom
     }
 
     fn find_first_nonspace(&mut self) {
@@ -413,48 +500,102 @@ impl<'a> Cursor<'a> {
         }
         self.first_nonspace = i;
         self.first_nonspace_column = column;
-        self.indent = column - self.column;
+        self.indent = column - self.position();
         self.blank = i >= self.line.len();
     }
 
-    /// Advances `count` columns (`columns = true`) or bytes, as cmark's `S_advance_offset`.
+    fn blank_rest(&self) -> bool {
+        self.offset >= self.line.len()
+    }
+
+    /// Advances `count` columns (`columns = true`) or bytes, as cmark's `S_advance_offset`; a tab
+    /// partly consumed leaves its other columns in `phantom`, as pulldown-cmark's `scan_space`.
     fn advance_offset(&mut self, mut count: usize, columns: bool) {
+        if !columns {
+            self.phantom = 0;
+        }
         while count > 0 {
+            if self.phantom > 0 {
+                let n = self.phantom.min(count);
+                self.phantom -= n;
+                count -= n;
+                continue;
+            }
             let Some(&b) = self.line.get(self.offset) else {
                 break;
             };
+            self.offset += 1;
             if b == b'\t' {
-                let chars_to_tab = TAB_STOP - (self.column % TAB_STOP);
+                let width = TAB_STOP - (self.column % TAB_STOP);
+                self.column += width;
                 if columns {
-                    self.partial_tab = chars_to_tab > count;
-                    let advance = count.min(chars_to_tab);
-                    self.column += advance;
-                    if !self.partial_tab {
-                        self.offset += 1;
-                    }
-                    count -= advance;
+                    let n = width.min(count);
+                    self.phantom = width - n;
+                    count -= n;
                 } else {
-                    self.partial_tab = false;
-                    self.column += chars_to_tab;
-                    self.offset += 1;
                     count -= 1;
                 }
             } else {
-                self.partial_tab = false;
-                self.offset += 1;
                 self.column += 1;
                 count -= 1;
             }
         }
     }
 
+    /// The optional space after a block quote marker, taken from unconsumed tab columns first (as
+    /// pulldown-cmark's `scan_space(1)` does).
+    fn optional_space(&mut self) {
+        self.optional_space_pending = false;
+        if self.phantom > 0 {
+            self.phantom -= 1;
+        } else if is_space_or_tab(self.peek(self.offset)) {
+            self.advance_offset(1, true);
+        } else {
+            self.optional_space_pending = true;
+        }
+    }
+
+    /// Continues an open block quote: a `>` after at most three columns of indentation, and the
+    /// optional space after it.
+    ///
+    /// As pulldown-cmark (`scan_containers`), and unlike the spec, a tab that crosses the third
+    /// column still counts as indentation (`\t>` continues a quote), and the columns of it left over
+    /// stand for the optional space after `>` (so in `\t> x` the space is content).
+    fn continue_quote(&mut self) -> bool {
+        let (mut at, mut column, mut phantom) = (self.offset, self.column, self.phantom);
+        let mut budget = 3 - phantom.min(3);
+        phantom -= phantom.min(3);
+        while budget > 0 {
+            match self.line.get(at) {
+                Some(b' ') => {
+                    at += 1;
+                    column += 1;
+                    budget -= 1;
+                }
+                Some(b'\t') => {
+                    let width = TAB_STOP - (column % TAB_STOP);
+                    at += 1;
+                    column += width;
+                    let n = width.min(budget);
+                    budget -= n;
+                    phantom = width - n;
+                }
+                _ => break,
+            }
+        }
+        if self.peek(at) != b'>' {
+            return false;
+        }
+        self.offset = at + 1;
+        self.column = column + 1;
+        self.phantom = phantom;
+        self.optional_space();
+        true
+    }
+
     /// The rest of the line as content: spaces for a partially consumed tab, then bytes.
     fn rest_of_line(&self) -> (usize, usize) {
-        if self.partial_tab {
-            (self.offset + 1, TAB_STOP - (self.column % TAB_STOP))
-        } else {
-            (self.offset, 0)
-        }
+        (self.offset, self.phantom)
     }
 
     /// A list item marker at the first non-space position; on success advances past the marker and
@@ -497,16 +638,18 @@ impl<'a> Cursor<'a> {
         }
         let marker_offset = self.indent;
         self.advance_offset(after - self.offset, false);
-        let (saved_offset, saved_column, saved_partial) =
-            (self.offset, self.column, self.partial_tab);
-        while self.column - saved_column <= 5 && is_space_or_tab(self.peek(self.offset)) {
+        let (saved_offset, saved_column, saved_phantom) = (self.offset, self.column, self.phantom);
+        let saved_position = self.position();
+        while self.position() - saved_position <= 5
+            && (self.phantom > 0 || is_space_or_tab(self.peek(self.offset)))
+        {
             self.advance_offset(1, true);
         }
-        let spaces = self.column - saved_column;
+        let spaces = self.position() - saved_position;
         let padding = if !(1..5).contains(&spaces) || self.offset >= self.line.len() {
             self.offset = saved_offset;
             self.column = saved_column;
-            self.partial_tab = saved_partial;
+            self.phantom = saved_phantom;
             if spaces > 0 {
                 self.advance_offset(1, true);
             }
@@ -524,11 +667,6 @@ fn is_space_or_tab(b: u8) -> bool {
 
 fn is_blank(s: &[u8]) -> bool {
     s.iter().all(|&b| is_space_or_tab(b))
-}
-
-fn trim_start_spaces(s: &[u8]) -> &[u8] {
-    let n = s.iter().take_while(|&&b| is_space_or_tab(b)).count();
-    &s[n..]
 }
 
 fn run_length(s: &[u8], from: usize, ch: u8) -> usize {
@@ -590,7 +728,13 @@ fn is_thematic_break(rest: &[u8]) -> bool {
     count >= 3
 }
 
-const HTML_TYPE_1: [&[u8]; 4] = [b"script", b"pre", b"style", b"textarea"];
+/// The type 1 start tags and the closing tags that end them.
+const HTML_TYPE_1: [(&[u8], &[u8]); 4] = [
+    (b"script", b"</script>"),
+    (b"pre", b"</pre>"),
+    (b"style", b"</style>"),
+    (b"textarea", b"</textarea>"),
+];
 
 const HTML_TYPE_6: [&[u8]; 62] = [
     b"address",
@@ -661,53 +805,58 @@ fn starts_with_ci(s: &[u8], prefix: &[u8]) -> bool {
     s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
-fn contains_ci(s: &[u8], needle: &[u8]) -> bool {
-    s.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
-}
-
-/// The HTML block type (1 to 7) that `rest` starts, if any; type 7 only when `allow_7`.
-fn html_block_start(rest: &[u8], allow_7: bool) -> Option<u8> {
+/// The HTML block that `rest` starts, if any: `Some(Some(end))` for types 1 to 5, which end at a
+/// line containing `end`, `Some(None)` for types 6 and 7 (type 7 only when `allow_7`).
+///
+/// As pulldown-cmark (`get_html_end_tag`), and unlike the spec, a type 1 block ends only at its own
+/// closing tag, compared case-sensitively: `<script>` ends at `</script>`, not at `</pre>` or
+/// `</SCRIPT>`.
+fn html_block_start(rest: &[u8], allow_7: bool) -> Option<Option<&'static [u8]>> {
     if rest.first() != Some(&b'<') {
         return None;
     }
     let after = &rest[1..];
-    for tag in HTML_TYPE_1 {
+    for (tag, end) in HTML_TYPE_1 {
         if starts_with_ci(after, tag) {
+            // pulldown-cmark accepts any ASCII whitespace after the name (`\x0b` and `\x0c` too).
             match after.get(tag.len()) {
-                None | Some(b' ' | b'\t' | b'>') => return Some(1),
+                None | Some(b' ' | b'\t' | b'>' | 0x0b | 0x0c) => return Some(Some(end)),
                 _ => {}
             }
         }
     }
     if after.starts_with(b"!--") {
-        return Some(2);
+        return Some(Some(b"-->"));
     }
     if after.starts_with(b"?") {
-        return Some(3);
+        return Some(Some(b"?>"));
     }
     if after.starts_with(b"![CDATA[") {
-        return Some(5);
+        return Some(Some(b"]]>"));
     }
     if after.first() == Some(&b'!') && after.get(1).is_some_and(|b| b.is_ascii_alphabetic()) {
-        return Some(4);
+        return Some(Some(b">"));
     }
     let name_start = if after.first() == Some(&b'/') { &after[1..] } else { after };
     let name_len = name_start.iter().take_while(|b| b.is_ascii_alphanumeric()).count();
     let name = &name_start[..name_len];
     if HTML_TYPE_6.iter().any(|tag| name.eq_ignore_ascii_case(tag)) {
         match name_start.get(name_len) {
-            None | Some(b' ' | b'\t' | b'>') => return Some(6),
-            Some(b'/') if name_start.get(name_len + 1) == Some(&b'>') => return Some(6),
+            None | Some(b' ' | b'\t' | b'>') => return Some(None),
+            Some(b'/') if name_start.get(name_len + 1) == Some(&b'>') => return Some(None),
             _ => {}
         }
     }
     if allow_7 && is_complete_tag_line(rest) {
-        return Some(7);
+        return Some(None);
     }
     None
 }
 
 /// Type 7: a complete open tag or closing tag followed only by whitespace.
+///
+/// As pulldown-cmark (`scan_html_type_7`): whitespace is any ASCII whitespace but line endings
+/// (vertical tab and form feed too), and an unquoted attribute value may hold tabs.
 fn is_complete_tag_line(s: &[u8]) -> bool {
     let mut i = 1;
     let closing = s.get(i) == Some(&b'/');
@@ -723,21 +872,21 @@ fn is_complete_tag_line(s: &[u8]) -> bool {
     // The spec excludes pre, script, style and textarea, but open tags with those names are type 1
     // already; closing tags and `<pre/>` are type 7 for cmark and pulldown-cmark, so here too.
     if closing {
-        while s.get(i).is_some_and(|&b| is_space_or_tab(b)) {
+        while s.get(i).is_some_and(|&b| is_info_space(b)) {
             i += 1;
         }
-        return s.get(i) == Some(&b'>') && is_blank(&s[i + 1..]);
+        return s.get(i) == Some(&b'>') && is_html_blank(&s[i + 1..]);
     }
     loop {
         // Attributes: whitespace, then a name, then an optional value.
         let ws_start = i;
-        while s.get(i).is_some_and(|&b| is_space_or_tab(b)) {
+        while s.get(i).is_some_and(|&b| is_info_space(b)) {
             i += 1;
         }
         let had_ws = i > ws_start;
         match s.get(i) {
-            Some(b'>') => return is_blank(&s[i + 1..]),
-            Some(b'/') => return s.get(i + 1) == Some(&b'>') && is_blank(&s[i + 2..]),
+            Some(b'>') => return is_html_blank(&s[i + 1..]),
+            Some(b'/') => return s.get(i + 1) == Some(&b'>') && is_html_blank(&s[i + 2..]),
             Some(&b) if had_ws && (b.is_ascii_alphabetic() || b == b'_' || b == b':') => {
                 i += 1;
                 while s.get(i).is_some_and(|&b| {
@@ -746,12 +895,12 @@ fn is_complete_tag_line(s: &[u8]) -> bool {
                     i += 1;
                 }
                 let mut j = i;
-                while s.get(j).is_some_and(|&b| is_space_or_tab(b)) {
+                while s.get(j).is_some_and(|&b| is_info_space(b)) {
                     j += 1;
                 }
                 if s.get(j) == Some(&b'=') {
                     j += 1;
-                    while s.get(j).is_some_and(|&b| is_space_or_tab(b)) {
+                    while s.get(j).is_some_and(|&b| is_info_space(b)) {
                         j += 1;
                     }
                     match s.get(j) {
@@ -765,10 +914,7 @@ fn is_complete_tag_line(s: &[u8]) -> bool {
                             let n = s[j..]
                                 .iter()
                                 .take_while(|&&b| {
-                                    !matches!(
-                                        b,
-                                        b' ' | b'\t' | b'"' | b'\'' | b'=' | b'<' | b'>' | b'`'
-                                    )
+                                    !matches!(b, b' ' | b'"' | b'\'' | b'=' | b'<' | b'>' | b'`')
                                 })
                                 .count();
                             if n == 0 {
@@ -785,16 +931,235 @@ fn is_complete_tag_line(s: &[u8]) -> bool {
     }
 }
 
-fn html_block_ends(kind: u8, line: &[u8]) -> bool {
-    match kind {
-        1 => [&b"</script>"[..], b"</pre>", b"</style>", b"</textarea>"]
-            .iter()
-            .any(|end| contains_ci(line, end)),
-        2 => line.windows(3).any(|w| w == b"-->"),
-        3 => line.windows(2).any(|w| w == b"?>"),
-        4 => line.contains(&b'>'),
-        5 => line.windows(3).any(|w| w == b"]]>"),
-        _ => false,
+fn is_html_blank(s: &[u8]) -> bool {
+    s.iter().all(|&b| is_info_space(b))
+}
+
+fn contains(line: &[u8], needle: &[u8]) -> bool {
+    memchr::memmem::find(line, needle).is_some()
+}
+
+/// Link reference definitions, recognised as pulldown-cmark does (`parse_refdef_total`,
+/// `scan_link_label_rest`, `scan_refdef_space`, `scan_link_dest`, `scan_refdef_title`), on the text
+/// of one paragraph whose end is a setext underline.
+mod refdefs {
+    /// At most this many nested parentheses in a destination (pulldown-cmark's limit).
+    const MAX_NESTED_PARENS: usize = 32;
+
+    /// Whether `text` (lines ending with `\n`, starting at `lines[i].0`; `lines[i].1` tells that the
+    /// line looks like a setext underline) is one or more definitions and nothing else.
+    pub(super) fn all_definitions(text: &[u8], lines: &[(usize, bool)]) -> bool {
+        let s = Scan { text, lines };
+        let mut i = 0;
+        while i < text.len() {
+            i += s.spaces(i);
+            let Some(end) = s.definition(i) else {
+                return false;
+            };
+            // The rest of the line must be blank.
+            let j = end + s.spaces(end);
+            if s.at(j) != Some(b'\n') {
+                return false;
+            }
+            i = j + 1;
+        }
+        !text.is_empty()
+    }
+
+    struct Scan<'a> {
+        text: &'a [u8],
+        lines: &'a [(usize, bool)],
+    }
+
+    impl Scan<'_> {
+        fn at(&self, i: usize) -> Option<u8> {
+            self.text.get(i).copied()
+        }
+
+        /// Spaces, tabs, vertical tabs and form feeds from `i`.
+        fn spaces(&self, i: usize) -> usize {
+            self.text[i.min(self.text.len())..]
+                .iter()
+                .take_while(|&&b| matches!(b, b' ' | b'\t' | 0x0b | 0x0c))
+                .count()
+        }
+
+        /// Whether a definition may go on into the line starting at `i`: not past the paragraph
+        /// (the underline comes next) nor into a line that looks like an underline.
+        fn may_enter(&self, i: usize) -> bool {
+            i < self.text.len() && !self.lines.iter().any(|&(start, setext)| start == i && setext)
+        }
+
+        /// One definition starting at `i`: where it ends.
+        fn definition(&self, i: usize) -> Option<usize> {
+            if self.at(i)? != b'[' {
+                return None;
+            }
+            let mut j = self.label(i + 1)?;
+            j += 1;
+            if self.at(j)? != b':' {
+                return None;
+            }
+            j += 1;
+            let (j, _) = self.space(j)?;
+            let dest_end = self.destination(j)?;
+            let (j, newlines) = match self.space(dest_end) {
+                Some((j, newlines)) => {
+                    if j == dest_end && newlines == 0 {
+                        return None;
+                    }
+                    if newlines > 1 {
+                        return Some(dest_end);
+                    }
+                    (j, newlines)
+                }
+                None => return Some(dest_end),
+            };
+            if let Some(end) = self.title(j) {
+                let k = end + self.spaces(end);
+                if self.at(k).is_none_or(|b| b == b'\n') {
+                    return Some(end);
+                }
+            }
+            (newlines > 0).then_some(dest_end)
+        }
+
+        /// The rest of a label after `[`: the position of its `]`.
+        fn label(&self, mut i: usize) -> Option<usize> {
+            let mut only_space = true;
+            let mut codepoints = 0;
+            loop {
+                if codepoints >= 1000 {
+                    return None;
+                }
+                match self.at(i)? {
+                    b'[' => return None,
+                    b']' => break,
+                    b'\\' if self.at(i + 1)?.is_ascii_punctuation() => {
+                        i += 2;
+                        codepoints += 2;
+                        only_space = false;
+                    }
+                    b if is_whitespace(b) => {
+                        let start = i;
+                        let mut whitespaces = 0;
+                        let mut linebreaks = 0;
+                        while self.at(i).is_some_and(is_whitespace) {
+                            if self.at(i) == Some(b'\n') {
+                                linebreaks += 1;
+                                if linebreaks > 1 || i + 1 >= self.text.len() {
+                                    return None;
+                                }
+                                i += 1;
+                                whitespaces += 2;
+                            } else {
+                                whitespaces += if self.at(i) == Some(b' ') { 1 } else { 2 };
+                                i += 1;
+                            }
+                        }
+                        codepoints += if whitespaces > 1 { i - start } else { 1 };
+                    }
+                    b => {
+                        only_space = false;
+                        i += 1;
+                        if b & 0x80 != 0 {
+                            codepoints += 1;
+                        }
+                    }
+                }
+            }
+            (!only_space).then_some(i)
+        }
+
+        /// Whitespace with at most one line break: where it ends and how many line breaks.
+        fn space(&self, mut i: usize) -> Option<(usize, usize)> {
+            let mut newlines = 0;
+            loop {
+                i += self.spaces(i);
+                if self.at(i) != Some(b'\n') {
+                    return Some((i, newlines));
+                }
+                i += 1;
+                newlines += 1;
+                if newlines > 1 || !self.may_enter(i) {
+                    return None;
+                }
+            }
+        }
+
+        /// A link destination at `i`: where it ends.
+        fn destination(&self, i: usize) -> Option<usize> {
+            let mut j = i;
+            if self.at(j) == Some(b'<') {
+                j += 1;
+                loop {
+                    match self.at(j)? {
+                        b'\n' | b'<' => return None,
+                        b'>' => return Some(j + 1),
+                        b'\\' if self.at(j + 1).is_some_and(|b| b.is_ascii_punctuation()) => j += 2,
+                        _ => j += 1,
+                    }
+                }
+            }
+            let mut nest = 0;
+            while let Some(b) = self.at(j) {
+                match b {
+                    0..=0x20 => break,
+                    b'(' => {
+                        if nest > MAX_NESTED_PARENS {
+                            return None;
+                        }
+                        nest += 1;
+                    }
+                    b')' => {
+                        if nest == 0 {
+                            break;
+                        }
+                        nest -= 1;
+                    }
+                    b'\\' if self.at(j + 1).is_some_and(|b| b.is_ascii_punctuation()) => j += 1,
+                    _ => {}
+                }
+                j += 1;
+            }
+            (nest == 0 && j > i).then_some(j)
+        }
+
+        /// A title at `i`: where it ends.
+        fn title(&self, mut i: usize) -> Option<usize> {
+            let close = match self.at(i)? {
+                b'\'' => b'\'',
+                b'"' => b'"',
+                b'(' => b')',
+                _ => return None,
+            };
+            i += 1;
+            loop {
+                match self.at(i)? {
+                    b'(' if close == b')' => return None,
+                    b'\n' => {
+                        i += 1;
+                        if !self.may_enter(i) {
+                            return None;
+                        }
+                        i += self.spaces(i);
+                    }
+                    b'\\' => {
+                        i += 1;
+                        if self.at(i).is_some_and(|b| b != b'\n') {
+                            i += 1;
+                        }
+                    }
+                    b if b == close => return Some(i + 1),
+                    _ => i += 1,
+                }
+            }
+        }
+    }
+
+    /// pulldown-cmark's `is_ascii_whitespace` (the line ending is `\n` here).
+    fn is_whitespace(b: u8) -> bool {
+        matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ')
     }
 }
 

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use super::markdown::{could_open_fence, BlockParser, LineKind};
+use super::markdown::{could_open_fence, info_string, BlockParser, LineKind};
 use super::replace::{Block, End, Renderer};
 use super::{Mode, Options};
 
@@ -185,7 +185,7 @@ impl Rewriter {
         let emit_from = already.min(line.len());
         match parsed.kind {
             LineKind::FenceOpen { start, ch, len, info } if self.block.is_none() => {
-                let info_str = line.get(info..).unwrap_or("").trim_matches([' ', '\t']);
+                let info_str = info_string(line, info);
                 if !self.opts.is_python_info(info_str) {
                     push_line(out, line, emit_from, eol);
                     return;
