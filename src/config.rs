@@ -1,1 +1,1150 @@
-//! config
+//! Configuration: what the operator said (a TOML file, `SANDGATE_*` environment variables and
+//! command-line flags, in rising precedence) and what it resolves to.
+//!
+//! [`RawConfig`] mirrors the file: every key has a named default and unknown keys are rejected.
+//! [`Overrides`] carries `key = value` strings from the environment and the command line, applied on
+//! top of the file by [`RawConfig::set`]. [`RawConfig::validate`] turns the result into [`Config`], whose
+//! fields are typed and checked; every error names the key and says what is wrong.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::rewrite::{
+    Mode, Options, DEFAULT_LANGUAGES, DEFAULT_LINK_TEXT, DEFAULT_MAX_BLOCK_BYTES,
+};
+use crate::sandbox::SandboxConfig;
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub upstream: Upstream,
+    /// The public base URL of this sandgate, without a trailing slash.
+    pub public_url: String,
+    pub mode: Mode,
+    pub show_code: bool,
+    pub link_text: String,
+    pub languages: Vec<String>,
+    pub max_block_bytes: usize,
+    pub request_body_limit: usize,
+    pub timeouts: Timeouts,
+    /// Gateway keys: when not empty, clients must present one of them as their bearer token.
+    pub api_keys: Vec<String>,
+    /// The provider key sandgate sends upstream in place of the client's gateway key.
+    pub upstream_api_key: Option<String>,
+    /// Extra root certificates (PEM) trusted for an `https` upstream, besides the webpki roots.
+    pub upstream_ca: Option<PathBuf>,
+    pub tls: Option<TlsFiles>,
+    pub pyodide_url: String,
+    pub pyodide_dir: Option<PathBuf>,
+    pub wheels_dir: Option<PathBuf>,
+    pub sandbox_timeout: Duration,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub log_content: bool,
+}
+
+/// The upstream base URL, split once so that requests only append to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// Host and optional port.
+    pub authority: String,
+    /// The base path without a trailing slash, e.g. `/v1` (or empty).
+    pub base_path: String,
+}
+
+impl Upstream {
+    /// The upstream URI for a client path relative to `/v1/` and its query.
+    pub fn uri_for(&self, rest: &str, query: Option<&str>) -> String {
+        let mut uri = String::with_capacity(
+            self.scheme.len() + self.authority.len() + self.base_path.len() + rest.len() + 16,
+        );
+        uri.push_str(&self.scheme);
+        uri.push_str("://");
+        uri.push_str(&self.authority);
+        uri.push_str(&self.base_path);
+        if !rest.is_empty() {
+            uri.push('/');
+            uri.push_str(rest);
+        }
+        if let Some(q) = query {
+            uri.push('?');
+            uri.push_str(q);
+        }
+        uri
+    }
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}{}", self.scheme, self.authority, self.base_path)
+    }
+}
+
+/// Timeouts, each configured separately. None of them limits the total length of a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing the TCP connection to the upstream.
+    pub connect: Duration,
+    /// From sending the request upstream to receiving its response headers.
+    pub first_byte: Duration,
+    /// The longest pause between two pieces of an upstream response body.
+    pub idle: Duration,
+    /// Reading a client's request headers.
+    pub header_read: Duration,
+    /// How long streams in flight may go on after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+/// Certificate chain and private key for TLS on the listener (PEM files).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Plain,
+    Json,
+}
+
+/// A configuration error; the message names the key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("config: {0}")]
+pub struct ConfigError(pub String);
+
+impl ConfigError {
+    fn key(key: &str, what: impl fmt::Display) -> Self {
+        ConfigError(format!("{key}: {what}"))
+    }
+}
+
+/// Every key, in the dotted form used by `--set` and (upper-cased, dots as `_`) by `SANDGATE_*`.
+pub const KEYS: &[&str] = &[
+    "listen",
+    "upstream",
+    "public_url",
+    "mode",
+    "show_code",
+    "link_text",
+    "languages",
+    "max_block_bytes",
+    "request_body_limit",
+    "api_keys",
+    "upstream_api_key",
+    "upstream_ca",
+    "pyodide_url",
+    "pyodide_dir",
+    "wheels_dir",
+    "sandbox_timeout",
+    "log_format",
+    "log_level",
+    "log_content",
+    "timeouts.connect",
+    "timeouts.first_byte",
+    "timeouts.idle",
+    "timeouts.header_read",
+    "timeouts.shutdown_grace",
+    "tls.cert",
+    "tls.key",
+];
+
+/// The Pyodide release the sandbox page loads when no local copy is configured.
+pub const DEFAULT_PYODIDE_URL: &str = "https://cdn.jsdelivr.net/pyodide/v0.29.3/full/";
+
+/// The configuration as written: the TOML file's shape, every key optional with a named default.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default = "default_upstream")]
+    pub upstream: String,
+    /// Empty means `http://` + `listen` (or `https://` with TLS).
+    #[serde(default)]
+    pub public_url: String,
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    #[serde(default = "default_true")]
+    pub show_code: bool,
+    #[serde(default = "default_link_text")]
+    pub link_text: String,
+    #[serde(default = "default_languages")]
+    pub languages: Vec<String>,
+    #[serde(default = "default_max_block_bytes")]
+    pub max_block_bytes: u64,
+    #[serde(default = "default_request_body_limit")]
+    pub request_body_limit: u64,
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+    #[serde(default)]
+    pub upstream_api_key: String,
+    /// Empty: only the webpki roots.
+    #[serde(default)]
+    pub upstream_ca: String,
+    #[serde(default = "default_pyodide_url")]
+    pub pyodide_url: String,
+    #[serde(default)]
+    pub pyodide_dir: String,
+    #[serde(default)]
+    pub wheels_dir: String,
+    #[serde(default = "default_sandbox_timeout")]
+    pub sandbox_timeout: String,
+    #[serde(default = "default_log_format")]
+    pub log_format: String,
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+    #[serde(default)]
+    pub log_content: bool,
+    #[serde(default)]
+    pub timeouts: RawTimeouts,
+    #[serde(default)]
+    pub tls: RawTls,
+}
+
+/// The `[timeouts]` table; durations are strings such as `"10s"`, `"500ms"` or `"5m"`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    #[serde(default = "default_connect")]
+    pub connect: String,
+    #[serde(default = "default_first_byte")]
+    pub first_byte: String,
+    #[serde(default = "default_idle")]
+    pub idle: String,
+    #[serde(default = "default_header_read")]
+    pub header_read: String,
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: String,
+}
+
+/// The `[tls]` table; both empty means plain TCP.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    #[serde(default)]
+    pub cert: String,
+    #[serde(default)]
+    pub key: String,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8787".to_owned()
+}
+fn default_upstream() -> String {
+    "https://api.openai.com/v1".to_owned()
+}
+fn default_mode() -> String {
+    "link".to_owned()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_link_text() -> String {
+    DEFAULT_LINK_TEXT.to_owned()
+}
+fn default_languages() -> Vec<String> {
+    DEFAULT_LANGUAGES.iter().map(|s| (*s).to_owned()).collect()
+}
+fn default_max_block_bytes() -> u64 {
+    DEFAULT_MAX_BLOCK_BYTES as u64
+}
+fn default_request_body_limit() -> u64 {
+    32 << 20
+}
+fn default_pyodide_url() -> String {
+    DEFAULT_PYODIDE_URL.to_owned()
+}
+fn default_sandbox_timeout() -> String {
+    "30s".to_owned()
+}
+fn default_log_format() -> String {
+    "plain".to_owned()
+}
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+fn default_connect() -> String {
+    "10s".to_owned()
+}
+fn default_first_byte() -> String {
+    "300s".to_owned()
+}
+fn default_idle() -> String {
+    "300s".to_owned()
+}
+fn default_header_read() -> String {
+    "30s".to_owned()
+}
+fn default_shutdown_grace() -> String {
+    "30s".to_owned()
+}
+
+impl Default for RawTimeouts {
+    fn default() -> Self {
+        RawTimeouts {
+            connect: default_connect(),
+            first_byte: default_first_byte(),
+            idle: default_idle(),
+            header_read: default_header_read(),
+            shutdown_grace: default_shutdown_grace(),
+        }
+    }
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            listen: default_listen(),
+            upstream: default_upstream(),
+            public_url: String::new(),
+            mode: default_mode(),
+            show_code: true,
+            link_text: default_link_text(),
+            languages: default_languages(),
+            max_block_bytes: default_max_block_bytes(),
+            request_body_limit: default_request_body_limit(),
+            api_keys: Vec::new(),
+            upstream_api_key: String::new(),
+            upstream_ca: String::new(),
+            pyodide_url: default_pyodide_url(),
+            pyodide_dir: String::new(),
+            wheels_dir: String::new(),
+            sandbox_timeout: default_sandbox_timeout(),
+            log_format: default_log_format(),
+            log_level: default_log_level(),
+            log_content: false,
+            timeouts: RawTimeouts::default(),
+            tls: RawTls::default(),
+        }
+    }
+}
+
+/// `key = value` strings from the environment or the command line, applied in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Overrides(pub Vec<(String, String)>);
+
+impl Overrides {
+    /// The `SANDGATE_*` variables for every key in [`KEYS`] that `lookup` finds, e.g.
+    /// `SANDGATE_TIMEOUTS_IDLE` for `timeouts.idle`. `lookup` is `std::env::var` in production.
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let mut out = Vec::new();
+        for key in KEYS {
+            let var = env_var_name(key);
+            if let Some(value) = lookup(&var) {
+                out.push(((*key).to_owned(), value));
+            }
+        }
+        Overrides(out)
+    }
+
+    pub fn push(&mut self, key: &str, value: impl Into<String>) {
+        self.0.push((key.to_owned(), value.into()));
+    }
+}
+
+/// The environment variable that sets a key: `SANDGATE_` + the key upper-cased with `.` as `_`.
+pub fn env_var_name(key: &str) -> String {
+    format!("SANDGATE_{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+impl RawConfig {
+    /// Parses a TOML document; unknown keys and wrongly typed values are errors.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(toml_error_message(text, &e)))
+    }
+
+    /// Reads and parses a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        Self::from_toml(&text).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
+    }
+
+    /// Sets one key from a string, as given in an environment variable or on the command line.
+    /// Lists (`languages`, `api_keys`) are comma-separated; booleans are `true` or `false`.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let v = value.to_owned();
+        match key {
+            "listen" => self.listen = v,
+            "upstream" => self.upstream = v,
+            "public_url" => self.public_url = v,
+            "mode" => self.mode = v,
+            "show_code" => self.show_code = parse_bool(key, value)?,
+            "link_text" => self.link_text = v,
+            "languages" => self.languages = split_list(value),
+            "max_block_bytes" => self.max_block_bytes = parse_u64(key, value)?,
+            "request_body_limit" => self.request_body_limit = parse_u64(key, value)?,
+            "api_keys" => self.api_keys = split_list(value),
+            "upstream_api_key" => self.upstream_api_key = v,
+            "upstream_ca" => self.upstream_ca = v,
+            "pyodide_url" => self.pyodide_url = v,
+            "pyodide_dir" => self.pyodide_dir = v,
+            "wheels_dir" => self.wheels_dir = v,
+            "sandbox_timeout" => self.sandbox_timeout = v,
+            "log_format" => self.log_format = v,
+            "log_level" => self.log_level = v,
+            "log_content" => self.log_content = parse_bool(key, value)?,
+            "timeouts.connect" => self.timeouts.connect = v,
+            "timeouts.first_byte" => self.timeouts.first_byte = v,
+            "timeouts.idle" => self.timeouts.idle = v,
+            "timeouts.header_read" => self.timeouts.header_read = v,
+            "timeouts.shutdown_grace" => self.timeouts.shutdown_grace = v,
+            "tls.cert" => self.tls.cert = v,
+            "tls.key" => self.tls.key = v,
+            other => {
+                return Err(ConfigError::key(
+                    other,
+                    format!("unknown key; known keys: {}", KEYS.join(", ")),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies overrides in order.
+    pub fn apply(&mut self, overrides: &Overrides) -> Result<(), ConfigError> {
+        for (key, value) in &overrides.0 {
+            self.set(key, value)?;
+        }
+        Ok(())
+    }
+
+    /// Checks every value and resolves it.
+    pub fn validate(&self) -> Result<Config, ConfigError> {
+        let listen: SocketAddr = self.listen.trim().parse().map_err(|_| {
+            ConfigError::key(
+                "listen",
+                format!("invalid socket address {:?}", self.listen),
+            )
+        })?;
+        let upstream = parse_upstream(&self.upstream)?;
+        let mode: Mode = self.mode.parse().map_err(|e| ConfigError::key("mode", e))?;
+
+        if self.link_text.trim().is_empty() {
+            return Err(ConfigError::key("link_text", "must not be empty"));
+        }
+        if self.link_text.contains(['\n', '\r']) {
+            return Err(ConfigError::key("link_text", "must be a single line"));
+        }
+        if self.languages.is_empty() {
+            return Err(ConfigError::key(
+                "languages",
+                "must name at least one language",
+            ));
+        }
+        let mut languages = Vec::with_capacity(self.languages.len());
+        for lang in &self.languages {
+            let l = lang.trim();
+            if l.is_empty() || l.contains(|c: char| c.is_whitespace() || c == '`' || c == '~') {
+                return Err(ConfigError::key(
+                    "languages",
+                    format!("{lang:?} is not a single info-string word"),
+                ));
+            }
+            languages.push(l.to_ascii_lowercase());
+        }
+        let max_block_bytes = positive_usize("max_block_bytes", self.max_block_bytes)?;
+        let request_body_limit = positive_usize("request_body_limit", self.request_body_limit)?;
+
+        let timeouts = Timeouts {
+            connect: parse_duration("timeouts.connect", &self.timeouts.connect)?,
+            first_byte: parse_duration("timeouts.first_byte", &self.timeouts.first_byte)?,
+            idle: parse_duration("timeouts.idle", &self.timeouts.idle)?,
+            header_read: parse_duration("timeouts.header_read", &self.timeouts.header_read)?,
+            shutdown_grace: parse_duration(
+                "timeouts.shutdown_grace",
+                &self.timeouts.shutdown_grace,
+            )?,
+        };
+
+        let mut api_keys = Vec::with_capacity(self.api_keys.len());
+        for key in &self.api_keys {
+            let k = key.trim();
+            if k.is_empty() {
+                return Err(ConfigError::key("api_keys", "contains an empty key"));
+            }
+            if !k.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(ConfigError::key(
+                    "api_keys",
+                    "a key may hold only visible ASCII characters",
+                ));
+            }
+            api_keys.push(k.to_owned());
+        }
+        let upstream_api_key = match self.upstream_api_key.trim() {
+            "" => None,
+            k if !k.bytes().all(|b| b.is_ascii_graphic()) => {
+                return Err(ConfigError::key(
+                    "upstream_api_key",
+                    "may hold only visible ASCII characters",
+                ))
+            }
+            k => Some(k.to_owned()),
+        };
+        if upstream_api_key.is_some() && api_keys.is_empty() {
+            return Err(ConfigError::key(
+                "upstream_api_key",
+                "is set but api_keys is empty, which would let any client spend the provider key; \
+                 set api_keys too",
+            ));
+        }
+
+        let upstream_ca = match self.upstream_ca.trim() {
+            "" => None,
+            path => Some(existing_file("upstream_ca", path)?),
+        };
+
+        let tls = match (self.tls.cert.trim(), self.tls.key.trim()) {
+            ("", "") => None,
+            ("", _) => return Err(ConfigError::key("tls.cert", "missing while tls.key is set")),
+            (_, "") => return Err(ConfigError::key("tls.key", "missing while tls.cert is set")),
+            (cert, key) => Some(TlsFiles {
+                cert: existing_file("tls.cert", cert)?,
+                key: existing_file("tls.key", key)?,
+            }),
+        };
+
+        let public_url = match self.public_url.trim() {
+            "" => {
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{listen}")
+            }
+            url => {
+                let url = url.trim_end_matches('/');
+                if !(url.starts_with("http://") || url.starts_with("https://"))
+                    || url.len() <= "https://".len()
+                    || url.contains(['#', '?', ' ', '"', '\'', '<', '>', '(', ')'])
+                {
+                    return Err(ConfigError::key(
+                        "public_url",
+                        format!(
+                            "{:?} is not an http(s) URL without query, fragment or quotes",
+                            self.public_url
+                        ),
+                    ));
+                }
+                url.to_owned()
+            }
+        };
+
+        let pyodide_dir = optional_dir("pyodide_dir", &self.pyodide_dir)?;
+        let wheels_dir = optional_dir("wheels_dir", &self.wheels_dir)?;
+        let pyodide_url = match (self.pyodide_url.trim(), &pyodide_dir) {
+            // A local distribution wins unless the operator changed the URL on purpose.
+            (url, Some(_)) if url == DEFAULT_PYODIDE_URL || url.is_empty() => {
+                "/pyodide/".to_owned()
+            }
+            ("", None) => {
+                return Err(ConfigError::key(
+                    "pyodide_url",
+                    "must not be empty unless pyodide_dir is set",
+                ))
+            }
+            (url, _) => {
+                if !(url.starts_with("https://")
+                    || url.starts_with("http://")
+                    || url.starts_with('/'))
+                {
+                    return Err(ConfigError::key(
+                        "pyodide_url",
+                        format!("{url:?} is not an http(s) URL or an absolute path"),
+                    ));
+                }
+                if url.ends_with('/') {
+                    url.to_owned()
+                } else {
+                    format!("{url}/")
+                }
+            }
+        };
+        let sandbox_timeout = parse_duration("sandbox_timeout", &self.sandbox_timeout)?;
+
+        let log_format = match self.log_format.trim().to_ascii_lowercase().as_str() {
+            "plain" => LogFormat::Plain,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError::key(
+                    "log_format",
+                    format!("unknown format {other:?}: expected plain or json"),
+                ))
+            }
+        };
+        let log_level = self.log_level.trim().to_owned();
+        if log_level.is_empty() {
+            return Err(ConfigError::key("log_level", "must not be empty"));
+        }
+
+        Ok(Config {
+            listen,
+            upstream,
+            public_url,
+            mode,
+            show_code: self.show_code,
+            link_text: self.link_text.clone(),
+            languages,
+            max_block_bytes,
+            request_body_limit,
+            timeouts,
+            api_keys,
+            upstream_api_key,
+            upstream_ca,
+            tls,
+            pyodide_url,
+            pyodide_dir,
+            wheels_dir,
+            sandbox_timeout,
+            log_format,
+            log_level,
+            log_content: self.log_content,
+        })
+    }
+}
+
+impl Config {
+    /// Loads the configuration: the file (if any) < the environment < the command line.
+    pub fn load(
+        file: Option<&Path>,
+        env: &Overrides,
+        cli: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut raw = match file {
+            Some(path) => RawConfig::from_file(path)?,
+            None => RawConfig::default(),
+        };
+        raw.apply(env)?;
+        raw.apply(cli)?;
+        raw.validate()
+    }
+
+    /// The defaults with a given upstream, listening on an ephemeral loopback port: for tests and
+    /// the demo.
+    pub fn for_upstream(upstream: &str) -> Result<Config, ConfigError> {
+        let mut raw = RawConfig::default();
+        raw.set("listen", "127.0.0.1:0")?;
+        raw.set("upstream", upstream)?;
+        raw.validate()
+    }
+
+    /// The rewrite engine's options.
+    pub fn rewrite_options(&self) -> Options {
+        Options {
+            mode: self.mode,
+            show_code: self.show_code,
+            public_url: self.public_url.clone(),
+            link_text: self.link_text.clone(),
+            languages: self.languages.clone(),
+            max_block_bytes: self.max_block_bytes,
+        }
+    }
+
+    /// The rewrite options shared by every request that keeps the configured mode.
+    pub fn shared_rewrite_options(&self) -> Arc<Options> {
+        Arc::new(self.rewrite_options())
+    }
+
+    /// The sandbox page's configuration.
+    pub fn sandbox_config(&self) -> SandboxConfig {
+        SandboxConfig {
+            pyodide_url: self.pyodide_url.clone(),
+            pyodide_dir: self.pyodide_dir.clone(),
+            wheels_dir: self.wheels_dir.clone(),
+            timeout_ms: u64::try_from(self.sandbox_timeout.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// Parses a duration such as `250ms`, `10s`, `5m` or `1h`; a bare number means seconds.
+pub fn parse_duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let bad = || {
+        ConfigError::key(
+            key,
+            format!("invalid duration {text:?}: expected a whole number with ms, s, m or h"),
+        )
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let d = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(bad()),
+    };
+    if d.is_zero() {
+        return Err(ConfigError::key(key, "must be greater than zero"));
+    }
+    Ok(d)
+}
+
+fn parse_upstream(text: &str) -> Result<Upstream, ConfigError> {
+    let t = text.trim();
+    let bad = |why: &str| ConfigError::key("upstream", format!("{why}: {text:?}"));
+    let uri: http::Uri = t.parse().map_err(|_| bad("not a valid URL"))?;
+    let scheme = match uri.scheme_str() {
+        Some("http") => "http",
+        Some("https") => "https",
+        _ => return Err(bad("must start with http:// or https://")),
+    };
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| bad("has no host"))?;
+    if authority.contains('@') {
+        return Err(bad("must not carry credentials; use upstream_api_key"));
+    }
+    if uri.query().is_some() || t.contains('#') {
+        return Err(bad("must not have a query or fragment"));
+    }
+    let base_path = uri.path().trim_end_matches('/').to_owned();
+    Ok(Upstream {
+        scheme: scheme.to_owned(),
+        authority,
+        base_path,
+    })
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::key(
+            key,
+            format!("invalid boolean {value:?}: expected true or false"),
+        )),
+    }
+}
+
+fn parse_u64(key: &str, value: &str) -> Result<u64, ConfigError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| ConfigError::key(key, format!("invalid number {value:?}")))
+}
+
+fn positive_usize(key: &str, n: u64) -> Result<usize, ConfigError> {
+    if n == 0 {
+        return Err(ConfigError::key(key, "must be greater than zero"));
+    }
+    usize::try_from(n).map_err(|_| ConfigError::key(key, format!("{n} is too large")))
+}
+
+fn split_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn existing_file(key: &str, path: &str) -> Result<PathBuf, ConfigError> {
+    let p = PathBuf::from(path);
+    if !p.is_file() {
+        return Err(ConfigError::key(key, format!("no such file {path:?}")));
+    }
+    Ok(p)
+}
+
+fn optional_dir(key: &str, path: &str) -> Result<Option<PathBuf>, ConfigError> {
+    match path.trim() {
+        "" => Ok(None),
+        p => {
+            let dir = PathBuf::from(p);
+            if !dir.is_dir() {
+                return Err(ConfigError::key(key, format!("no such directory {p:?}")));
+            }
+            Ok(Some(dir))
+        }
+    }
+}
+
+/// Turns a toml/serde error into one line that names the key, e.g.
+/// `mode: invalid type: integer `3`, expected a string` or `unknown key "lissen"`.
+fn toml_error_message(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim().trim_end_matches('.');
+    if let Some(rest) = msg.strip_prefix("unknown field ") {
+        let name = rest.split(',').next().unwrap_or(rest).trim_matches('`');
+        let at = e
+            .span()
+            .map(|s| format!(" at line {}", line_of(text, s.start)))
+            .unwrap_or_default();
+        return format!("unknown key {name:?}{at} (known keys: {})", KEYS.join(", "));
+    }
+    match e.span().and_then(|s| key_at(text, s.start)) {
+        Some(key) => format!("{key}: {msg}"),
+        None => match e.span() {
+            Some(s) => format!("line {}: {msg}", line_of(text, s.start)),
+            None => msg.to_owned(),
+        },
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset).map_or(0, |t| t.matches('\n').count()) + 1
+}
+
+/// The dotted key whose value sits at `offset`: the `key =` on that line, prefixed by the nearest
+/// `[table]` header above it.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(line_start..)?.lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let table = before[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(['[', ']']).trim().to_owned());
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn err_of(toml: &str) -> String {
+        match RawConfig::from_toml(toml).and_then(|r| r.validate()) {
+            Ok(_) => panic!("accepted {toml:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn err_of_set(key: &str, value: &str) -> String {
+        let mut raw = RawConfig::default();
+        match raw.set(key, value).and_then(|()| raw.validate()) {
+            Ok(_) => panic!("accepted {key} = {value:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let c = RawConfig::default().validate().unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8787");
+        assert_eq!(c.upstream.to_string(), "https://api.openai.com/v1");
+        assert_eq!(c.public_url, "http://127.0.0.1:8787");
+        assert_eq!(c.mode, Mode::Link);
+        assert!(c.show_code);
+        assert_eq!(c.timeouts.connect, Duration::from_secs(10));
+        assert_eq!(c.request_body_limit, 32 << 20);
+        assert!(c.api_keys.is_empty() && c.upstream_api_key.is_none() && c.tls.is_none());
+        assert_eq!(c.rewrite_options(), Options::default());
+        assert_eq!(c.sandbox_config().timeout_ms, 30_000);
+    }
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        assert_eq!(RawConfig::from_toml("").unwrap(), RawConfig::default());
+    }
+
+    #[test]
+    fn the_shipped_file_parses_and_is_the_defaults() {
+        let text = include_str!("../config/sandgate.toml");
+        let raw = RawConfig::from_toml(text).unwrap();
+        assert_eq!(raw, RawConfig::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let e = err_of("lissen = \"127.0.0.1:1\"\n");
+        assert!(e.starts_with("config: unknown key \"lissen\""), "{e}");
+        let e = err_of("[timeouts]\nconect = \"1s\"\n");
+        assert!(e.contains("unknown key \"conect\""), "{e}");
+        let e = err_of("[tls]\ncertificate = \"x\"\n");
+        assert!(e.contains("unknown key \"certificate\""), "{e}");
+        let e = err_of_set("nope", "1");
+        assert!(e.starts_with("config: nope: unknown key"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_are_rejected() {
+        let e = err_of("show_code = \"yes\"\n");
+        assert!(e.starts_with("config: show_code: invalid type"), "{e}");
+        let e = err_of("[timeouts]\nidle = 5\n");
+        assert!(e.starts_with("config: timeouts.idle: invalid type"), "{e}");
+        let e = err_of("listen = \n");
+        assert!(e.starts_with("config: "), "{e}");
+    }
+
+    #[test]
+    fn each_rejected_value_names_its_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "listen",
+                "x",
+                "config: listen: invalid socket address \"x\"",
+            ),
+            (
+                "upstream",
+                "ftp://h/v1",
+                "config: upstream: must start with http:// or https://",
+            ),
+            ("upstream", "http:///v1", "config: upstream:"),
+            (
+                "upstream",
+                "https://u:p@h/v1",
+                "config: upstream: must not carry credentials",
+            ),
+            (
+                "upstream",
+                "https://h/v1?x=1",
+                "config: upstream: must not have a query",
+            ),
+            ("public_url", "example.com", "config: public_url:"),
+            ("public_url", "https://h/a#b", "config: public_url:"),
+            ("mode", "links", "config: mode: unknown mode `links`"),
+            (
+                "show_code",
+                "maybe",
+                "config: show_code: invalid boolean \"maybe\"",
+            ),
+            ("link_text", " ", "config: link_text: must not be empty"),
+            (
+                "languages",
+                "",
+                "config: languages: must name at least one language",
+            ),
+            (
+                "max_block_bytes",
+                "0",
+                "config: max_block_bytes: must be greater than zero",
+            ),
+            (
+                "max_block_bytes",
+                "lots",
+                "config: max_block_bytes: invalid number \"lots\"",
+            ),
+            (
+                "request_body_limit",
+                "0",
+                "config: request_body_limit: must be greater than zero",
+            ),
+            ("timeouts.connect", "10", "ok"),
+            (
+                "timeouts.connect",
+                "ten",
+                "config: timeouts.connect: invalid duration \"ten\"",
+            ),
+            (
+                "timeouts.first_byte",
+                "0s",
+                "config: timeouts.first_byte: must be greater than zero",
+            ),
+            (
+                "timeouts.idle",
+                "5 days",
+                "config: timeouts.idle: invalid duration",
+            ),
+            (
+                "timeouts.header_read",
+                "-1s",
+                "config: timeouts.header_read: invalid duration",
+            ),
+            (
+                "timeouts.shutdown_grace",
+                "",
+                "config: timeouts.shutdown_grace: invalid duration",
+            ),
+            (
+                "upstream_api_key",
+                "sk-x",
+                "config: upstream_api_key: is set but api_keys is empty",
+            ),
+            (
+                "tls.cert",
+                "/nonexistent.pem",
+                "config: tls.key: missing while tls.cert is set",
+            ),
+            (
+                "tls.key",
+                "/nonexistent.pem",
+                "config: tls.cert: missing while tls.key is set",
+            ),
+            (
+                "pyodide_dir",
+                "/nonexistent-dir",
+                "config: pyodide_dir: no such directory",
+            ),
+            (
+                "wheels_dir",
+                "/nonexistent-dir",
+                "config: wheels_dir: no such directory",
+            ),
+            ("pyodide_url", "ftp://x/", "config: pyodide_url:"),
+            (
+                "sandbox_timeout",
+                "soon",
+                "config: sandbox_timeout: invalid duration",
+            ),
+            (
+                "log_format",
+                "xml",
+                "config: log_format: unknown format \"xml\"",
+            ),
+            (
+                "log_content",
+                "perhaps",
+                "config: log_content: invalid boolean",
+            ),
+        ];
+        for (key, value, want) in cases {
+            if *want == "ok" {
+                let mut raw = RawConfig::default();
+                raw.set(key, value).unwrap();
+                raw.validate().unwrap();
+                continue;
+            }
+            let e = err_of_set(key, value);
+            assert!(
+                e.starts_with(want),
+                "{key} = {value:?}: got {e:?}, want {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn api_keys_are_checked() {
+        let e = err_of("api_keys = [\"good\", \"\"]\n");
+        assert_eq!(e, "config: api_keys: contains an empty key");
+        let e = err_of("api_keys = [\"has space\"]\n");
+        assert!(
+            e.starts_with("config: api_keys: a key may hold only"),
+            "{e}"
+        );
+        let c = RawConfig::from_toml("api_keys = [\"k1\"]\nupstream_api_key = \"sk-up\"\n")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(c.api_keys, vec!["k1"]);
+        assert_eq!(c.upstream_api_key.as_deref(), Some("sk-up"));
+    }
+
+    #[test]
+    fn tls_files_must_exist() {
+        let e = err_of("[tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n");
+        assert_eq!(e, "config: tls.cert: no such file \"/nonexistent/c.pem\"");
+    }
+
+    #[test]
+    fn layering_file_then_env_then_cli() {
+        let dir = std::env::temp_dir().join(format!("sandgate-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("layer.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:1000\"\nmode = \"widget\"\nshow_code = false\n\
+             [timeouts]\nidle = \"7s\"\n",
+        )
+        .unwrap();
+        let env = Overrides::from_env(|name| match name {
+            "SANDGATE_LISTEN" => Some("127.0.0.1:2000".to_owned()),
+            "SANDGATE_MODE" => Some("artifact".to_owned()),
+            "SANDGATE_TIMEOUTS_CONNECT" => Some("250ms".to_owned()),
+            "SANDGATE_LANGUAGES" => Some("python, Py".to_owned()),
+            _ => None,
+        });
+        let mut cli = Overrides::default();
+        cli.push("listen", "127.0.0.1:3000");
+        let c = Config::load(Some(&file), &env, &cli).unwrap();
+        assert_eq!(c.listen.port(), 3000, "the command line wins");
+        assert_eq!(c.mode, Mode::Artifact, "the environment beats the file");
+        assert!(!c.show_code, "the file beats the defaults");
+        assert_eq!(c.timeouts.idle, Duration::from_secs(7));
+        assert_eq!(c.timeouts.connect, Duration::from_millis(250));
+        assert_eq!(c.languages, vec!["python", "py"]);
+        assert_eq!(c.public_url, "http://127.0.0.1:3000");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bad_file_names_the_file_and_the_key() {
+        let dir = std::env::temp_dir().join(format!("sandgate-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bad.toml");
+        std::fs::write(&file, "mode = 3\n").unwrap();
+        let e = Config::load(Some(&file), &Overrides::default(), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("config: ") && e.contains("bad.toml"), "{e}");
+        assert!(e.contains("mode"), "{e}");
+        let e = Config::load(
+            Some(&dir.join("missing.toml")),
+            &Overrides::default(),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("cannot read") && e.contains("missing.toml"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn upstream_paths_join() {
+        let u = parse_upstream("http://127.0.0.1:9/v1/").unwrap();
+        assert_eq!(u.uri_for("models", None), "http://127.0.0.1:9/v1/models");
+        assert_eq!(
+            u.uri_for("files/f-1/content", Some("a=1&b=2")),
+            "http://127.0.0.1:9/v1/files/f-1/content?a=1&b=2"
+        );
+        let u = parse_upstream("https://h.example").unwrap();
+        assert_eq!(
+            u.uri_for("chat/completions", None),
+            "https://h.example/chat/completions"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("k", "250ms").unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(parse_duration("k", "2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(
+            parse_duration("k", "1h").unwrap(),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(parse_duration("k", "3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("k", "1.5s").is_err());
+    }
+
+    #[test]
+    fn pyodide_dir_switches_the_url_to_the_local_copy() {
+        let dir = std::env::temp_dir();
+        let mut raw = RawConfig::default();
+        raw.set("pyodide_dir", dir.to_str().unwrap()).unwrap();
+        let c = raw.validate().unwrap();
+        assert_eq!(c.pyodide_url, "/pyodide/");
+        assert_eq!(
+            c.sandbox_config().pyodide_dir.as_deref(),
+            Some(dir.as_path())
+        );
+    }
+}

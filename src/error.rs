@@ -1,1 +1,216 @@
-//! error
+//! One error type for the whole server, one mapping from error to HTTP status, and one renderer of the
+//! OpenAI error shape `{"error":{"message","type","param","code"}}`, as a response body or as an
+//! in-band SSE event once a stream has begun.
+//!
+//! Turning an error into a response has no side effects; the proxy logs each error in one place.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::config::ConfigError;
+use crate::proxy::body::{full, ProxyBody};
+
+/// Everything that can go wrong, at start-up or while answering a request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("tls: {0}")]
+    Tls(String),
+    #[error("sandbox: {0}")]
+    Sandbox(String),
+    #[error("server task failed: {0}")]
+    Task(String),
+
+    #[error("no route for {method} {path}")]
+    NotFound { method: String, path: String },
+    #[error("invalid path {0:?}: it must stay below /v1/")]
+    BadPath(String),
+    #[error("method {0} is not allowed on this route")]
+    MethodNotAllowed(String),
+    #[error("request body exceeds the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("cannot read the request body: {0}")]
+    ClientBody(String),
+    #[error(
+        "invalid x-sandgate-mode header {value:?}: expected one of off, link, widget, artifact"
+    )]
+    BadModeHeader { value: String },
+    #[error("missing or unknown API key: send one of this gateway's keys as `Authorization: Bearer <key>`")]
+    Unauthorized,
+    #[error("cannot connect to the upstream: {0}")]
+    UpstreamConnect(String),
+    #[error("the upstream timed out ({phase}, after {after:?})")]
+    UpstreamTimeout {
+        phase: TimeoutPhase,
+        after: Duration,
+    },
+    #[error("the upstream request failed: {0}")]
+    Upstream(String),
+    #[error("the upstream response broke off: {0}")]
+    UpstreamBody(String),
+}
+
+/// Which timeout fired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeoutPhase {
+    Connect,
+    FirstByte,
+    Idle,
+}
+
+impl std::fmt::Display for TimeoutPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TimeoutPhase::Connect => "connect",
+            TimeoutPhase::FirstByte => "waiting for the first byte",
+            TimeoutPhase::Idle => "idle between chunks",
+        })
+    }
+}
+
+impl Error {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::ClientBody(_) | Error::BadModeHeader { .. } | Error::BadPath(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Error::Unauthorized => StatusCode::UNAUTHORIZED,
+            Error::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::UpstreamConnect(_) | Error::Upstream(_) | Error::UpstreamBody(_) => {
+                StatusCode::BAD_GATEWAY
+            }
+            Error::Config(_)
+            | Error::Bind { .. }
+            | Error::Tls(_)
+            | Error::Sandbox(_)
+            | Error::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The OpenAI error `type`.
+    pub fn kind(&self) -> &'static str {
+        if self.status().is_client_error() {
+            "invalid_request_error"
+        } else {
+            "server_error"
+        }
+    }
+
+    /// The OpenAI error `code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::NotFound { .. } => "unknown_url",
+            Error::BadPath(_) => "invalid_path",
+            Error::MethodNotAllowed(_) => "method_not_allowed",
+            Error::BodyTooLarge { .. } => "request_too_large",
+            Error::ClientBody(_) => "invalid_body",
+            Error::BadModeHeader { .. } => "invalid_sandgate_mode",
+            Error::Unauthorized => "invalid_api_key",
+            Error::UpstreamConnect(_) => "upstream_connect_error",
+            Error::UpstreamTimeout {
+                phase: TimeoutPhase::Connect,
+                ..
+            } => "upstream_connect_timeout",
+            Error::UpstreamTimeout {
+                phase: TimeoutPhase::FirstByte,
+                ..
+            } => "upstream_timeout",
+            Error::UpstreamTimeout {
+                phase: TimeoutPhase::Idle,
+                ..
+            } => "upstream_idle_timeout",
+            Error::Upstream(_) => "upstream_error",
+            Error::UpstreamBody(_) => "upstream_stream_error",
+            Error::Config(_)
+            | Error::Bind { .. }
+            | Error::Tls(_)
+            | Error::Sandbox(_)
+            | Error::Task(_) => "internal_error",
+        }
+    }
+
+    /// The OpenAI error `param`.
+    pub fn param(&self) -> Option<&'static str> {
+        match self {
+            Error::BadModeHeader { .. } => Some("x-sandgate-mode"),
+            _ => None,
+        }
+    }
+
+    /// The JSON body `{"error":{"message","type","param","code"}}`.
+    pub fn body_json(&self) -> String {
+        serde_json::json!({
+            "error": {
+                "message": self.to_string(),
+                "type": self.kind(),
+                "param": self.param(),
+                "code": self.code(),
+            }
+        })
+        .to_string()
+    }
+
+    /// The same object as one SSE event, sent in-band when a stream has already begun.
+    pub fn sse_event(&self) -> Bytes {
+        Bytes::from(format!("data: {}\n\n", self.body_json()))
+    }
+
+    /// The whole response for an error that happened before any byte was sent.
+    pub fn to_response(&self) -> Response<ProxyBody> {
+        let mut resp = Response::new(full(Bytes::from(self.body_json())));
+        *resp.status_mut() = self.status();
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if matches!(self, Error::Unauthorized) {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn errors_render_in_the_openai_shape() {
+        let e = Error::BodyTooLarge { limit: 10 };
+        assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let v: serde_json::Value = serde_json::from_str(&e.body_json()).unwrap();
+        assert_eq!(
+            v["error"]["message"],
+            "request body exceeds the limit of 10 bytes"
+        );
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["code"], "request_too_large");
+        assert!(v["error"]["param"].is_null());
+
+        let e = Error::UpstreamTimeout {
+            phase: TimeoutPhase::Idle,
+            after: Duration::from_millis(5),
+        };
+        assert_eq!(e.status(), StatusCode::GATEWAY_TIMEOUT);
+        let ev = e.sse_event();
+        assert!(ev.starts_with(b"data: {\"error\":{") && ev.ends_with(b"}}\n\n"));
+        let v: serde_json::Value = serde_json::from_slice(&ev[6..ev.len() - 2]).unwrap();
+        assert_eq!(v["error"]["type"], "server_error");
+        assert_eq!(v["error"]["code"], "upstream_idle_timeout");
+    }
+}

@@ -1,1 +1,302 @@
-//! server
+//! The listener and the connection loop: TCP (TCP_NODELAY) or TLS (rustls, ALPN h2 and http/1.1),
+//! HTTP/1.1 and HTTP/2 (also h2c with prior knowledge) on the same port, a header read timeout, and
+//! graceful shutdown: stop accepting, let responses in flight finish up to a deadline, then close.
+//!
+//! [`Server::bind`] + [`Server::serve`] is what `sandgate serve` runs; [`spawn`] runs the same server on
+//! a task and hands back its address and a shutdown handle, for tests and the demo.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::{Config, TlsFiles};
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::proxy::Gateway;
+
+/// A bound, not yet serving, sandgate.
+pub struct Server {
+    listener: TcpListener,
+    addr: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    gateway: Arc<Gateway>,
+    config: Arc<Config>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Builds the gateway (upstream client, sandbox, metrics) and binds the listener.
+    pub async fn bind(config: Config) -> Result<Server, Error> {
+        let config = Arc::new(config);
+        let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
+        let gateway = Arc::new(Gateway::new(config.clone(), Arc::new(Metrics::new()))?);
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        Ok(Server {
+            listener,
+            addr,
+            tls,
+            gateway,
+            config,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.gateway.metrics().clone()
+    }
+
+    /// Serves until `shutdown` completes, then drains connections for up to `shutdown_grace`.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+        let Server {
+            listener,
+            addr,
+            tls,
+            gateway,
+            config,
+        } = self;
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.timeouts.header_read)
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(Duration::from_secs(30)));
+        let graceful = GracefulShutdown::new();
+        let mut tasks = JoinSet::new();
+        gateway.set_ready(true);
+        tracing::info!(
+            %addr,
+            tls = tls.is_some(),
+            upstream = %config.upstream,
+            mode = %config.mode,
+            "sandgate listening"
+        );
+
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            // Out of file descriptors and the like: wait instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let conn = serve_connection(
+                        stream,
+                        peer,
+                        tls.clone(),
+                        builder.clone(),
+                        gateway.clone(),
+                        graceful.watcher(),
+                        config.timeouts.header_read,
+                    );
+                    tasks.spawn(conn);
+                    while tasks.try_join_next().is_some() {}
+                }
+            }
+        }
+
+        gateway.set_ready(false);
+        drop(listener);
+        let grace = config.timeouts.shutdown_grace;
+        tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            "shutting down: draining connections"
+        );
+        tokio::select! {
+            () = graceful.shutdown() => tracing::info!("all connections closed"),
+            () = tokio::time::sleep(grace) => {
+                tracing::warn!("shutdown grace period over: closing the remaining connections");
+            }
+        }
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    builder: auto::Builder<TokioExecutor>,
+    gateway: Arc<Gateway>,
+    watcher: hyper_util::server::graceful::Watcher,
+    handshake_timeout: Duration,
+) {
+    let service = service_fn(move |req| {
+        let gateway = gateway.clone();
+        async move { Ok::<_, std::convert::Infallible>(gateway.handle(req).await) }
+    });
+    let result = match tls {
+        None => {
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            watcher.watch(conn.into_owned()).await
+        }
+        Some(acceptor) => {
+            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls_stream)) => {
+                    let conn = builder.serve_connection(TokioIo::new(tls_stream), service);
+                    watcher.watch(conn.into_owned()).await
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, Error> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| Error::Tls(format!("tls.cert: {}: {e}", files.cert.display())))?;
+    if certs.is_empty() {
+        return Err(Error::Tls(format!(
+            "tls.cert: {}: no certificate found",
+            files.cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| Error::Tls(format!("tls.key: {}: {e}", files.key.display())))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::Tls(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| Error::Tls(format!("tls: certificate and key do not fit: {e}")))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(cfg)))
+}
+
+/// A server running on a task.
+#[derive(Debug)]
+pub struct Running {
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    trigger: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), Error>>>,
+}
+
+/// Binds and starts serving on a new task; returns at once with the bound address.
+pub async fn spawn(config: Config) -> Result<Running, Error> {
+    let server = Server::bind(config).await?;
+    let addr = server.local_addr();
+    let metrics = server.metrics();
+    let (trigger, wait) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(async {
+        let _ = wait.await;
+    }));
+    Ok(Running {
+        addr,
+        metrics,
+        trigger: Some(trigger),
+        task: Some(task),
+    })
+}
+
+impl Running {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Stops accepting, drains (up to the grace period) and waits for the server to end.
+    pub async fn shutdown(mut self) -> Result<(), Error> {
+        if let Some(t) = self.trigger.take() {
+            let _ = t.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.map_err(|e| Error::Task(e.to_string()))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(t) = self.trigger.take() {
+            let _ = t.send(());
+        }
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C (SIGINT).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}

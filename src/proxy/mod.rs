@@ -1,1 +1,398 @@
-//! The proxy.
+//! The HTTP edge of sandgate: routing, the OpenAI routes it rewrites, the routes it proxies
+//! transparently, and the small service routes (`/healthz`, `/readyz`, `/metrics`, the sandbox page).
+//!
+//! - [`Gateway::handle`] answers one request; it never fails: every error becomes an OpenAI-shaped
+//!   response, logged once here;
+//! - [`headers`]: the header policy; [`body`]: the body adapters (the streaming rewrite lives there);
+//!   [`upstream`]: the pooled upstream client and its timeouts.
+//!
+//! Rewritten routes (`POST /v1/chat/completions`, `/v1/completions`, `/v1/responses`): the request body
+//! is read whole (it is JSON, up to `request_body_limit`), earlier answers in it are restored, and the
+//! response is rewritten: JSON whole, event streams event by event. Every other `/v1/...` request and
+//! its response stream through unchanged.
+
+pub mod body;
+pub mod headers;
+pub mod upstream;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::rewrite::api::{self, Endpoint, SseRewriter};
+use crate::rewrite::{Mode, Options};
+use crate::sandbox::Sandbox;
+use body::{full, IdleBody, LimitedBody, ProxyBody, SseBody, StreamGuard};
+use headers::{Auth, MODE_HEADER};
+
+/// Everything a request needs, shared by all connections.
+#[derive(Debug)]
+pub struct Gateway {
+    config: Arc<Config>,
+    /// Rewrite options for each mode, built once: the configured one and the per-request overrides.
+    options: [Arc<Options>; 4],
+    upstream: upstream::Upstream,
+    auth: Auth,
+    sandbox: Sandbox,
+    metrics: Arc<Metrics>,
+    ready: AtomicBool,
+}
+
+impl Gateway {
+    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Self, Error> {
+        let base = config.rewrite_options();
+        let with_mode = |mode: Mode| {
+            Arc::new(Options {
+                mode,
+                ..base.clone()
+            })
+        };
+        let options = [
+            with_mode(Mode::Off),
+            with_mode(Mode::Link),
+            with_mode(Mode::Widget),
+            with_mode(Mode::Artifact),
+        ];
+        let upstream = upstream::Upstream::new(&config.timeouts, config.upstream_ca.as_deref())?;
+        let auth = Auth::new(config.api_keys.clone(), config.upstream_api_key.as_deref())?;
+        let sandbox = Sandbox::new(config.sandbox_config()).map_err(Error::Sandbox)?;
+        Ok(Gateway {
+            config,
+            options,
+            upstream,
+            auth,
+            sandbox,
+            metrics,
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// `/readyz` answers 200 only between these two: the listener is up and not shutting down.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Answers one request. Never fails: errors become OpenAI-shaped responses.
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let start = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let (route, result) = self.route(req, start).await;
+        let resp = match result {
+            Ok(resp) => resp,
+            Err(e) => {
+                if e.status().is_server_error() {
+                    tracing::warn!(%method, %path, status = e.status().as_u16(), error = %e, "request failed");
+                } else {
+                    tracing::info!(%method, %path, status = e.status().as_u16(), error = %e, "request refused");
+                }
+                e.to_response()
+            }
+        };
+        self.metrics.request(route, resp.status().as_u16());
+        tracing::debug!(
+            %method, %path, route, status = resp.status().as_u16(),
+            micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "answered"
+        );
+        resp
+    }
+
+    /// Picks the route; returns its metrics label with the outcome.
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        start: Instant,
+    ) -> (&'static str, Result<Response<ProxyBody>, Error>) {
+        let path = req.uri().path();
+        let api_rest = if path == "/v1" {
+            Some("")
+        } else {
+            path.strip_prefix("/v1/")
+        };
+        if let Some(rest) = api_rest {
+            if !is_safe_api_path(rest) {
+                return ("v1_other", Err(Error::BadPath(path.to_owned())));
+            }
+            let endpoint = if req.method() == Method::POST {
+                Endpoint::from_path(rest)
+            } else {
+                None
+            };
+            return match endpoint {
+                Some(ep) => (ep.as_str(), self.rewritten(ep, req, start).await),
+                None => ("v1_other", self.transparent(req, start).await),
+            };
+        }
+        match path {
+            "/healthz" => ("healthz", Ok(text(StatusCode::OK, "ok\n"))),
+            "/readyz" => {
+                let ready = self.ready.load(Ordering::Relaxed);
+                let resp = if ready {
+                    text(StatusCode::OK, "ready\n")
+                } else {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                };
+                ("readyz", Ok(resp))
+            }
+            "/metrics" => {
+                let mut resp = text(StatusCode::OK, self.metrics.render());
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                ("metrics", Ok(resp))
+            }
+            p if is_sandbox_path(p) => {
+                let resp = self.sandbox.handle(req.method(), p).await;
+                let result = resp
+                    .map(|r| r.map(|b| b.map_err(|never| match never {}).boxed_unsync()))
+                    .ok_or_else(|| not_found(&req));
+                ("sandbox", result)
+            }
+            _ => ("not_found", Err(not_found(&req))),
+        }
+    }
+
+    /// The rewrite options for a request: the configured mode unless `x-sandgate-mode` says otherwise.
+    fn options_for(&self, req: &Request<Incoming>) -> Result<Arc<Options>, Error> {
+        let mode = match req.headers().get(MODE_HEADER) {
+            None => self.config.mode,
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(|s| s.parse::<Mode>().ok())
+                .ok_or_else(|| Error::BadModeHeader {
+                    value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                })?,
+        };
+        let i = match mode {
+            Mode::Off => 0,
+            Mode::Link => 1,
+            Mode::Widget => 2,
+            Mode::Artifact => 3,
+        };
+        Ok(self.options[i].clone())
+    }
+
+    fn upstream_uri(&self, req: &Request<Incoming>) -> String {
+        let rest = req
+            .uri()
+            .path()
+            .strip_prefix("/v1")
+            .unwrap_or("")
+            .trim_start_matches('/');
+        self.config.upstream.uri_for(rest, req.uri().query())
+    }
+
+    /// A body longer than the limit by its declared length is refused before reading it.
+    fn check_declared_length(&self, req: &Request<Incoming>) -> Result<(), Error> {
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        match declared {
+            Some(n) if n > self.config.request_body_limit as u64 => Err(Error::BodyTooLarge {
+                limit: self.config.request_body_limit,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// `POST /v1/chat/completions`, `/v1/completions`, `/v1/responses`.
+    async fn rewritten(
+        &self,
+        endpoint: Endpoint,
+        req: Request<Incoming>,
+        start: Instant,
+    ) -> Result<Response<ProxyBody>, Error> {
+        let opts = self.options_for(&req)?;
+        let mut up_headers = headers::upstream_request(req.headers(), &self.auth)?;
+        self.check_declared_length(&req)?;
+        let uri = self.upstream_uri(&req);
+        let limit = self.config.request_body_limit;
+
+        let (parts, body) = req.into_parts();
+        let body = Limited::new(body, limit)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    Error::BodyTooLarge { limit }
+                } else {
+                    Error::ClientBody(e.to_string())
+                }
+            })?
+            .to_bytes();
+        let body = match api::restore_request(endpoint, &body) {
+            Some((restored, n)) => {
+                self.metrics.histories_restored(n);
+                Bytes::from(restored)
+            }
+            None => body,
+        };
+        if self.config.log_content {
+            tracing::debug!(body = %String::from_utf8_lossy(&body), "request to upstream");
+        }
+        headers::for_rewritten_route(&mut up_headers, body.len());
+        let up_req = build_request(parts.method, &uri, up_headers, full(body))?;
+
+        let sent = Instant::now();
+        let resp = self.upstream.send(up_req).await?;
+        let waited = sent.elapsed();
+        self.metrics.upstream_latency.observe(waited);
+        let before = sent.saturating_duration_since(start);
+
+        let (mut rparts, rbody) = resp.into_parts();
+        headers::client_response(&mut rparts.headers);
+        let rewritable = rparts.status.is_success() && !headers::is_encoded(&rparts.headers);
+        if rparts.status.is_success() && headers::is_encoded(&rparts.headers) {
+            tracing::warn!(
+                encoding = ?rparts.headers.get(header::CONTENT_ENCODING),
+                "the upstream encoded its answer despite accept-encoding: identity; passing it through unchanged"
+            );
+        }
+        let media = headers::media_type(&rparts.headers);
+
+        if rewritable && media == "text/event-stream" {
+            headers::for_event_stream(&mut rparts.headers);
+            let rewriter =
+                (opts.mode != Mode::Off).then(|| SseRewriter::new(endpoint, opts.clone()));
+            let guard = StreamGuard::new(self.metrics.clone(), before, self.config.log_content);
+            let body = SseBody::new(rbody, rewriter, self.config.timeouts.idle, guard);
+            return Ok(Response::from_parts(rparts, body.boxed_unsync()));
+        }
+
+        if rewritable && media == "application/json" && opts.mode != Mode::Off {
+            let collecting = Instant::now();
+            let bytes = body::collect_with_idle(rbody, self.config.timeouts.idle).await?;
+            let upstream_time = waited + collecting.elapsed();
+            let out = match api::rewrite_json(endpoint, &opts, &bytes) {
+                Some((rewritten, stats)) => {
+                    self.metrics.blocks_rewritten(stats.blocks_rewritten);
+                    Bytes::from(rewritten)
+                }
+                None => bytes,
+            };
+            if self.config.log_content {
+                tracing::debug!(body = %String::from_utf8_lossy(&out), "response to client");
+            }
+            rparts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+            self.metrics
+                .overhead
+                .observe(start.elapsed().saturating_sub(upstream_time));
+            return Ok(Response::from_parts(rparts, full(out)));
+        }
+
+        self.metrics.overhead.observe(before);
+        let body = IdleBody::new(rbody, self.config.timeouts.idle);
+        Ok(Response::from_parts(rparts, body.boxed_unsync()))
+    }
+
+    /// Every other `/v1/...` request: both bodies stream through unchanged.
+    async fn transparent(
+        &self,
+        req: Request<Incoming>,
+        start: Instant,
+    ) -> Result<Response<ProxyBody>, Error> {
+        let up_headers = headers::upstream_request(req.headers(), &self.auth)?;
+        self.check_declared_length(&req)?;
+        let uri = self.upstream_uri(&req);
+        let (parts, body) = req.into_parts();
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let limit = self.config.request_body_limit;
+        let body = LimitedBody::new(body, limit, exceeded.clone()).boxed_unsync();
+        let up_req = build_request(parts.method, &uri, up_headers, body)?;
+
+        let sent = Instant::now();
+        let resp = match self.upstream.send(up_req).await {
+            Ok(resp) => resp,
+            Err(_) if exceeded.load(Ordering::Relaxed) => {
+                return Err(Error::BodyTooLarge { limit });
+            }
+            Err(e) => return Err(e),
+        };
+        self.metrics.upstream_latency.observe(sent.elapsed());
+        self.metrics
+            .overhead
+            .observe(sent.saturating_duration_since(start));
+        let (mut rparts, rbody) = resp.into_parts();
+        headers::client_response(&mut rparts.headers);
+        if headers::media_type(&rparts.headers) == "text/event-stream" {
+            headers::for_event_stream(&mut rparts.headers);
+        }
+        let body = IdleBody::new(rbody, self.config.timeouts.idle);
+        Ok(Response::from_parts(rparts, body.boxed_unsync()))
+    }
+}
+
+/// A path below `/v1/` must stay below the upstream base: no `.` or `..` segments (also
+/// percent-encoded) and no encoded slashes or backslashes that the upstream might decode.
+pub fn is_safe_api_path(rest: &str) -> bool {
+    rest.split('/').all(|segment| {
+        let lower = segment.to_ascii_lowercase();
+        let decoded = lower.replace("%2e", ".");
+        decoded != "."
+            && decoded != ".."
+            && !lower.contains("%2f")
+            && !lower.contains("%5c")
+            && !segment.contains('\\')
+    })
+}
+
+/// Paths the sandbox module serves.
+pub fn is_sandbox_path(path: &str) -> bool {
+    path == "/sandbox"
+        || path.starts_with("/sandbox/")
+        || path.starts_with("/pyodide/")
+        || path.starts_with("/wheels/")
+}
+
+fn build_request(
+    method: Method,
+    uri: &str,
+    headers: http::HeaderMap,
+    body: ProxyBody,
+) -> Result<Request<ProxyBody>, Error> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        // The pooled client picks HTTP/2 by ALPN where the upstream offers it.
+        .version(Version::HTTP_11)
+        .body(body)
+        .map_err(|e| Error::Upstream(format!("cannot build the upstream request: {e}")))?;
+    *req.headers_mut() = headers;
+    Ok(req)
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<ProxyBody> {
+    let mut resp = Response::new(full(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn not_found(req: &Request<Incoming>) -> Error {
+    Error::NotFound {
+        method: req.method().to_string(),
+        path: req.uri().path().to_owned(),
+    }
+}

@@ -1,0 +1,235 @@
+//! The header policy, in one place.
+//!
+//! Requests: the client's credentials and provider headers (Authorization, api-key,
+//! OpenAI-Organization, OpenAI-Project, OpenAI-Beta, ...) go upstream unchanged; hop-by-hop headers,
+//! `Host` and `x-sandgate-mode` do not; with gateway keys the client's key is checked and replaced by
+//! the configured upstream key. Responses: hop-by-hop headers are dropped; everything else (Retry-After,
+//! x-ratelimit-*, x-request-id, ...) reaches the client.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::error::Error;
+
+/// The request header that overrides the mode for one request.
+pub const MODE_HEADER: &str = "x-sandgate-mode";
+
+/// Headers that describe one connection rather than the message (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes hop-by-hop headers, including those the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// The headers to send upstream for a client's request headers.
+pub fn upstream_request(client: &HeaderMap, auth: &Auth) -> Result<HeaderMap, Error> {
+    let mut h = client.clone();
+    strip_hop_by_hop(&mut h);
+    h.remove(header::HOST);
+    h.remove(MODE_HEADER);
+    auth.apply(&mut h)?;
+    Ok(h)
+}
+
+/// Marks a rewritten route's request: its body was re-read, and the answer must come unencoded.
+pub fn for_rewritten_route(h: &mut HeaderMap, body_len: usize) {
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
+    h.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+}
+
+/// Cleans an upstream response's headers for the client.
+pub fn client_response(h: &mut HeaderMap) {
+    strip_hop_by_hop(h);
+}
+
+/// Headers of an event stream on its way to the client: its length changes as it is rewritten, and
+/// no cache or buffering proxy in between should hold it.
+pub fn for_event_stream(h: &mut HeaderMap) {
+    h.remove(header::CONTENT_LENGTH);
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+}
+
+/// The response body is encoded (gzip, br, ...), so sandgate cannot read it.
+pub fn is_encoded(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("identity"))
+}
+
+/// The media type of a body, lower-cased, without parameters.
+pub fn media_type(h: &HeaderMap) -> String {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
+/// Gateway keys: who may use this sandgate, and what it sends upstream instead.
+#[derive(Clone, Debug, Default)]
+pub struct Auth {
+    keys: Vec<String>,
+    upstream: Option<HeaderValue>,
+}
+
+impl Auth {
+    /// No keys: the client's own credentials go upstream unchanged.
+    pub fn new(keys: Vec<String>, upstream_key: Option<&str>) -> Result<Self, Error> {
+        let upstream = match upstream_key {
+            Some(k) => {
+                let mut v = HeaderValue::from_str(&format!("Bearer {k}")).map_err(|_| {
+                    Error::Config(crate::config::ConfigError(
+                        "upstream_api_key: not a valid header value".to_owned(),
+                    ))
+                })?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+            None => None,
+        };
+        Ok(Auth { keys, upstream })
+    }
+
+    /// Checks the client's key and swaps in the upstream key, when gateway keys are configured.
+    pub fn apply(&self, h: &mut HeaderMap) -> Result<(), Error> {
+        if self.keys.is_empty() {
+            return Ok(());
+        }
+        let presented = h
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .or_else(|| {
+                h.get("api-key")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::trim)
+            });
+        let ok = presented.is_some_and(|p| {
+            // Compare against every key, each in constant time, so timing reveals nothing.
+            self.keys.iter().fold(false, |found, k| {
+                constant_time_eq(p.as_bytes(), k.as_bytes()) | found
+            })
+        });
+        if !ok {
+            return Err(Error::Unauthorized);
+        }
+        h.remove(header::AUTHORIZATION);
+        h.remove("api-key");
+        if let Some(v) = &self.upstream {
+            h.insert(header::AUTHORIZATION, v.clone());
+        }
+        Ok(())
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_named_headers_are_stripped() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-private"),
+        );
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        h.insert("authorization", HeaderValue::from_static("Bearer sk-1"));
+        h.insert("openai-organization", HeaderValue::from_static("org-1"));
+        h.insert("host", HeaderValue::from_static("sandgate"));
+        h.insert(MODE_HEADER, HeaderValue::from_static("off"));
+        let out = upstream_request(&h, &Auth::default()).unwrap();
+        let mut names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["authorization", "openai-organization"]);
+        assert_eq!(out["authorization"], "Bearer sk-1");
+    }
+
+    #[test]
+    fn gateway_keys_are_checked_and_swapped() {
+        let auth = Auth::new(vec!["gw-1".into(), "gw-2".into()], Some("sk-up")).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer gw-2"));
+        auth.apply(&mut h).unwrap();
+        assert_eq!(h["authorization"], "Bearer sk-up");
+
+        let mut h = HeaderMap::new();
+        h.insert("api-key", HeaderValue::from_static("gw-1"));
+        auth.apply(&mut h).unwrap();
+        assert_eq!(h["authorization"], "Bearer sk-up");
+        assert!(h.get("api-key").is_none());
+
+        for bad in ["Bearer gw-3", "Bearer gw-", "Basic gw-1", "gw-1", ""] {
+            let mut h = HeaderMap::new();
+            h.insert("authorization", HeaderValue::from_str(bad).unwrap());
+            assert!(
+                matches!(auth.apply(&mut h), Err(Error::Unauthorized)),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            auth.apply(&mut HeaderMap::new()),
+            Err(Error::Unauthorized)
+        ));
+    }
+
+    #[test]
+    fn media_types_and_encodings() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "content-type",
+            HeaderValue::from_static("Text/Event-Stream; charset=utf-8"),
+        );
+        assert_eq!(media_type(&h), "text/event-stream");
+        assert!(!is_encoded(&h));
+        h.insert("content-encoding", HeaderValue::from_static("identity"));
+        assert!(!is_encoded(&h));
+        h.insert("content-encoding", HeaderValue::from_static("gzip"));
+        assert!(is_encoded(&h));
+    }
+}

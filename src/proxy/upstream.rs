@@ -1,0 +1,124 @@
+//! The upstream client: pooled connections, HTTP/1.1 and HTTP/2 (by ALPN over TLS), rustls with the
+//! webpki roots for `https` upstreams, TCP_NODELAY, the connect and first-byte timeouts, and the
+//! mapping of client failures to [`Error`].
+
+use std::error::Error as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+
+use crate::config::Timeouts;
+use crate::error::{Error, TimeoutPhase};
+use crate::proxy::body::ProxyBody;
+
+/// A pooled HTTP(S) client.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    first_byte: Duration,
+    connect: Duration,
+}
+
+impl Upstream {
+    /// `extra_ca`: a PEM file of root certificates trusted besides the webpki roots.
+    pub fn new(timeouts: &Timeouts, extra_ca: Option<&Path>) -> Result<Self, Error> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(timeouts.connect));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(client_tls(extra_ca)?)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(https);
+        Ok(Upstream {
+            client,
+            first_byte: timeouts.first_byte,
+            connect: timeouts.connect,
+        })
+    }
+
+    /// Sends a request and waits for the response headers, within the first-byte timeout.
+    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Incoming>, Error> {
+        match tokio::time::timeout(self.first_byte, self.client.request(req)).await {
+            Err(_) => Err(Error::UpstreamTimeout {
+                phase: TimeoutPhase::FirstByte,
+                after: self.first_byte,
+            }),
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(classify(&e, self.connect)),
+        }
+    }
+}
+
+/// The TLS client configuration: the webpki roots, plus the operator's own CA if any.
+fn client_tls(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = extra_ca {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| Error::Tls(format!("upstream_ca: {}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(Error::Tls(format!(
+                "upstream_ca: {}: no certificate found",
+                path.display()
+            )));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| Error::Tls(format!("upstream_ca: {}: {e}", path.display())))?;
+        }
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::Tls(format!("upstream client: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
+}
+
+/// Turns a client error into a connect failure, a connect timeout or another upstream failure,
+/// keeping the cause's text.
+fn classify(e: &hyper_util::client::legacy::Error, connect_timeout: Duration) -> Error {
+    let mut text = e.to_string();
+    let mut timed_out = false;
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            timed_out |= io.kind() == std::io::ErrorKind::TimedOut;
+        }
+        source = s.source();
+    }
+    if e.is_connect() {
+        if timed_out {
+            return Error::UpstreamTimeout {
+                phase: TimeoutPhase::Connect,
+                after: connect_timeout,
+            };
+        }
+        return Error::UpstreamConnect(text);
+    }
+    Error::Upstream(text)
+}

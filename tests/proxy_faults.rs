@@ -1,0 +1,543 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
+//! Failures on either side: the client going away mid-stream, each timeout, the upstream cutting or
+//! refusing the connection, graceful shutdown, and a bad configuration file.
+
+mod support;
+
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use serde_json::json;
+use support::openai::{self, ORIGINALS};
+use support::{eventually, post_json, start_sandgate, End, Reply, ScriptedUpstream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn stream_request() -> serde_json::Value {
+    json!({"model": "gpt-test", "stream": true, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+/// Splits a received stream into the events before an in-band error and the error itself.
+fn split_error(body: &[u8]) -> (Vec<openai::Event>, serde_json::Value) {
+    let mut events = openai::parse_sse(body);
+    let last = events.pop().expect("no events");
+    let v = last.json().expect("the last event is JSON");
+    assert!(
+        v["error"].is_object(),
+        "the last event is not an error: {v}"
+    );
+    assert!(v["error"].get("param").is_some());
+    (events, v)
+}
+
+/// Sends a streaming chat request over a raw socket and reads until the first content delta.
+async fn open_stream(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = serde_json::to_vec(&stream_request()).unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: sandgate\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(&body).await.unwrap();
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&received).contains("\"content\"") {
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "sandgate closed the connection");
+        received.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&received).starts_with("HTTP/1.1 200"));
+    tcp
+}
+
+#[tokio::test]
+async fn a_client_leaving_mid_stream_closes_the_upstream_connection() {
+    // A long, slow stream: 40-byte pieces every 20 ms.
+    let sse = openai::chat_sse(&[&ORIGINALS[0].repeat(20)], false);
+    let up =
+        ScriptedUpstream::start(move |_| Reply::sse(sse.clone(), 40, Duration::from_millis(20)))
+            .await;
+    let sg = start_sandgate(&up.base_url(), |_| {}).await;
+
+    let tcp = open_stream(sg.addr()).await;
+    assert_eq!(up.accepted(), 1);
+    assert_eq!(
+        up.closed(),
+        0,
+        "the upstream connection is open while streaming"
+    );
+    assert_eq!(sg.metrics().streams_in_flight(), 1);
+
+    drop(tcp);
+    assert!(
+        eventually(Duration::from_secs(5), || up.closed() == 1).await,
+        "the upstream saw its connection closed (accepted {}, closed {})",
+        up.accepted(),
+        up.closed()
+    );
+    assert!(eventually(Duration::from_secs(5), || up.bodies_abandoned() == 1).await);
+    assert_eq!(
+        up.bodies_done(),
+        0,
+        "the upstream never finished its answer"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || sg.metrics().streams_in_flight()
+            == 0)
+        .await
+    );
+    assert_eq!(sg.metrics().streams_cancelled(), 1);
+}
+
+#[tokio::test]
+async fn a_client_leaving_while_the_upstream_is_silent_closes_the_upstream_connection() {
+    // The upstream sends a few events, then thinks for a long time (longer than this test waits).
+    let sse = openai::chat_sse(&ORIGINALS[..1], false);
+    let third = sse.len() / 3;
+    let up = ScriptedUpstream::start(move |_| {
+        Reply::sse(sse[..third].to_owned(), 64, Duration::from_millis(1)).end(End::Stall)
+    })
+    .await;
+    let sg = start_sandgate(&up.base_url(), |_| {}).await;
+    let tcp = open_stream(sg.addr()).await;
+    assert!(
+        eventually(Duration::from_secs(5), || sg.metrics().streams_in_flight()
+            == 1)
+        .await
+    );
+    assert_eq!(up.closed(), 0);
+
+    // Nothing is being written when the client leaves: sandgate notices the closed socket itself.
+    drop(tcp);
+    assert!(
+        eventually(Duration::from_secs(5), || up.closed() == 1).await,
+        "the upstream connection was not closed while the upstream was silent"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || sg.metrics().streams_in_flight()
+            == 0)
+        .await
+    );
+    assert_eq!(sg.metrics().streams_cancelled(), 1);
+}
+
+#[tokio::test]
+async fn connect_refused_answers_502() {
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let sg = start_sandgate(&format!("http://{addr}/v1"), |_| {}).await;
+    let (status, _, body) =
+        post_json(sg.addr(), "/v1/chat/completions", &stream_request(), &[]).await;
+    assert_eq!(status, 502);
+    let (kind, code, message) = support::error_of(&body);
+    assert_eq!(
+        (kind.as_str(), code.as_str()),
+        ("server_error", "upstream_connect_error")
+    );
+    assert!(
+        message.starts_with("cannot connect to the upstream"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn the_connect_timeout_answers_504() {
+    // A listener with a backlog of zero that never accepts: once its queue is full, the kernel drops
+    // new SYNs and connecting hangs.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            fillers.push(s);
+        }
+    }
+    let sg = start_sandgate(&format!("http://{addr}/v1"), |raw| {
+        raw.set("timeouts.connect", "300ms").unwrap();
+    })
+    .await;
+    let (status, _, body) = post_json(sg.addr(), "/v1/models", &json!({}), &[]).await;
+    assert_eq!(status, 504, "{}", String::from_utf8_lossy(&body));
+    let (_, code, message) = support::error_of(&body);
+    assert_eq!(code, "upstream_connect_timeout");
+    assert!(message.contains("connect"), "{message}");
+    drop(listener);
+}
+
+#[tokio::test]
+async fn the_first_byte_timeout_answers_504() {
+    let up = ScriptedUpstream::start(|_| {
+        Reply::json(&openai::chat_json(&ORIGINALS[..1])).head_delay(Duration::from_secs(3))
+    })
+    .await;
+    let sg = start_sandgate(&up.base_url(), |raw| {
+        raw.set("timeouts.first_byte", "300ms").unwrap();
+    })
+    .await;
+    for path in ["/v1/chat/completions", "/v1/models"] {
+        let (status, _, body) = post_json(sg.addr(), path, &stream_request(), &[]).await;
+        assert_eq!(status, 504, "{path}");
+        let (kind, code, _) = support::error_of(&body);
+        assert_eq!(
+            (kind.as_str(), code.as_str()),
+            ("server_error", "upstream_timeout")
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_idle_timeout_mid_stream_ends_with_an_in_band_error() {
+    let sse = openai::chat_sse(&ORIGINALS[..1], true);
+    let third = sse.len() / 3;
+    let up = ScriptedUpstream::start(move |_| {
+        Reply::sse(sse[..third].to_owned(), 64, Duration::from_millis(1)).end(End::Stall)
+    })
+    .await;
+    let sg = start_sandgate(&up.base_url(), |raw| {
+        raw.set("timeouts.idle", "300ms").unwrap();
+    })
+    .await;
+    let (status, headers, body) =
+        post_json(sg.addr(), "/v1/chat/completions", &stream_request(), &[]).await;
+    assert_eq!(status, 200, "the stream had begun");
+    assert_eq!(headers["cache-control"], "no-cache");
+    let (events, err) = split_error(&body);
+    assert_eq!(err["error"]["code"], "upstream_idle_timeout");
+    assert_eq!(err["error"]["type"], "server_error");
+    assert!(!events.is_empty(), "the events before the stall arrived");
+    for e in &events {
+        assert!(
+            e.json().is_some(),
+            "a whole event before the error: {:?}",
+            e.data
+        );
+    }
+    assert!(
+        body.ends_with(b"}}\n\n"),
+        "the error event ends the stream cleanly"
+    );
+    assert!(eventually(Duration::from_secs(5), || up.bodies_abandoned() == 1).await);
+    assert_eq!(
+        sg.metrics().streams_cancelled(),
+        0,
+        "the client did not cancel"
+    );
+}
+
+#[tokio::test]
+async fn the_idle_timeout_before_a_json_answer_completes_answers_504() {
+    let json = serde_json::to_vec(&openai::chat_json(&ORIGINALS)).unwrap();
+    let up = ScriptedUpstream::start(move |_| {
+        Reply::new(200)
+            .header("content-type", "application/json")
+            .chunked(json[..json.len() / 2].to_vec(), 100, Duration::ZERO)
+            .end(End::Stall)
+    })
+    .await;
+    let sg = start_sandgate(&up.base_url(), |raw| {
+        raw.set("timeouts.idle", "300ms").unwrap();
+    })
+    .await;
+    let req = json!({"model": "m", "messages": []});
+    let (status, _, body) = post_json(sg.addr(), "/v1/chat/completions", &req, &[]).await;
+    assert_eq!(status, 504);
+    assert_eq!(support::error_of(&body).1, "upstream_idle_timeout");
+}
+
+#[tokio::test]
+async fn no_timeout_cuts_a_stream_that_keeps_producing() {
+    // Twenty pieces 100 ms apart: two seconds in all, far past every timeout, never silent for long.
+    let sse = openai::chat_sse(&ORIGINALS[..1], false);
+    let piece = sse.len() / 20 + 1;
+    let up = ScriptedUpstream::start(move |_| {
+        Reply::sse(sse.clone(), piece, Duration::from_millis(100))
+            .head_delay(Duration::from_millis(100))
+    })
+    .await;
+    let sg = start_sandgate(&up.base_url(), |raw| {
+        raw.set("timeouts.first_byte", "400ms").unwrap();
+        raw.set("timeouts.idle", "400ms").unwrap();
+        raw.set("timeouts.connect", "400ms").unwrap();
+    })
+    .await;
+    let (status, _, body) =
+        post_json(sg.addr(), "/v1/chat/completions", &stream_request(), &[]).await;
+    assert_eq!(status, 200);
+    let s = openai::chat_stream(&openai::parse_sse(&body), "delta");
+    assert_eq!(
+        s.texts,
+        vec![sandgate::rewrite::rewrite(
+            &support::test_options(),
+            ORIGINALS[0]
+        )]
+    );
+    assert!(s.done);
+}
+
+#[tokio::test]
+async fn an_upstream_cut_mid_stream_ends_with_an_in_band_error() {
+    let sse = openai::chat_sse(&ORIGINALS[..1], false);
+    let half = sse.len() / 2;
+    let up = ScriptedUpstream::start(move |_| {
+        Reply::sse(sse[..half].to_owned(), 64, Duration::from_millis(1)).end(End::Cut)
+    })
+    .await;
+    let sg = start_sandgate(&up.base_url(), |_| {}).await;
+    for path in ["/v1/chat/completions", "/v1/responses", "/v1/completions"] {
+        let (status, _, body) = post_json(sg.addr(), path, &stream_request(), &[]).await;
+        assert_eq!(status, 200);
+        let (events, err) = split_error(&body);
+        assert_eq!(err["error"]["code"], "upstream_stream_error", "{path}");
+        assert!(
+            events.len() > 3,
+            "{path}: the events before the cut arrived"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_closing_before_answering_gives_502() {
+    // Reads the request, then closes without a word.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            drop(s);
+        }
+    });
+    let sg = start_sandgate(&format!("http://{addr}/v1"), |_| {}).await;
+    let (status, _, body) =
+        post_json(sg.addr(), "/v1/chat/completions", &stream_request(), &[]).await;
+    assert_eq!(status, 502);
+    assert_eq!(support::error_of(&body).1, "upstream_error");
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_stream_in_flight_finish() {
+    let sse = openai::chat_sse(&ORIGINALS[..1], false);
+    let piece = sse.len() / 10 + 1;
+    let up =
+        ScriptedUpstream::start(move |_| Reply::sse(sse.clone(), piece, Duration::from_millis(50)))
+            .await;
+    let sg = start_sandgate(&up.base_url(), |_| {}).await;
+    let addr = sg.addr();
+
+    let req = http::Request::post(format!("http://{addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(support::full(
+            serde_json::to_vec(&stream_request()).unwrap(),
+        ))
+        .unwrap();
+    let resp = support::client().request(req).await.unwrap();
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+
+    let shutdown = tokio::spawn(sg.shutdown());
+    assert!(
+        eventually(Duration::from_secs(5), || std::net::TcpStream::connect(
+            addr
+        )
+        .is_err())
+        .await,
+        "the listener closes at once"
+    );
+    let rest = body
+        .collect()
+        .await
+        .expect("the stream finishes")
+        .to_bytes();
+    let mut all = first.into_data().unwrap().to_vec();
+    all.extend_from_slice(&rest);
+    let s = openai::chat_stream(&openai::parse_sse(&all), "delta");
+    assert_eq!(
+        s.texts,
+        vec![sandgate::rewrite::rewrite(
+            &support::test_options(),
+            ORIGINALS[0]
+        )]
+    );
+    assert!(s.done);
+    tokio::time::timeout(Duration::from_secs(5), shutdown)
+        .await
+        .expect("the server ends once the stream is done")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_closes_streams_still_open_after_the_grace_period() {
+    let up = ScriptedUpstream::start(|_| {
+        Reply::sse("data: {}\n\n", 100, Duration::ZERO).end(End::Stall)
+    })
+    .await;
+    let sg = start_sandgate(&up.base_url(), |raw| {
+        raw.set("timeouts.shutdown_grace", "300ms").unwrap();
+    })
+    .await;
+    let req = http::Request::post(format!("http://{}/v1/chat/completions", sg.addr()))
+        .body(support::full(
+            serde_json::to_vec(&stream_request()).unwrap(),
+        ))
+        .unwrap();
+    let resp = support::client().request(req).await.unwrap();
+    let mut body = resp.into_body();
+    body.frame().await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), sg.shutdown())
+        .await
+        .expect("shutdown ends after the grace period")
+        .unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(5), body.collect())
+        .await
+        .unwrap();
+    assert!(
+        end.is_err(),
+        "the unfinished stream was cut, not ended cleanly"
+    );
+    assert!(eventually(Duration::from_secs(5), || up.bodies_abandoned() == 1).await);
+}
+
+#[test]
+fn a_bad_config_file_stops_the_binary_with_a_message_naming_the_key() {
+    let dir = std::env::temp_dir().join(format!("sandgate-badconf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        (
+            "unknown.toml",
+            "lissen = \"127.0.0.1:1\"\n",
+            "unknown key \"lissen\" at line 1",
+        ),
+        (
+            "type.toml",
+            "[timeouts]\nidle = 5\n",
+            "timeouts.idle: invalid type: integer `5`, expected a string",
+        ),
+        (
+            "value.toml",
+            "mode = \"links\"\n",
+            "mode: unknown mode `links`",
+        ),
+        (
+            "listen.toml",
+            "listen = \"x\"\n",
+            "listen: invalid socket address \"x\"",
+        ),
+    ];
+    for (name, text, want) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sandgate"))
+            .arg("--config")
+            .arg(&path)
+            .env_remove("SANDGATE_CONFIG")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{name}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // Values are checked after the layers are merged, so their errors name the key only.
+        let prefix = if name == "listen.toml" || name == "value.toml" {
+            "sandgate: config: ".to_owned()
+        } else {
+            format!("sandgate: config: {}: ", path.display())
+        };
+        assert!(
+            stderr.starts_with(&prefix) && stderr.contains(want),
+            "{name}: {stderr:?} should start with {prefix:?} and say {want:?}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_client_too_slow_with_its_headers_is_disconnected() {
+    let up = ScriptedUpstream::start(openai::script).await;
+    let sg = start_sandgate(&up.base_url(), |raw| {
+        raw.set("timeouts.header_read", "300ms").unwrap();
+    })
+    .await;
+    let mut tcp = tokio::net::TcpStream::connect(sg.addr()).await.unwrap();
+    tcp.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: sandgate\r\n")
+        .await
+        .unwrap();
+    // The rest of the headers never come: the server must hang up rather than wait forever.
+    let mut buf = [0u8; 1024];
+    let mut received = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the connection is still open");
+    let text = String::from_utf8_lossy(&received);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    assert!(up.requests().is_empty());
+}
+
+#[tokio::test]
+async fn an_h2_client_resetting_its_stream_closes_the_upstream_connection() {
+    let sse = openai::chat_sse(&[&ORIGINALS[0].repeat(20)], false);
+    let up =
+        ScriptedUpstream::start(move |_| Reply::sse(sse.clone(), 40, Duration::from_millis(20)))
+            .await;
+    let sg = start_sandgate(&up.base_url(), |_| {}).await;
+    let tcp = tokio::net::TcpStream::connect(sg.addr()).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::post(format!("http://{}/v1/chat/completions", sg.addr()))
+        .body(support::full(
+            serde_json::to_vec(&stream_request()).unwrap(),
+        ))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    let mut body = resp.into_body();
+    body.frame().await.unwrap().unwrap();
+    assert_eq!(sg.metrics().streams_in_flight(), 1);
+
+    // Dropping the body resets the HTTP/2 stream; the connection itself stays open.
+    drop(body);
+    assert!(eventually(Duration::from_secs(5), || up.closed() == 1).await);
+    assert!(
+        eventually(Duration::from_secs(5), || sg.metrics().streams_in_flight()
+            == 0)
+        .await
+    );
+    assert_eq!(sg.metrics().streams_cancelled(), 1);
+    assert!(
+        !send.is_closed(),
+        "the client's HTTP/2 connection is still usable"
+    );
+}
