@@ -423,10 +423,7 @@ impl RawConfig {
     /// Checks every value and resolves it.
     pub fn validate(&self) -> Result<Config, ConfigError> {
         let listen: SocketAddr = self.listen.trim().parse().map_err(|_| {
-            ConfigError::key(
-                "listen",
-                format!("invalid socket address {:?}", self.listen),
-            )
+            ConfigError::key("listen", format!("invalid socket address {:?}", self.listen))
         })?;
         let upstream = parse_upstream(&self.upstream)?;
         let mode: Mode = self.mode.parse().map_err(|e| ConfigError::key("mode", e))?;
@@ -438,10 +435,7 @@ impl RawConfig {
             return Err(ConfigError::key("link_text", "must be a single line"));
         }
         if self.languages.is_empty() {
-            return Err(ConfigError::key(
-                "languages",
-                "must name at least one language",
-            ));
+            return Err(ConfigError::key("languages", "must name at least one language"));
         }
         let mut languages = Vec::with_capacity(self.languages.len());
         for lang in &self.languages {
@@ -710,29 +704,21 @@ fn parse_upstream(text: &str) -> Result<Upstream, ConfigError> {
         return Err(bad("must not have a query or fragment"));
     }
     let base_path = uri.path().trim_end_matches('/').to_owned();
-    Ok(Upstream {
-        scheme: scheme.to_owned(),
-        authority,
-        base_path,
-    })
+    Ok(Upstream { scheme: scheme.to_owned(), authority, base_path })
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(ConfigError::key(
-            key,
-            format!("invalid boolean {value:?}: expected true or false"),
-        )),
+        _ => {
+            Err(ConfigError::key(key, format!("invalid boolean {value:?}: expected true or false")))
+        }
     }
 }
 
 fn parse_u64(key: &str, value: &str) -> Result<u64, ConfigError> {
-    value
-        .trim()
-        .parse()
-        .map_err(|_| ConfigError::key(key, format!("invalid number {value:?}")))
+    value.trim().parse().map_err(|_| ConfigError::key(key, format!("invalid number {value:?}")))
 }
 
 fn positive_usize(key: &str, n: u64) -> Result<usize, ConfigError> {
@@ -743,12 +729,7 @@ fn positive_usize(key: &str, n: u64) -> Result<usize, ConfigError> {
 }
 
 fn split_list(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
+    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 fn existing_file(key: &str, path: &str) -> Result<PathBuf, ConfigError> {
@@ -778,10 +759,8 @@ fn toml_error_message(text: &str, e: &toml::de::Error) -> String {
     let msg = e.message().trim().trim_end_matches('.');
     if let Some(rest) = msg.strip_prefix("unknown field ") {
         let name = rest.split(',').next().unwrap_or(rest).trim_matches('`');
-        let at = e
-            .span()
-            .map(|s| format!(" at line {}", line_of(text, s.start)))
-            .unwrap_or_default();
+        let at =
+            e.span().map(|s| format!(" at line {}", line_of(text, s.start))).unwrap_or_default();
         return format!("unknown key {name:?}{at} (known keys: {})", KEYS.join(", "));
     }
     match e.span().and_then(|s| key_at(text, s.start)) {
@@ -893,123 +872,35 @@ mod tests {
     #[test]
     fn each_rejected_value_names_its_key() {
         let cases: &[(&str, &str, &str)] = &[
-            (
-                "listen",
-                "x",
-                "config: listen: invalid socket address \"x\"",
-            ),
-            (
-                "upstream",
-                "ftp://h/v1",
-                "config: upstream: must start with http:// or https://",
-            ),
+            ("listen", "x", "config: listen: invalid socket address \"x\""),
+            ("upstream", "ftp://h/v1", "config: upstream: must start with http:// or https://"),
             ("upstream", "http:///v1", "config: upstream:"),
-            (
-                "upstream",
-                "https://u:p@h/v1",
-                "config: upstream: must not carry credentials",
-            ),
-            (
-                "upstream",
-                "https://h/v1?x=1",
-                "config: upstream: must not have a query",
-            ),
+            ("upstream", "https://u:p@h/v1", "config: upstream: must not carry credentials"),
+            ("upstream", "https://h/v1?x=1", "config: upstream: must not have a query"),
             ("public_url", "example.com", "config: public_url:"),
             ("public_url", "https://h/a#b", "config: public_url:"),
             ("mode", "links", "config: mode: unknown mode `links`"),
-            (
-                "show_code",
-                "maybe",
-                "config: show_code: invalid boolean \"maybe\"",
-            ),
+            ("show_code", "maybe", "config: show_code: invalid boolean \"maybe\""),
             ("link_text", " ", "config: link_text: must not be empty"),
-            (
-                "languages",
-                "",
-                "config: languages: must name at least one language",
-            ),
-            (
-                "max_block_bytes",
-                "0",
-                "config: max_block_bytes: must be greater than zero",
-            ),
-            (
-                "max_block_bytes",
-                "lots",
-                "config: max_block_bytes: invalid number \"lots\"",
-            ),
-            (
-                "request_body_limit",
-                "0",
-                "config: request_body_limit: must be greater than zero",
-            ),
+            ("languages", "", "config: languages: must name at least one language"),
+            ("max_block_bytes", "0", "config: max_block_bytes: must be greater than zero"),
+            ("max_block_bytes", "lots", "config: max_block_bytes: invalid number \"lots\""),
+            ("request_body_limit", "0", "config: request_body_limit: must be greater than zero"),
             ("timeouts.connect", "10", "ok"),
-            (
-                "timeouts.connect",
-                "ten",
-                "config: timeouts.connect: invalid duration \"ten\"",
-            ),
-            (
-                "timeouts.first_byte",
-                "0s",
-                "config: timeouts.first_byte: must be greater than zero",
-            ),
-            (
-                "timeouts.idle",
-                "5 days",
-                "config: timeouts.idle: invalid duration",
-            ),
-            (
-                "timeouts.header_read",
-                "-1s",
-                "config: timeouts.header_read: invalid duration",
-            ),
-            (
-                "timeouts.shutdown_grace",
-                "",
-                "config: timeouts.shutdown_grace: invalid duration",
-            ),
-            (
-                "upstream_api_key",
-                "sk-x",
-                "config: upstream_api_key: is set but api_keys is empty",
-            ),
-            (
-                "tls.cert",
-                "/nonexistent.pem",
-                "config: tls.key: missing while tls.cert is set",
-            ),
-            (
-                "tls.key",
-                "/nonexistent.pem",
-                "config: tls.cert: missing while tls.key is set",
-            ),
-            (
-                "pyodide_dir",
-                "/nonexistent-dir",
-                "config: pyodide_dir: no such directory",
-            ),
-            (
-                "wheels_dir",
-                "/nonexistent-dir",
-                "config: wheels_dir: no such directory",
-            ),
+            ("timeouts.connect", "ten", "config: timeouts.connect: invalid duration \"ten\""),
+            ("timeouts.first_byte", "0s", "config: timeouts.first_byte: must be greater than zero"),
+            ("timeouts.idle", "5 days", "config: timeouts.idle: invalid duration"),
+            ("timeouts.header_read", "-1s", "config: timeouts.header_read: invalid duration"),
+            ("timeouts.shutdown_grace", "", "config: timeouts.shutdown_grace: invalid duration"),
+            ("upstream_api_key", "sk-x", "config: upstream_api_key: is set but api_keys is empty"),
+            ("tls.cert", "/nonexistent.pem", "config: tls.key: missing while tls.cert is set"),
+            ("tls.key", "/nonexistent.pem", "config: tls.cert: missing while tls.key is set"),
+            ("pyodide_dir", "/nonexistent-dir", "config: pyodide_dir: no such directory"),
+            ("wheels_dir", "/nonexistent-dir", "config: wheels_dir: no such directory"),
             ("pyodide_url", "ftp://x/", "config: pyodide_url:"),
-            (
-                "sandbox_timeout",
-                "soon",
-                "config: sandbox_timeout: invalid duration",
-            ),
-            (
-                "log_format",
-                "xml",
-                "config: log_format: unknown format \"xml\"",
-            ),
-            (
-                "log_content",
-                "perhaps",
-                "config: log_content: invalid boolean",
-            ),
+            ("sandbox_timeout", "soon", "config: sandbox_timeout: invalid duration"),
+            ("log_format", "xml", "config: log_format: unknown format \"xml\""),
+            ("log_content", "perhaps", "config: log_content: invalid boolean"),
         ];
         for (key, value, want) in cases {
             if *want == "ok" {
@@ -1019,10 +910,7 @@ mod tests {
                 continue;
             }
             let e = err_of_set(key, value);
-            assert!(
-                e.starts_with(want),
-                "{key} = {value:?}: got {e:?}, want {want:?}"
-            );
+            assert!(e.starts_with(want), "{key} = {value:?}: got {e:?}, want {want:?}");
         }
     }
 
@@ -1031,10 +919,7 @@ mod tests {
         let e = err_of("api_keys = [\"good\", \"\"]\n");
         assert_eq!(e, "config: api_keys: contains an empty key");
         let e = err_of("api_keys = [\"has space\"]\n");
-        assert!(
-            e.starts_with("config: api_keys: a key may hold only"),
-            "{e}"
-        );
+        assert!(e.starts_with("config: api_keys: a key may hold only"), "{e}");
         let c = RawConfig::from_toml("api_keys = [\"k1\"]\nupstream_api_key = \"sk-up\"\n")
             .unwrap()
             .validate()
@@ -1098,10 +983,7 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(
-            e.contains("cannot read") && e.contains("missing.toml"),
-            "{e}"
-        );
+        assert!(e.contains("cannot read") && e.contains("missing.toml"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -1114,23 +996,14 @@ mod tests {
             "http://127.0.0.1:9/v1/files/f-1/content?a=1&b=2"
         );
         let u = parse_upstream("https://h.example").unwrap();
-        assert_eq!(
-            u.uri_for("chat/completions", None),
-            "https://h.example/chat/completions"
-        );
+        assert_eq!(u.uri_for("chat/completions", None), "https://h.example/chat/completions");
     }
 
     #[test]
     fn durations() {
-        assert_eq!(
-            parse_duration("k", "250ms").unwrap(),
-            Duration::from_millis(250)
-        );
+        assert_eq!(parse_duration("k", "250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("k", "2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(
-            parse_duration("k", "1h").unwrap(),
-            Duration::from_secs(3600)
-        );
+        assert_eq!(parse_duration("k", "1h").unwrap(), Duration::from_secs(3600));
         assert_eq!(parse_duration("k", "3").unwrap(), Duration::from_secs(3));
         assert!(parse_duration("k", "1.5s").is_err());
     }
@@ -1142,9 +1015,6 @@ mod tests {
         raw.set("pyodide_dir", dir.to_str().unwrap()).unwrap();
         let c = raw.validate().unwrap();
         assert_eq!(c.pyodide_url, "/pyodide/");
-        assert_eq!(
-            c.sandbox_config().pyodide_dir.as_deref(),
-            Some(dir.as_path())
-        );
+        assert_eq!(c.sandbox_config().pyodide_dir.as_deref(), Some(dir.as_path()));
     }
 }

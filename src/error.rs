@@ -18,10 +18,7 @@ pub enum Error {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("tls: {0}")]
     Tls(String),
     #[error("sandbox: {0}")]
@@ -48,10 +45,7 @@ pub enum Error {
     #[error("cannot connect to the upstream: {0}")]
     UpstreamConnect(String),
     #[error("the upstream timed out ({phase}, after {after:?})")]
-    UpstreamTimeout {
-        phase: TimeoutPhase,
-        after: Duration,
-    },
+    UpstreamTimeout { phase: TimeoutPhase, after: Duration },
     #[error("the upstream request failed: {0}")]
     Upstream(String),
     #[error("the upstream response broke off: {0}")]
@@ -119,18 +113,11 @@ impl Error {
             Error::BadModeHeader { .. } => "invalid_sandgate_mode",
             Error::Unauthorized => "invalid_api_key",
             Error::UpstreamConnect(_) => "upstream_connect_error",
-            Error::UpstreamTimeout {
-                phase: TimeoutPhase::Connect,
-                ..
-            } => "upstream_connect_timeout",
-            Error::UpstreamTimeout {
-                phase: TimeoutPhase::FirstByte,
-                ..
-            } => "upstream_timeout",
-            Error::UpstreamTimeout {
-                phase: TimeoutPhase::Idle,
-                ..
-            } => "upstream_idle_timeout",
+            Error::UpstreamTimeout { phase: TimeoutPhase::Connect, .. } => {
+                "upstream_connect_timeout"
+            }
+            Error::UpstreamTimeout { phase: TimeoutPhase::FirstByte, .. } => "upstream_timeout",
+            Error::UpstreamTimeout { phase: TimeoutPhase::Idle, .. } => "upstream_idle_timeout",
             Error::Upstream(_) => "upstream_error",
             Error::UpstreamBody(_) => "upstream_stream_error",
             Error::Config(_)
@@ -172,10 +159,7 @@ impl Error {
         let mut resp = Response::new(full(Bytes::from(self.body_json())));
         *resp.status_mut() = self.status();
         let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if matches!(self, Error::Unauthorized) {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -194,18 +178,13 @@ mod tests {
         let e = Error::BodyTooLarge { limit: 10 };
         assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
         let v: serde_json::Value = serde_json::from_str(&e.body_json()).unwrap();
-        assert_eq!(
-            v["error"]["message"],
-            "request body exceeds the limit of 10 bytes"
-        );
+        assert_eq!(v["error"]["message"], "request body exceeds the limit of 10 bytes");
         assert_eq!(v["error"]["type"], "invalid_request_error");
         assert_eq!(v["error"]["code"], "request_too_large");
         assert!(v["error"]["param"].is_null());
 
-        let e = Error::UpstreamTimeout {
-            phase: TimeoutPhase::Idle,
-            after: Duration::from_millis(5),
-        };
+        let e =
+            Error::UpstreamTimeout { phase: TimeoutPhase::Idle, after: Duration::from_millis(5) };
         assert_eq!(e.status(), StatusCode::GATEWAY_TIMEOUT);
         let ev = e.sse_event();
         assert!(ev.starts_with(b"data: {\"error\":{") && ev.ends_with(b"}}\n\n"));

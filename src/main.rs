@@ -9,12 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use sandgate::config::{Config, LogFormat, Overrides};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "sandgate",
-    version,
-    about,
-    args_conflicts_with_subcommands = true
-)]
+#[command(name = "sandgate", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -116,9 +111,8 @@ impl RewriteFlags {
 fn serve_overrides(args: &ServeArgs) -> Result<Overrides, String> {
     let mut o = Overrides::default();
     for kv in &args.set {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
+        let (k, v) =
+            kv.split_once('=').ok_or_else(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
         o.push(k.trim(), v);
     }
     if let Some(v) = &args.listen {
@@ -144,13 +138,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
-        let server = sandgate::server::Server::bind(config)
-            .await
-            .map_err(|e| e.to_string())?;
-        server
-            .serve(sandgate::server::shutdown_signal())
-            .await
-            .map_err(|e| e.to_string())
+        let server = sandgate::server::Server::bind(config).await.map_err(|e| e.to_string())?;
+        server.serve(sandgate::server::shutdown_signal()).await.map_err(|e| e.to_string())
     })
 }
 
@@ -163,9 +152,7 @@ fn text_command(
     let config =
         Config::load(args.config.as_deref(), &env_overrides(), &cli).map_err(|e| e.to_string())?;
     let mut input = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut input)
-        .map_err(|e| format!("cannot read stdin: {e}"))?;
+    std::io::stdin().read_to_end(&mut input).map_err(|e| format!("cannot read stdin: {e}"))?;
     let input = String::from_utf8(input).map_err(|e| format!("stdin is not UTF-8: {e}"))?;
     let output = run(&config.rewrite_options(), &input);
     let mut stdout = std::io::stdout().lock();

@@ -26,14 +26,12 @@ pub struct Metrics {
 }
 
 /// Upper bounds (seconds) of the upstream latency buckets.
-pub const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
-];
+pub const LATENCY_BUCKETS: &[f64] =
+    &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
 
 /// Upper bounds (seconds) of the overhead buckets: sandgate's own time is counted in microseconds.
-pub const OVERHEAD_BUCKETS: &[f64] = &[
-    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
-];
+pub const OVERHEAD_BUCKETS: &[f64] =
+    &[0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -69,8 +67,7 @@ impl Metrics {
 
     pub fn histories_restored(&self, n: usize) {
         if n > 0 {
-            self.histories_restored
-                .fetch_add(n as u64, Ordering::Relaxed);
+            self.histories_restored.fetch_add(n as u64, Ordering::Relaxed);
         }
     }
 
@@ -100,11 +97,7 @@ impl Metrics {
         self.requests
             .lock()
             .ok()
-            .and_then(|m| {
-                m.iter()
-                    .find(|((r, s), _)| *r == route && *s == status)
-                    .map(|(_, n)| *n)
-            })
+            .and_then(|m| m.iter().find(|((r, s), _)| *r == route && *s == status).map(|(_, n)| *n))
             .unwrap_or(0)
     }
 
@@ -151,11 +144,7 @@ impl Metrics {
         );
         out.push_str("# HELP sandgate_streams_in_flight Event streams being sent now.\n");
         out.push_str("# TYPE sandgate_streams_in_flight gauge\n");
-        let _ = writeln!(
-            out,
-            "sandgate_streams_in_flight {}",
-            self.streams_in_flight()
-        );
+        let _ = writeln!(out, "sandgate_streams_in_flight {}", self.streams_in_flight());
         out
     }
 }
@@ -188,11 +177,7 @@ impl Histogram {
 
     pub fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        let i = self
-            .bounds
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(self.bounds.len());
+        let i = self.bounds.iter().position(|b| secs <= *b).unwrap_or(self.bounds.len());
         if let Some(bucket) = self.buckets.get(i) {
             bucket.fetch_add(1, Ordering::Relaxed);
         }

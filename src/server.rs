@@ -52,21 +52,10 @@ impl Server {
         let gateway = Arc::new(Gateway::new(config.clone(), Arc::new(Metrics::new()))?);
         let listener = TcpListener::bind(config.listen)
             .await
-            .map_err(|source| Error::Bind {
-                addr: config.listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| Error::Bind {
-            addr: config.listen,
-            source,
-        })?;
-        Ok(Server {
-            listener,
-            addr,
-            tls,
-            gateway,
-            config,
-        })
+            .map_err(|source| Error::Bind { addr: config.listen, source })?;
+        let addr =
+            listener.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
+        Ok(Server { listener, addr, tls, gateway, config })
     }
 
     /// The address actually bound (useful with port 0).
@@ -80,23 +69,14 @@ impl Server {
 
     /// Serves until `shutdown` completes, then drains connections for up to `shutdown_grace`.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-        let Server {
-            listener,
-            addr,
-            tls,
-            gateway,
-            config,
-        } = self;
+        let Server { listener, addr, tls, gateway, config } = self;
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(config.timeouts.header_read)
             .keep_alive(true);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Some(Duration::from_secs(30)));
+        builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
         let graceful = GracefulShutdown::new();
         let mut tasks = JoinSet::new();
         gateway.set_ready(true);
@@ -142,10 +122,7 @@ impl Server {
         gateway.set_ready(false);
         drop(listener);
         let grace = config.timeouts.shutdown_grace;
-        tracing::info!(
-            grace_ms = grace.as_millis() as u64,
-            "shutting down: draining connections"
-        );
+        tracing::info!(grace_ms = grace.as_millis() as u64, "shutting down: draining connections");
         tokio::select! {
             () = graceful.shutdown() => tracing::info!("all connections closed"),
             () = tokio::time::sleep(grace) => {
@@ -240,12 +217,7 @@ pub async fn spawn(config: Config) -> Result<Running, Error> {
     let task = tokio::spawn(server.serve(async {
         let _ = wait.await;
     }));
-    Ok(Running {
-        addr,
-        metrics,
-        trigger: Some(trigger),
-        task: Some(task),
-    })
+    Ok(Running { addr, metrics, trigger: Some(trigger), task: Some(task) })
 }
 
 impl Running {

@@ -25,11 +25,7 @@ const SECRET_ANSWER: &str = "answer-secret-91c2";
 async fn start(
     upstream: &str,
     extra: &[&str],
-) -> (
-    Child,
-    std::net::SocketAddr,
-    tokio::task::JoinHandle<Vec<String>>,
-) {
+) -> (Child, std::net::SocketAddr, tokio::task::JoinHandle<Vec<String>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sandgate"))
         .args(["serve", "--listen", "127.0.0.1:0", "--upstream", upstream])
         .args(["--set", "log_format=json", "--set", "log_level=debug"])
@@ -65,11 +61,7 @@ async fn start(
 
 async fn sigterm(child: &mut Child) -> std::process::ExitStatus {
     let pid = child.id().unwrap().to_string();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .await
-        .unwrap();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
     assert!(status.success());
     tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
@@ -104,18 +96,9 @@ async fn logs_are_json_and_never_carry_content_unless_asked() {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     }
     assert!(all.contains("SIGTERM received"), "{all}");
-    assert!(
-        all.contains("\"route\":\"chat/completions\""),
-        "requests are logged at debug: {all}"
-    );
-    assert!(
-        !all.contains(SECRET_PROMPT),
-        "the prompt leaked into the log:\n{all}"
-    );
-    assert!(
-        !all.contains(SECRET_ANSWER),
-        "the completion leaked into the log:\n{all}"
-    );
+    assert!(all.contains("\"route\":\"chat/completions\""), "requests are logged at debug: {all}");
+    assert!(!all.contains(SECRET_PROMPT), "the prompt leaked into the log:\n{all}");
+    assert!(!all.contains(SECRET_ANSWER), "the completion leaked into the log:\n{all}");
 
     let (mut child, addr, rest) = start(&up.base_url(), &["--set", "log_content=true"]).await;
     exchange(addr).await;
@@ -147,14 +130,7 @@ async fn pipe(args: &[&str], input: &str) -> String {
 async fn rewrite_and_restore_subcommands_use_the_engine() {
     let md = "Try:\n\n```python\nprint(\"hi\")\n```\n";
     for (mode, show) in [("link", "true"), ("widget", "false"), ("artifact", "true")] {
-        let args = [
-            "--mode",
-            mode,
-            "--public-url",
-            "https://sg.example",
-            "--show-code",
-            show,
-        ];
+        let args = ["--mode", mode, "--public-url", "https://sg.example", "--show-code", show];
         let rewritten = pipe(&[&["rewrite"][..], &args].concat(), md).await;
         let opts = sandgate::rewrite::Options {
             mode: mode.parse().unwrap(),

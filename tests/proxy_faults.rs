@@ -27,10 +27,7 @@ fn split_error(body: &[u8]) -> (Vec<openai::Event>, serde_json::Value) {
     let mut events = openai::parse_sse(body);
     let last = events.pop().expect("no events");
     let v = last.json().expect("the last event is JSON");
-    assert!(
-        v["error"].is_object(),
-        "the last event is not an error: {v}"
-    );
+    assert!(v["error"].is_object(), "the last event is not an error: {v}");
     assert!(v["error"].get("param").is_some());
     (events, v)
 }
@@ -71,11 +68,7 @@ async fn a_client_leaving_mid_stream_closes_the_upstream_connection() {
 
     let tcp = open_stream(sg.addr()).await;
     assert_eq!(up.accepted(), 1);
-    assert_eq!(
-        up.closed(),
-        0,
-        "the upstream connection is open while streaming"
-    );
+    assert_eq!(up.closed(), 0, "the upstream connection is open while streaming");
     assert_eq!(sg.metrics().streams_in_flight(), 1);
 
     drop(tcp);
@@ -86,16 +79,8 @@ async fn a_client_leaving_mid_stream_closes_the_upstream_connection() {
         up.closed()
     );
     assert!(eventually(Duration::from_secs(5), || up.bodies_abandoned() == 1).await);
-    assert_eq!(
-        up.bodies_done(),
-        0,
-        "the upstream never finished its answer"
-    );
-    assert!(
-        eventually(Duration::from_secs(5), || sg.metrics().streams_in_flight()
-            == 0)
-        .await
-    );
+    assert_eq!(up.bodies_done(), 0, "the upstream never finished its answer");
+    assert!(eventually(Duration::from_secs(5), || sg.metrics().streams_in_flight() == 0).await);
     assert_eq!(sg.metrics().streams_cancelled(), 1);
 }
 
@@ -110,11 +95,7 @@ async fn a_client_leaving_while_the_upstream_is_silent_closes_the_upstream_conne
     .await;
     let sg = start_sandgate(&up.base_url(), |_| {}).await;
     let tcp = open_stream(sg.addr()).await;
-    assert!(
-        eventually(Duration::from_secs(5), || sg.metrics().streams_in_flight()
-            == 1)
-        .await
-    );
+    assert!(eventually(Duration::from_secs(5), || sg.metrics().streams_in_flight() == 1).await);
     assert_eq!(up.closed(), 0);
 
     // Nothing is being written when the client leaves: sandgate notices the closed socket itself.
@@ -123,11 +104,7 @@ async fn a_client_leaving_while_the_upstream_is_silent_closes_the_upstream_conne
         eventually(Duration::from_secs(5), || up.closed() == 1).await,
         "the upstream connection was not closed while the upstream was silent"
     );
-    assert!(
-        eventually(Duration::from_secs(5), || sg.metrics().streams_in_flight()
-            == 0)
-        .await
-    );
+    assert!(eventually(Duration::from_secs(5), || sg.metrics().streams_in_flight() == 0).await);
     assert_eq!(sg.metrics().streams_cancelled(), 1);
 }
 
@@ -141,14 +118,8 @@ async fn connect_refused_answers_502() {
         post_json(sg.addr(), "/v1/chat/completions", &stream_request(), &[]).await;
     assert_eq!(status, 502);
     let (kind, code, message) = support::error_of(&body);
-    assert_eq!(
-        (kind.as_str(), code.as_str()),
-        ("server_error", "upstream_connect_error")
-    );
-    assert!(
-        message.starts_with("cannot connect to the upstream"),
-        "{message}"
-    );
+    assert_eq!((kind.as_str(), code.as_str()), ("server_error", "upstream_connect_error"));
+    assert!(message.starts_with("cannot connect to the upstream"), "{message}");
 }
 
 #[tokio::test]
@@ -161,11 +132,9 @@ async fn the_connect_timeout_answers_504() {
     let addr = listener.local_addr().unwrap();
     let mut fillers = Vec::new();
     for _ in 0..4 {
-        if let Ok(Ok(s)) = tokio::time::timeout(
-            Duration::from_millis(200),
-            tokio::net::TcpStream::connect(addr),
-        )
-        .await
+        if let Ok(Ok(s)) =
+            tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(addr))
+                .await
         {
             fillers.push(s);
         }
@@ -196,10 +165,7 @@ async fn the_first_byte_timeout_answers_504() {
         let (status, _, body) = post_json(sg.addr(), path, &stream_request(), &[]).await;
         assert_eq!(status, 504, "{path}");
         let (kind, code, _) = support::error_of(&body);
-        assert_eq!(
-            (kind.as_str(), code.as_str()),
-            ("server_error", "upstream_timeout")
-        );
+        assert_eq!((kind.as_str(), code.as_str()), ("server_error", "upstream_timeout"));
     }
 }
 
@@ -224,22 +190,11 @@ async fn the_idle_timeout_mid_stream_ends_with_an_in_band_error() {
     assert_eq!(err["error"]["type"], "server_error");
     assert!(!events.is_empty(), "the events before the stall arrived");
     for e in &events {
-        assert!(
-            e.json().is_some(),
-            "a whole event before the error: {:?}",
-            e.data
-        );
+        assert!(e.json().is_some(), "a whole event before the error: {:?}", e.data);
     }
-    assert!(
-        body.ends_with(b"}}\n\n"),
-        "the error event ends the stream cleanly"
-    );
+    assert!(body.ends_with(b"}}\n\n"), "the error event ends the stream cleanly");
     assert!(eventually(Duration::from_secs(5), || up.bodies_abandoned() == 1).await);
-    assert_eq!(
-        sg.metrics().streams_cancelled(),
-        0,
-        "the client did not cancel"
-    );
+    assert_eq!(sg.metrics().streams_cancelled(), 0, "the client did not cancel");
 }
 
 #[tokio::test]
@@ -282,13 +237,7 @@ async fn no_timeout_cuts_a_stream_that_keeps_producing() {
         post_json(sg.addr(), "/v1/chat/completions", &stream_request(), &[]).await;
     assert_eq!(status, 200);
     let s = openai::chat_stream(&openai::parse_sse(&body), "delta");
-    assert_eq!(
-        s.texts,
-        vec![sandgate::rewrite::rewrite(
-            &support::test_options(),
-            ORIGINALS[0]
-        )]
-    );
+    assert_eq!(s.texts, vec![sandgate::rewrite::rewrite(&support::test_options(), ORIGINALS[0])]);
     assert!(s.done);
 }
 
@@ -306,10 +255,7 @@ async fn an_upstream_cut_mid_stream_ends_with_an_in_band_error() {
         assert_eq!(status, 200);
         let (events, err) = split_error(&body);
         assert_eq!(err["error"]["code"], "upstream_stream_error", "{path}");
-        assert!(
-            events.len() > 3,
-            "{path}: the events before the cut arrived"
-        );
+        assert!(events.len() > 3, "{path}: the events before the cut arrived");
     }
 }
 
@@ -347,9 +293,7 @@ async fn shutdown_lets_a_stream_in_flight_finish() {
 
     let req = http::Request::post(format!("http://{addr}/v1/chat/completions"))
         .header("content-type", "application/json")
-        .body(support::full(
-            serde_json::to_vec(&stream_request()).unwrap(),
-        ))
+        .body(support::full(serde_json::to_vec(&stream_request()).unwrap()))
         .unwrap();
     let resp = support::client().request(req).await.unwrap();
     let mut body = resp.into_body();
@@ -357,28 +301,14 @@ async fn shutdown_lets_a_stream_in_flight_finish() {
 
     let shutdown = tokio::spawn(sg.shutdown());
     assert!(
-        eventually(Duration::from_secs(5), || std::net::TcpStream::connect(
-            addr
-        )
-        .is_err())
-        .await,
+        eventually(Duration::from_secs(5), || std::net::TcpStream::connect(addr).is_err()).await,
         "the listener closes at once"
     );
-    let rest = body
-        .collect()
-        .await
-        .expect("the stream finishes")
-        .to_bytes();
+    let rest = body.collect().await.expect("the stream finishes").to_bytes();
     let mut all = first.into_data().unwrap().to_vec();
     all.extend_from_slice(&rest);
     let s = openai::chat_stream(&openai::parse_sse(&all), "delta");
-    assert_eq!(
-        s.texts,
-        vec![sandgate::rewrite::rewrite(
-            &support::test_options(),
-            ORIGINALS[0]
-        )]
-    );
+    assert_eq!(s.texts, vec![sandgate::rewrite::rewrite(&support::test_options(), ORIGINALS[0])]);
     assert!(s.done);
     tokio::time::timeout(Duration::from_secs(5), shutdown)
         .await
@@ -398,9 +328,7 @@ async fn shutdown_closes_streams_still_open_after_the_grace_period() {
     })
     .await;
     let req = http::Request::post(format!("http://{}/v1/chat/completions", sg.addr()))
-        .body(support::full(
-            serde_json::to_vec(&stream_request()).unwrap(),
-        ))
+        .body(support::full(serde_json::to_vec(&stream_request()).unwrap()))
         .unwrap();
     let resp = support::client().request(req).await.unwrap();
     let mut body = resp.into_body();
@@ -409,13 +337,8 @@ async fn shutdown_closes_streams_still_open_after_the_grace_period() {
         .await
         .expect("shutdown ends after the grace period")
         .unwrap();
-    let end = tokio::time::timeout(Duration::from_secs(5), body.collect())
-        .await
-        .unwrap();
-    assert!(
-        end.is_err(),
-        "the unfinished stream was cut, not ended cleanly"
-    );
+    let end = tokio::time::timeout(Duration::from_secs(5), body.collect()).await.unwrap();
+    assert!(end.is_err(), "the unfinished stream was cut, not ended cleanly");
     assert!(eventually(Duration::from_secs(5), || up.bodies_abandoned() == 1).await);
 }
 
@@ -424,26 +347,14 @@ fn a_bad_config_file_stops_the_binary_with_a_message_naming_the_key() {
     let dir = std::env::temp_dir().join(format!("sandgate-badconf-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cases = [
-        (
-            "unknown.toml",
-            "lissen = \"127.0.0.1:1\"\n",
-            "unknown key \"lissen\" at line 1",
-        ),
+        ("unknown.toml", "lissen = \"127.0.0.1:1\"\n", "unknown key \"lissen\" at line 1"),
         (
             "type.toml",
             "[timeouts]\nidle = 5\n",
             "timeouts.idle: invalid type: integer `5`, expected a string",
         ),
-        (
-            "value.toml",
-            "mode = \"links\"\n",
-            "mode: unknown mode `links`",
-        ),
-        (
-            "listen.toml",
-            "listen = \"x\"\n",
-            "listen: invalid socket address \"x\"",
-        ),
+        ("value.toml", "mode = \"links\"\n", "mode: unknown mode `links`"),
+        ("listen.toml", "listen = \"x\"\n", "listen: invalid socket address \"x\""),
     ];
     for (name, text, want) in cases {
         let path = dir.join(name);
@@ -478,9 +389,7 @@ async fn a_client_too_slow_with_its_headers_is_disconnected() {
     })
     .await;
     let mut tcp = tokio::net::TcpStream::connect(sg.addr()).await.unwrap();
-    tcp.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: sandgate\r\n")
-        .await
-        .unwrap();
+    tcp.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nhost: sandgate\r\n").await.unwrap();
     // The rest of the headers never come: the server must hang up rather than wait forever.
     let mut buf = [0u8; 1024];
     let mut received = Vec::new();
@@ -495,10 +404,7 @@ async fn a_client_too_slow_with_its_headers_is_disconnected() {
     .await;
     assert!(closed.is_ok(), "the connection is still open");
     let text = String::from_utf8_lossy(&received);
-    assert!(
-        text.is_empty() || text.starts_with("HTTP/1.1 408"),
-        "{text}"
-    );
+    assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(up.requests().is_empty());
 }
 
@@ -518,9 +424,7 @@ async fn an_h2_client_resetting_its_stream_closes_the_upstream_connection() {
     .unwrap();
     tokio::spawn(conn);
     let req = http::Request::post(format!("http://{}/v1/chat/completions", sg.addr()))
-        .body(support::full(
-            serde_json::to_vec(&stream_request()).unwrap(),
-        ))
+        .body(support::full(serde_json::to_vec(&stream_request()).unwrap()))
         .unwrap();
     let resp = send.send_request(req).await.unwrap();
     let mut body = resp.into_body();
@@ -530,14 +434,7 @@ async fn an_h2_client_resetting_its_stream_closes_the_upstream_connection() {
     // Dropping the body resets the HTTP/2 stream; the connection itself stays open.
     drop(body);
     assert!(eventually(Duration::from_secs(5), || up.closed() == 1).await);
-    assert!(
-        eventually(Duration::from_secs(5), || sg.metrics().streams_in_flight()
-            == 0)
-        .await
-    );
+    assert!(eventually(Duration::from_secs(5), || sg.metrics().streams_in_flight() == 0).await);
     assert_eq!(sg.metrics().streams_cancelled(), 1);
-    assert!(
-        !send.is_closed(),
-        "the client's HTTP/2 connection is still usable"
-    );
+    assert!(!send.is_closed(), "the client's HTTP/2 connection is still usable");
 }

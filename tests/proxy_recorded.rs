@@ -17,10 +17,7 @@ use serde_json::Value;
 use support::openai::{parse_sse, Event};
 use support::{post_json, start_sandgate, Reply, ScriptedUpstream};
 
-const FIXTURES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/openai-recorded"
-);
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/openai-recorded");
 
 fn fixtures() -> Vec<(String, Vec<u8>)> {
     let dir = std::fs::read_dir(FIXTURES)
@@ -29,10 +26,7 @@ fn fixtures() -> Vec<(String, Vec<u8>)> {
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "sse"))
         .map(|p| {
-            (
-                p.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read(&p).unwrap(),
-            )
+            (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap())
         })
         .collect();
     out.sort();
@@ -72,19 +66,11 @@ fn texts(events: &[Event]) -> Vec<String> {
 #[tokio::test]
 async fn the_twelve_recorded_streams_pass_through_unchanged_in_substance() {
     let fixtures = fixtures();
-    assert_eq!(
-        fixtures.len(),
-        12,
-        "expected twelve recorded streams in {FIXTURES}"
-    );
+    assert_eq!(fixtures.len(), 12, "expected twelve recorded streams in {FIXTURES}");
     for (k, (name, bytes)) in fixtures.into_iter().enumerate() {
         // Chunk sizes that split events, JSON strings and UTF-8 characters differently per file.
         let chunk = [1, 7, 29, 64, 113, 500][k % 6];
-        let delay = if chunk < 30 {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(1)
-        };
+        let delay = if chunk < 30 { Duration::ZERO } else { Duration::from_millis(1) };
         let replay = bytes.clone();
         let up = ScriptedUpstream::start(move |_| Reply::sse(replay.clone(), chunk, delay)).await;
         let sg = start_sandgate(&up.base_url(), |_| {}).await;

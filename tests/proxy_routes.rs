@@ -51,10 +51,7 @@ fn responses_request(stream: bool) -> Value {
 }
 
 fn assert_sse_headers(h: &http::HeaderMap) {
-    assert!(h["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/event-stream"));
+    assert!(h["content-type"].to_str().unwrap().starts_with("text/event-stream"));
     assert_eq!(h["cache-control"], "no-cache");
     assert_eq!(h["x-accel-buffering"], "no");
     assert!(h.get("content-length").is_none());
@@ -69,18 +66,12 @@ async fn chat_completions_json_and_stream_agree_with_the_engine() {
     let (status, headers, body) =
         post_json(sg.addr(), "/v1/chat/completions", &chat_request(false), &[]).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    assert_eq!(
-        headers["content-length"].to_str().unwrap(),
-        body.len().to_string()
-    );
+    assert_eq!(headers["content-length"].to_str().unwrap(), body.len().to_string());
     let v: Value = serde_json::from_slice(&body).unwrap();
     let json_texts = openai::json_texts(&v, "message");
     assert_eq!(json_texts, want);
     assert_eq!(v["usage"]["total_tokens"], 46, "other fields pass through");
-    assert_eq!(
-        up.last_request().header("accept-encoding"),
-        Some("identity")
-    );
+    assert_eq!(up.last_request().header("accept-encoding"), Some("identity"));
 
     let (status, headers, body) =
         post_json(sg.addr(), "/v1/chat/completions", &chat_request(true), &[]).await;
@@ -88,22 +79,12 @@ async fn chat_completions_json_and_stream_agree_with_the_engine() {
     assert_sse_headers(&headers);
     let events = openai::parse_sse(&body);
     let s = openai::chat_stream(&events, "delta");
-    assert_eq!(
-        s.texts, json_texts,
-        "streamed text equals non-streamed text"
-    );
+    assert_eq!(s.texts, json_texts, "streamed text equals non-streamed text");
     assert_eq!(s.texts, want);
     assert_eq!(s.finish_reasons, vec![Some("stop".to_owned()); 2]);
-    assert_eq!(
-        s.usage.unwrap()["total_tokens"],
-        46,
-        "the usage chunk arrives"
-    );
+    assert_eq!(s.usage.unwrap()["total_tokens"], 46, "the usage chunk arrives");
     assert!(s.done, "data: [DONE] arrives");
-    assert!(
-        body.ends_with(b"data: [DONE]\n\n"),
-        "[DONE] is the last event"
-    );
+    assert!(body.ends_with(b"data: [DONE]\n\n"), "[DONE] is the last event");
 }
 
 #[tokio::test]
@@ -112,24 +93,14 @@ async fn completions_json_and_stream_agree_with_the_engine() {
     let sg = start_sandgate(&up.base_url(), |_| {}).await;
     let want = expected(&test_options(), &ORIGINALS);
 
-    let (status, _, body) = post_json(
-        sg.addr(),
-        "/v1/completions",
-        &completions_request(false),
-        &[],
-    )
-    .await;
+    let (status, _, body) =
+        post_json(sg.addr(), "/v1/completions", &completions_request(false), &[]).await;
     assert_eq!(status, 200);
     let json_texts = openai::json_texts(&serde_json::from_slice(&body).unwrap(), "text");
     assert_eq!(json_texts, want);
 
-    let (status, headers, body) = post_json(
-        sg.addr(),
-        "/v1/completions",
-        &completions_request(true),
-        &[],
-    )
-    .await;
+    let (status, headers, body) =
+        post_json(sg.addr(), "/v1/completions", &completions_request(true), &[]).await;
     assert_eq!(status, 200);
     assert_sse_headers(&headers);
     let s = openai::chat_stream(&openai::parse_sse(&body), "text");
@@ -191,10 +162,7 @@ async fn the_mode_header_overrides_the_mode_for_one_request() {
     );
 
     for mode in [Mode::Widget, Mode::Artifact, Mode::Link] {
-        let opts = Options {
-            mode,
-            ..test_options()
-        };
+        let opts = Options { mode, ..test_options() };
         let (status, _, body) = post_json(
             sg.addr(),
             "/v1/chat/completions",
@@ -247,21 +215,11 @@ async fn history_reaches_the_upstream_as_the_original_text() {
     assert_eq!(status, 200);
     let got = up.last_request();
     let v = got.json();
-    assert_eq!(
-        v["messages"][1]["content"].as_str().unwrap(),
-        ORIGINALS[0],
-        "byte-exact"
-    );
-    assert_eq!(
-        v["messages"][3]["content"][0]["text"].as_str().unwrap(),
-        ORIGINALS[1]
-    );
+    assert_eq!(v["messages"][1]["content"].as_str().unwrap(), ORIGINALS[0], "byte-exact");
+    assert_eq!(v["messages"][3]["content"][0]["text"].as_str().unwrap(), ORIGINALS[1]);
     assert_eq!(v["messages"][2]["content"], "now in red");
     let restored_count = api::restore_request(Endpoint::ChatCompletions, &sent).map_or(0, |r| r.1);
-    assert_eq!(
-        got.header("content-length").unwrap(),
-        got.body.len().to_string()
-    );
+    assert_eq!(got.header("content-length").unwrap(), got.body.len().to_string());
 
     // Responses API: assistant items in `input`.
     let (_, _, body) = post_json(sg.addr(), "/v1/responses", &responses_request(false), &[]).await;
@@ -274,10 +232,7 @@ async fn history_reaches_the_upstream_as_the_original_text() {
     let (status, _, _) = post_json(sg.addr(), "/v1/responses", &second, &[]).await;
     assert_eq!(status, 200);
     let v = up.last_request().json();
-    assert_eq!(
-        v["input"][1]["content"][0]["text"].as_str().unwrap(),
-        ORIGINALS[0]
-    );
+    assert_eq!(v["input"][1]["content"][0]["text"].as_str().unwrap(), ORIGINALS[0]);
 
     // The metric counts what the engine restored.
     let (_, _, metrics) = call(sg.addr(), "GET", "/metrics", &[], "").await;
@@ -297,11 +252,7 @@ async fn history_reaches_the_upstream_as_the_original_text() {
 #[tokio::test]
 async fn a_body_that_is_not_json_is_forwarded_unchanged() {
     let up = ScriptedUpstream::start(|_| {
-        Reply::error(
-            400,
-            "We could not parse the JSON body",
-            "invalid_request_error",
-        )
+        Reply::error(400, "We could not parse the JSON body", "invalid_request_error")
     })
     .await;
     let sg = start_sandgate(&up.base_url(), |_| {}).await;
@@ -337,24 +288,15 @@ async fn credentials_and_provider_headers_go_upstream_unchanged() {
         ("keep-alive", "timeout=5"),
     ];
     let body = serde_json::to_vec(&chat_request(false)).unwrap();
-    let (status, resp_headers, _) = call(
-        sg.addr(),
-        "POST",
-        "/v1/chat/completions?trace=1",
-        &headers,
-        body,
-    )
-    .await;
+    let (status, resp_headers, _) =
+        call(sg.addr(), "POST", "/v1/chat/completions?trace=1", &headers, body).await;
     assert_eq!(status, 200);
     let got = up.last_request();
     assert_eq!(got.uri, "/v1/chat/completions?trace=1");
     for (k, v) in &headers[1..7] {
         assert_eq!(got.header(k), Some(*v), "{k} forwarded");
     }
-    assert!(
-        got.header("x-hop").is_none(),
-        "headers named by Connection are dropped"
-    );
+    assert!(got.header("x-hop").is_none(), "headers named by Connection are dropped");
     assert!(got.header("keep-alive").is_none());
     assert_eq!(got.header("host"), Some(up.addr.to_string().as_str()));
     assert_eq!(resp_headers["content-type"], "application/json");
@@ -363,18 +305,12 @@ async fn credentials_and_provider_headers_go_upstream_unchanged() {
 #[tokio::test]
 async fn upstream_error_statuses_reach_the_client_with_body_and_headers() {
     let up = ScriptedUpstream::start(|r: &Recorded| {
-        let status: u16 = r.json()["model"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("status-")
-            .parse()
-            .unwrap();
+        let status: u16 =
+            r.json()["model"].as_str().unwrap().trim_start_matches("status-").parse().unwrap();
         let mut reply = Reply::error(status, &format!("upstream says {status}"), "test_error")
             .header("x-request-id", "req-1");
         if status == 429 {
-            reply = reply
-                .header("retry-after", "7")
-                .header("x-ratelimit-remaining-requests", "0");
+            reply = reply.header("retry-after", "7").header("x-ratelimit-remaining-requests", "0");
         }
         reply
     })
@@ -425,12 +361,7 @@ async fn transparent_routes_map_paths_and_queries() {
 
     // Paths cannot climb out of the upstream base.
     let before = up.requests().len();
-    for path in [
-        "/v1/../admin",
-        "/v1/files/%2e%2E/x",
-        "/v1/a%2Fb",
-        "/v1/./models",
-    ] {
+    for path in ["/v1/../admin", "/v1/files/%2e%2E/x", "/v1/a%2Fb", "/v1/./models"] {
         let (status, _, body) = call(sg.addr(), "GET", path, &[], "").await;
         assert_eq!(status, 400, "{path}");
         assert_eq!(support::error_of(&body).1, "invalid_path");
@@ -447,10 +378,8 @@ async fn transparent_routes_map_paths_and_queries() {
 async fn a_streamed_upload_and_a_streamed_download_pass_through() {
     let up = ScriptedUpstream::start(|r: &Recorded| {
         if r.method == "POST" {
-            Reply::json(
-                &json!({"id": "file-1", "object": "file", "bytes": r.body.len(),
-                                "frames": r.frames}),
-            )
+            Reply::json(&json!({"id": "file-1", "object": "file", "bytes": r.body.len(),
+                                "frames": r.frames}))
         } else {
             // The download stops mid-way: what was sent must reach the client anyway.
             Reply::new(200)
@@ -465,9 +394,8 @@ async fn a_streamed_upload_and_a_streamed_download_pass_through() {
     // Upload in five pieces, 30 ms apart, without a Content-Length.
     let (tx, rx) =
         tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, support::BoxError>>(1);
-    let pieces: Vec<Bytes> = (0..5)
-        .map(|i| Bytes::from(format!("--piece {i} {}--\n", "x".repeat(1000))))
-        .collect();
+    let pieces: Vec<Bytes> =
+        (0..5).map(|i| Bytes::from(format!("--piece {i} {}--\n", "x".repeat(1000)))).collect();
     let expected_body: Vec<u8> = pieces.iter().flat_map(|p| p.to_vec()).collect();
     tokio::spawn(async move {
         for p in pieces {
@@ -550,9 +478,7 @@ async fn an_event_stream_is_not_buffered() {
     assert_eq!(sg.metrics().streams_in_flight(), 1);
     drop(body);
     assert!(
-        support::eventually(Duration::from_secs(5), || sg.metrics().streams_in_flight()
-            == 0)
-        .await
+        support::eventually(Duration::from_secs(5), || sg.metrics().streams_in_flight() == 0).await
     );
 }
 
@@ -579,19 +505,14 @@ async fn the_request_body_limit_answers_413() {
             tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, support::BoxError>>(1);
         tokio::spawn(async move {
             for _ in 0..6 {
-                if tx
-                    .send(Ok(http_body::Frame::data(Bytes::from(vec![b'y'; 500]))))
-                    .await
-                    .is_err()
+                if tx.send(Ok(http_body::Frame::data(Bytes::from(vec![b'y'; 500])))).await.is_err()
                 {
                     return;
                 }
             }
         });
         let body = http_body_util::StreamBody::new(tokio_stream_from(rx)).boxed_unsync();
-        let req = http::Request::post(format!("http://{}{path}", sg.addr()))
-            .body(body)
-            .unwrap();
+        let req = http::Request::post(format!("http://{}{path}", sg.addr())).body(body).unwrap();
         let resp = support::client().request(req).await.unwrap();
         assert_eq!(resp.status(), 413, "{path}");
         let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -617,24 +538,13 @@ async fn gateway_keys_guard_the_routes_and_swap_in_the_provider_key() {
     })
     .await;
     let req = serde_json::to_vec(&chat_request(false)).unwrap();
-    for auth in [
-        None,
-        Some("Bearer gw-eve"),
-        Some("Bearer sk-provider"),
-        Some("gw-bob"),
-    ] {
+    for auth in [None, Some("Bearer gw-eve"), Some("Bearer sk-provider"), Some("gw-bob")] {
         let mut headers = vec![("content-type", "application/json")];
         if let Some(a) = auth {
             headers.push(("authorization", a));
         }
-        let (status, headers, body) = call(
-            sg.addr(),
-            "POST",
-            "/v1/chat/completions",
-            &headers,
-            req.clone(),
-        )
-        .await;
+        let (status, headers, body) =
+            call(sg.addr(), "POST", "/v1/chat/completions", &headers, req.clone()).await;
         assert_eq!(status, 401, "{auth:?}");
         assert_eq!(headers["www-authenticate"], "Bearer");
         assert_eq!(support::error_of(&body).1, "invalid_api_key");
@@ -647,24 +557,14 @@ async fn gateway_keys_guard_the_routes_and_swap_in_the_provider_key() {
         sg.addr(),
         "POST",
         "/v1/chat/completions",
-        &[
-            ("content-type", "application/json"),
-            ("authorization", "Bearer gw-bob"),
-        ],
+        &[("content-type", "application/json"), ("authorization", "Bearer gw-bob")],
         req.clone(),
     )
     .await;
     assert_eq!(status, 200);
     let got = up.last_request();
     assert_eq!(got.header("authorization"), Some("Bearer sk-provider"));
-    let (status, _, _) = call(
-        sg.addr(),
-        "GET",
-        "/v1/models",
-        &[("api-key", "gw-alice")],
-        "",
-    )
-    .await;
+    let (status, _, _) = call(sg.addr(), "GET", "/v1/models", &[("api-key", "gw-alice")], "").await;
     assert_eq!(status, 200);
     let got = up.last_request();
     assert_eq!(got.header("authorization"), Some("Bearer sk-provider"));
@@ -697,10 +597,7 @@ async fn service_routes_and_metrics() {
 
     let (status, headers, body) = call(sg.addr(), "GET", "/metrics", &[], "").await;
     assert_eq!(status, 200);
-    assert!(headers["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/plain; version=0.0.4"));
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"));
     let text = String::from_utf8(body.to_vec()).unwrap();
     for line in [
         "sandgate_requests_total{route=\"chat/completions\",status=\"200\"} 2\n",
@@ -715,10 +612,7 @@ async fn service_routes_and_metrics() {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
     // The streamed answer counts its blocks too, once the stream has ended.
-    assert!(
-        text.contains(&format!("sandgate_blocks_rewritten_total {}\n", blocks * 2)),
-        "{text}"
-    );
+    assert!(text.contains(&format!("sandgate_blocks_rewritten_total {}\n", blocks * 2)), "{text}");
 }
 
 #[tokio::test]
@@ -736,9 +630,7 @@ async fn http2_prior_knowledge_clients_are_served() {
     let req = http::Request::post(format!("http://{}/v1/chat/completions", sg.addr()))
         .header("content-type", "application/json")
         .header("authorization", "Bearer sk-h2")
-        .body(support::full(
-            serde_json::to_vec(&chat_request(true)).unwrap(),
-        ))
+        .body(support::full(serde_json::to_vec(&chat_request(true)).unwrap()))
         .unwrap();
     let resp = sender.send_request(req).await.unwrap();
     assert_eq!(resp.version(), http::Version::HTTP_2);
@@ -747,8 +639,5 @@ async fn http2_prior_knowledge_clients_are_served() {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     let s = openai::chat_stream(&openai::parse_sse(&body), "delta");
     assert_eq!(s.texts, expected(&test_options(), &ORIGINALS));
-    assert_eq!(
-        up.last_request().header("authorization"),
-        Some("Bearer sk-h2")
-    );
+    assert_eq!(up.last_request().header("authorization"), Some("Bearer sk-h2"));
 }

@@ -52,49 +52,29 @@ async fn run(program: &Path, script: &Path, base_url: &str) -> Value {
         out.status
     );
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "{} printed no JSON ({e}):\n{stdout}\n{stderr}",
-            script.display()
-        )
+        panic!("{} printed no JSON ({e}):\n{stdout}\n{stderr}", script.display())
     })
 }
 
 fn check(out: &Value) {
     let sdk = out["sdk"].as_str().unwrap();
     let opts = test_options();
-    let want: Vec<Value> = ORIGINALS
-        .iter()
-        .map(|t| Value::from(rewrite(&opts, t)))
-        .collect();
+    let want: Vec<Value> = ORIGINALS.iter().map(|t| Value::from(rewrite(&opts, t))).collect();
     let want_one = Value::from(rewrite(&opts, ORIGINALS[0]));
     assert_eq!(out["chat"].as_array().unwrap(), &want, "{sdk}: chat");
-    assert_eq!(
-        out["chat_stream"].as_array().unwrap(),
-        &want,
-        "{sdk}: chat stream"
-    );
-    assert_eq!(
-        out["chat_stream_usage"], 46,
-        "{sdk}: the usage chunk reached the SDK"
-    );
+    assert_eq!(out["chat_stream"].as_array().unwrap(), &want, "{sdk}: chat stream");
+    assert_eq!(out["chat_stream_usage"], 46, "{sdk}: the usage chunk reached the SDK");
     let r = &out["responses_stream"];
     assert_eq!(r["deltas"], want_one, "{sdk}: responses deltas");
     assert_eq!(r["done"], want_one, "{sdk}: response.output_text.done");
     assert_eq!(r["completed"], want_one, "{sdk}: response.completed");
-    assert_eq!(
-        out["completions"].as_array().unwrap(),
-        &want,
-        "{sdk}: completions"
-    );
+    assert_eq!(out["completions"].as_array().unwrap(), &want, "{sdk}: completions");
     let rl = &out["rate_limit"];
     assert_eq!(rl["raised"], "RateLimitError", "{sdk}: {rl}");
     assert_eq!(rl["status"], 429, "{sdk}");
     assert_eq!(rl["retry_after"], "3", "{sdk}: Retry-After reached the SDK");
     assert!(
-        rl["message"]
-            .as_str()
-            .unwrap()
-            .contains("Rate limit reached for gpt-test"),
+        rl["message"].as_str().unwrap().contains("Rate limit reached for gpt-test"),
         "{sdk}: {rl}"
     );
 }
@@ -113,31 +93,18 @@ async fn the_python_sdk_gets_rewritten_text_and_rate_limit_errors() {
     .await;
     println!("python sdk: {}", out["version"]);
     check(&out);
-    assert_eq!(
-        up.last_request().header("authorization"),
-        Some("Bearer sk-test-python")
-    );
+    assert_eq!(up.last_request().header("authorization"), Some("Bearer sk-test-python"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_sdk_gets_rewritten_text_and_rate_limit_errors() {
     let dir = repo().join("tests/sdk/node");
-    require(
-        &dir.join("node_modules/openai/package.json"),
-        "the npm package openai",
-    );
+    require(&dir.join("node_modules/openai/package.json"), "the npm package openai");
     let up = ScriptedUpstream::start(openai::script).await;
     let sg = start_sandgate(&up.base_url(), |_| {}).await;
-    let out = run(
-        Path::new("node"),
-        &dir.join("run_sdk.mjs"),
-        &format!("http://{}/v1", sg.addr()),
-    )
-    .await;
+    let out =
+        run(Path::new("node"), &dir.join("run_sdk.mjs"), &format!("http://{}/v1", sg.addr())).await;
     println!("node sdk: {} on {}", out["version"], out["node"]);
     check(&out);
-    assert_eq!(
-        up.last_request().header("authorization"),
-        Some("Bearer sk-test-node")
-    );
+    assert_eq!(up.last_request().header("authorization"), Some("Bearer sk-test-node"));
 }

@@ -22,10 +22,7 @@ fn chat_stream_request() -> serde_json::Value {
 }
 
 fn expected() -> Vec<String> {
-    ORIGINALS
-        .iter()
-        .map(|t| sandgate::rewrite::rewrite(&test_options(), t))
-        .collect()
+    ORIGINALS.iter().map(|t| sandgate::rewrite::rewrite(&test_options(), t)).collect()
 }
 
 #[tokio::test]
@@ -33,18 +30,15 @@ async fn the_tls_listener_serves_http1_and_h2() {
     let up = ScriptedUpstream::start(openai::script).await;
     let dir = support::tls_dir();
     let sg = start_sandgate(&up.base_url(), |raw| {
-        raw.set("tls.cert", dir.join("cert.pem").to_str().unwrap())
-            .unwrap();
-        raw.set("tls.key", dir.join("key.pem").to_str().unwrap())
-            .unwrap();
+        raw.set("tls.cert", dir.join("cert.pem").to_str().unwrap()).unwrap();
+        raw.set("tls.key", dir.join("key.pem").to_str().unwrap()).unwrap();
     })
     .await;
     let body = serde_json::to_vec(&chat_stream_request()).unwrap();
 
-    for (alpn, version) in [
-        (&b"h2"[..], http::Version::HTTP_2),
-        (&b"http/1.1"[..], http::Version::HTTP_11),
-    ] {
+    for (alpn, version) in
+        [(&b"h2"[..], http::Version::HTTP_2), (&b"http/1.1"[..], http::Version::HTTP_11)]
+    {
         let tcp = tokio::net::TcpStream::connect(sg.addr()).await.unwrap();
         let tls = support::tls_connector(&[alpn])
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
@@ -60,9 +54,8 @@ async fn the_tls_listener_serves_http1_and_h2() {
         .body(support::full(body.clone()))
         .unwrap();
         let resp = if version == http::Version::HTTP_2 {
-            let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                .await
-                .unwrap();
+            let (mut send, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.unwrap();
             tokio::spawn(conn);
             send.send_request(req).await.unwrap()
         } else {
@@ -74,12 +67,7 @@ async fn the_tls_listener_serves_http1_and_h2() {
         assert_eq!(resp.status(), 200);
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let s = openai::chat_stream(&openai::parse_sse(&bytes), "delta");
-        assert_eq!(
-            s.texts,
-            expected(),
-            "over {}",
-            String::from_utf8_lossy(alpn)
-        );
+        assert_eq!(s.texts, expected(), "over {}", String::from_utf8_lossy(alpn));
     }
 
     // Plain HTTP on the TLS port gets no answer.
@@ -102,13 +90,8 @@ async fn an_https_upstream_with_a_private_ca_is_reached_over_h2() {
         raw.set("upstream_ca", ca.to_str().unwrap()).unwrap();
     })
     .await;
-    let (status, _, body) = post_json(
-        sg.addr(),
-        "/v1/chat/completions",
-        &chat_stream_request(),
-        &[],
-    )
-    .await;
+    let (status, _, body) =
+        post_json(sg.addr(), "/v1/chat/completions", &chat_stream_request(), &[]).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let s = openai::chat_stream(&openai::parse_sse(&body), "delta");
     assert_eq!(s.texts, expected());
@@ -117,13 +100,8 @@ async fn an_https_upstream_with_a_private_ca_is_reached_over_h2() {
     assert_eq!(got.header("authorization"), Some("Bearer sk-client"));
 
     // A second request reuses the pooled connection.
-    let (status, _, _) = post_json(
-        sg.addr(),
-        "/v1/chat/completions",
-        &chat_stream_request(),
-        &[],
-    )
-    .await;
+    let (status, _, _) =
+        post_json(sg.addr(), "/v1/chat/completions", &chat_stream_request(), &[]).await;
     assert_eq!(status, 200);
     assert_eq!(up.accepted(), 1, "one pooled connection for both requests");
 }
@@ -132,13 +110,8 @@ async fn an_https_upstream_with_a_private_ca_is_reached_over_h2() {
 async fn an_https_upstream_with_an_unknown_ca_answers_502() {
     let up = ScriptedUpstream::start_tls(openai::script).await;
     let sg = start_sandgate(&up.https_url(), |_| {}).await;
-    let (status, _, body) = post_json(
-        sg.addr(),
-        "/v1/chat/completions",
-        &chat_stream_request(),
-        &[],
-    )
-    .await;
+    let (status, _, body) =
+        post_json(sg.addr(), "/v1/chat/completions", &chat_stream_request(), &[]).await;
     assert_eq!(status, 502);
     let (_, code, message) = support::error_of(&body);
     assert_eq!(code, "upstream_connect_error");

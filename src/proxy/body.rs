@@ -34,9 +34,7 @@ pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A complete body.
 pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
 }
 
 /// An empty body.
@@ -58,11 +56,7 @@ pin_project! {
 
 impl IdleBody {
     pub fn new(inner: Incoming, idle: Duration) -> Self {
-        IdleBody {
-            inner,
-            sleep: tokio::time::sleep(idle),
-            idle,
-        }
+        IdleBody { inner, sleep: tokio::time::sleep(idle), idle }
     }
 }
 
@@ -117,13 +111,7 @@ pub struct StreamGuard {
 impl StreamGuard {
     pub fn new(metrics: Arc<Metrics>, overhead_before: Duration, log_content: bool) -> Self {
         metrics.stream_started();
-        StreamGuard {
-            metrics,
-            overhead: overhead_before,
-            done: false,
-            blocks: 0,
-            log_content,
-        }
+        StreamGuard { metrics, overhead: overhead_before, done: false, blocks: 0, log_content }
     }
 }
 
@@ -228,10 +216,8 @@ impl Body for SseBody {
                 }
                 Poll::Pending => {
                     if this.sleep.as_mut().poll(cx).is_ready() {
-                        let err = Error::UpstreamTimeout {
-                            phase: TimeoutPhase::Idle,
-                            after: *this.idle,
-                        };
+                        let err =
+                            Error::UpstreamTimeout { phase: TimeoutPhase::Idle, after: *this.idle };
                         tracing::warn!(error = %err, "upstream stream stalled");
                         let out = finish(this.rewriter, this.framer, this.guard, Some(&err));
                         return Poll::Ready(Some(Ok(Frame::data(out))));
@@ -301,12 +287,7 @@ struct Framer {
 
 impl Default for Framer {
     fn default() -> Self {
-        Framer {
-            held: Vec::new(),
-            line_empty: true,
-            after_cr: false,
-            mid_event: false,
-        }
+        Framer { held: Vec::new(), line_empty: true, after_cr: false, mid_event: false }
     }
 }
 
@@ -384,12 +365,7 @@ pin_project! {
 
 impl LimitedBody {
     pub fn new(inner: Incoming, limit: usize, exceeded: Arc<AtomicBool>) -> Self {
-        LimitedBody {
-            inner,
-            seen: 0,
-            limit,
-            exceeded,
-        }
+        LimitedBody { inner, seen: 0, limit, exceeded }
     }
 }
 
@@ -436,10 +412,7 @@ pub async fn collect_with_idle(mut body: Incoming, idle: Duration) -> Result<Byt
     loop {
         match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => {
-                return Err(Error::UpstreamTimeout {
-                    phase: TimeoutPhase::Idle,
-                    after: idle,
-                })
+                return Err(Error::UpstreamTimeout { phase: TimeoutPhase::Idle, after: idle })
             }
             Ok(None) => return Ok(Bytes::from(buf)),
             Ok(Some(Err(e))) => return Err(Error::UpstreamBody(e.to_string())),
@@ -460,15 +433,9 @@ mod tests {
     fn the_framer_releases_whole_events_only() {
         let mut f = Framer::default();
         assert_eq!(&f.complete(Bytes::from_static(b"data: a\n"))[..], b"");
-        assert_eq!(
-            &f.complete(Bytes::from_static(b"\ndata: b"))[..],
-            b"data: a\n\n"
-        );
+        assert_eq!(&f.complete(Bytes::from_static(b"\ndata: b"))[..], b"data: a\n\n");
         // A CR ends the blank line; the LF after it is part of the same line end.
-        assert_eq!(
-            &f.complete(Bytes::from_static(b"\r\n\r"))[..],
-            b"data: b\r\n\r"
-        );
+        assert_eq!(&f.complete(Bytes::from_static(b"\r\n\r"))[..], b"data: b\r\n\r");
         assert_eq!(
             &f.complete(Bytes::from_static(b"\ndata: c\r\rdata: d\n"))[..],
             b"\ndata: c\r\r"

@@ -56,10 +56,7 @@ pub fn upstream_request(client: &HeaderMap, auth: &Auth) -> Result<HeaderMap, Er
 /// Marks a rewritten route's request: its body was re-read, and the answer must come unencoded.
 pub fn for_rewritten_route(h: &mut HeaderMap, body_len: usize) {
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
-    h.insert(
-        header::ACCEPT_ENCODING,
-        HeaderValue::from_static("identity"),
-    );
+    h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
 }
 
 /// Cleans an upstream response's headers for the client.
@@ -86,13 +83,7 @@ pub fn is_encoded(h: &HeaderMap) -> bool {
 pub fn media_type(h: &HeaderMap) -> String {
     h.get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
         .unwrap_or_default()
 }
 
@@ -133,16 +124,12 @@ impl Auth {
                 let (scheme, token) = v.trim().split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
-            .or_else(|| {
-                h.get("api-key")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::trim)
-            });
+            .or_else(|| h.get("api-key").and_then(|v| v.to_str().ok()).map(str::trim));
         let ok = presented.is_some_and(|p| {
             // Compare against every key, each in constant time, so timing reveals nothing.
-            self.keys.iter().fold(false, |found, k| {
-                constant_time_eq(p.as_bytes(), k.as_bytes()) | found
-            })
+            self.keys
+                .iter()
+                .fold(false, |found, k| constant_time_eq(p.as_bytes(), k.as_bytes()) | found)
         });
         if !ok {
             return Err(Error::Unauthorized);
@@ -172,10 +159,7 @@ mod tests {
     #[test]
     fn hop_by_hop_and_named_headers_are_stripped() {
         let mut h = HeaderMap::new();
-        h.insert(
-            "connection",
-            HeaderValue::from_static("keep-alive, x-private"),
-        );
+        h.insert("connection", HeaderValue::from_static("keep-alive, x-private"));
         h.insert("x-private", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
@@ -207,24 +191,15 @@ mod tests {
         for bad in ["Bearer gw-3", "Bearer gw-", "Basic gw-1", "gw-1", ""] {
             let mut h = HeaderMap::new();
             h.insert("authorization", HeaderValue::from_str(bad).unwrap());
-            assert!(
-                matches!(auth.apply(&mut h), Err(Error::Unauthorized)),
-                "{bad:?}"
-            );
+            assert!(matches!(auth.apply(&mut h), Err(Error::Unauthorized)), "{bad:?}");
         }
-        assert!(matches!(
-            auth.apply(&mut HeaderMap::new()),
-            Err(Error::Unauthorized)
-        ));
+        assert!(matches!(auth.apply(&mut HeaderMap::new()), Err(Error::Unauthorized)));
     }
 
     #[test]
     fn media_types_and_encodings() {
         let mut h = HeaderMap::new();
-        h.insert(
-            "content-type",
-            HeaderValue::from_static("Text/Event-Stream; charset=utf-8"),
-        );
+        h.insert("content-type", HeaderValue::from_static("Text/Event-Stream; charset=utf-8"));
         assert_eq!(media_type(&h), "text/event-stream");
         assert!(!is_encoded(&h));
         h.insert("content-encoding", HeaderValue::from_static("identity"));

@@ -49,12 +49,7 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Self, Error> {
         let base = config.rewrite_options();
-        let with_mode = |mode: Mode| {
-            Arc::new(Options {
-                mode,
-                ..base.clone()
-            })
-        };
+        let with_mode = |mode: Mode| Arc::new(Options { mode, ..base.clone() });
         let options = [
             with_mode(Mode::Off),
             with_mode(Mode::Link),
@@ -117,20 +112,13 @@ impl Gateway {
         start: Instant,
     ) -> (&'static str, Result<Response<ProxyBody>, Error>) {
         let path = req.uri().path();
-        let api_rest = if path == "/v1" {
-            Some("")
-        } else {
-            path.strip_prefix("/v1/")
-        };
+        let api_rest = if path == "/v1" { Some("") } else { path.strip_prefix("/v1/") };
         if let Some(rest) = api_rest {
             if !is_safe_api_path(rest) {
                 return ("v1_other", Err(Error::BadPath(path.to_owned())));
             }
-            let endpoint = if req.method() == Method::POST {
-                Endpoint::from_path(rest)
-            } else {
-                None
-            };
+            let endpoint =
+                if req.method() == Method::POST { Endpoint::from_path(rest) } else { None };
             return match endpoint {
                 Some(ep) => (ep.as_str(), self.rewritten(ep, req, start).await),
                 None => ("v1_other", self.transparent(req, start).await),
@@ -170,13 +158,9 @@ impl Gateway {
     fn options_for(&self, req: &Request<Incoming>) -> Result<Arc<Options>, Error> {
         let mode = match req.headers().get(MODE_HEADER) {
             None => self.config.mode,
-            Some(v) => v
-                .to_str()
-                .ok()
-                .and_then(|s| s.parse::<Mode>().ok())
-                .ok_or_else(|| Error::BadModeHeader {
-                    value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                })?,
+            Some(v) => v.to_str().ok().and_then(|s| s.parse::<Mode>().ok()).ok_or_else(|| {
+                Error::BadModeHeader { value: String::from_utf8_lossy(v.as_bytes()).into_owned() }
+            })?,
         };
         let i = match mode {
             Mode::Off => 0,
@@ -188,12 +172,7 @@ impl Gateway {
     }
 
     fn upstream_uri(&self, req: &Request<Incoming>) -> String {
-        let rest = req
-            .uri()
-            .path()
-            .strip_prefix("/v1")
-            .unwrap_or("")
-            .trim_start_matches('/');
+        let rest = req.uri().path().strip_prefix("/v1").unwrap_or("").trim_start_matches('/');
         self.config.upstream.uri_for(rest, req.uri().query())
     }
 
@@ -205,9 +184,9 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
         match declared {
-            Some(n) if n > self.config.request_body_limit as u64 => Err(Error::BodyTooLarge {
-                limit: self.config.request_body_limit,
-            }),
+            Some(n) if n > self.config.request_body_limit as u64 => {
+                Err(Error::BodyTooLarge { limit: self.config.request_body_limit })
+            }
             _ => Ok(()),
         }
     }
@@ -290,12 +269,8 @@ impl Gateway {
             if self.config.log_content {
                 tracing::debug!(body = %String::from_utf8_lossy(&out), "response to client");
             }
-            rparts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
-            self.metrics
-                .overhead
-                .observe(start.elapsed().saturating_sub(upstream_time));
+            rparts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+            self.metrics.overhead.observe(start.elapsed().saturating_sub(upstream_time));
             return Ok(Response::from_parts(rparts, full(out)));
         }
 
@@ -328,9 +303,7 @@ impl Gateway {
             Err(e) => return Err(e),
         };
         self.metrics.upstream_latency.observe(sent.elapsed());
-        self.metrics
-            .overhead
-            .observe(sent.saturating_duration_since(start));
+        self.metrics.overhead.observe(sent.saturating_duration_since(start));
         let (mut rparts, rbody) = resp.into_parts();
         headers::client_response(&mut rparts.headers);
         if headers::media_type(&rparts.headers) == "text/event-stream" {
@@ -383,16 +356,11 @@ fn build_request(
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<ProxyBody> {
     let mut resp = Response::new(full(body.into()));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     resp
 }
 
 fn not_found(req: &Request<Incoming>) -> Error {
-    Error::NotFound {
-        method: req.method().to_string(),
-        path: req.uri().path().to_owned(),
-    }
+    Error::NotFound { method: req.method().to_string(), path: req.uri().path().to_owned() }
 }

@@ -48,11 +48,7 @@ impl Upstream {
             .timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(https);
-        Ok(Upstream {
-            client,
-            first_byte: timeouts.first_byte,
-            connect: timeouts.connect,
-        })
+        Ok(Upstream { client, first_byte: timeouts.first_byte, connect: timeouts.connect })
     }
 
     /// Sends a request and waits for the response headers, within the first-byte timeout.
@@ -113,10 +109,7 @@ fn classify(e: &hyper_util::client::legacy::Error, connect_timeout: Duration) ->
     }
     if e.is_connect() {
         if timed_out {
-            return Error::UpstreamTimeout {
-                phase: TimeoutPhase::Connect,
-                after: connect_timeout,
-            };
+            return Error::UpstreamTimeout { phase: TimeoutPhase::Connect, after: connect_timeout };
         }
         return Error::UpstreamConnect(text);
     }

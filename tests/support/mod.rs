@@ -121,17 +121,14 @@ impl Reply {
 
     pub fn body(mut self, bytes: impl Into<Bytes>) -> Self {
         self.chunks = vec![(Duration::ZERO, bytes.into())];
-        self.headers
-            .push(("content-length".to_owned(), self.body_len().to_string()));
+        self.headers.push(("content-length".to_owned(), self.body_len().to_string()));
         self
     }
 
     pub fn chunked(mut self, bytes: impl Into<Bytes>, chunk: usize, delay: Duration) -> Self {
         let bytes = bytes.into();
-        self.chunks = bytes
-            .chunks(chunk.max(1))
-            .map(|c| (delay, Bytes::copy_from_slice(c)))
-            .collect();
+        self.chunks =
+            bytes.chunks(chunk.max(1)).map(|c| (delay, Bytes::copy_from_slice(c))).collect();
         self
     }
 
@@ -203,10 +200,7 @@ impl ScriptedUpstream {
                 };
                 let _ = stream.set_nodelay(true);
                 s.accepted.fetch_add(1, Ordering::SeqCst);
-                let io = Tracked {
-                    inner: stream,
-                    shared: s.clone(),
-                };
+                let io = Tracked { inner: stream, shared: s.clone() };
                 let shared = s.clone();
                 let script = script.clone();
                 let tls = tls.clone();
@@ -249,9 +243,7 @@ impl ScriptedUpstream {
     }
 
     pub fn last_request(&self) -> Recorded {
-        self.requests()
-            .pop()
-            .expect("the upstream received no request")
+        self.requests().pop().expect("the upstream received no request")
     }
 
     /// Connections accepted so far.
@@ -291,11 +283,7 @@ async fn answer(req: Request<Incoming>, shared: Arc<Shared>, script: Script) -> 
     }
     let recorded = Recorded {
         method: parts.method.to_string(),
-        uri: parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_default(),
+        uri: parts.uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default(),
         version: parts.version,
         headers: parts.headers,
         body: Bytes::from(buf),
@@ -340,9 +328,8 @@ impl ScriptBody {
                     shared.bodies_done.fetch_add(1, Ordering::SeqCst);
                 }
                 End::Cut => {
-                    let _ = tx
-                        .send(Err(io::Error::new(io::ErrorKind::ConnectionReset, "cut")))
-                        .await;
+                    let _ =
+                        tx.send(Err(io::Error::new(io::ErrorKind::ConnectionReset, "cut"))).await;
                 }
                 End::Stall => {
                     tx.closed().await;
@@ -487,9 +474,7 @@ pub fn client(
 }
 
 pub fn full(bytes: impl Into<Bytes>) -> TestBody {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
 }
 
 /// Sends a request and reads the whole answer.
@@ -500,9 +485,7 @@ pub async fn call(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> (StatusCode, HeaderMap, Bytes) {
-    let mut req = Request::builder()
-        .method(method)
-        .uri(format!("http://{addr}{path}"));
+    let mut req = Request::builder().method(method).uri(format!("http://{addr}{path}"));
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -520,19 +503,10 @@ pub async fn post_json(
     body: &serde_json::Value,
     extra: &[(&str, &str)],
 ) -> (StatusCode, HeaderMap, Bytes) {
-    let mut headers = vec![
-        ("content-type", "application/json"),
-        ("authorization", "Bearer sk-client"),
-    ];
+    let mut headers =
+        vec![("content-type", "application/json"), ("authorization", "Bearer sk-client")];
     headers.extend_from_slice(extra);
-    call(
-        addr,
-        "POST",
-        path,
-        &headers,
-        serde_json::to_vec(body).unwrap(),
-    )
-    .await
+    call(addr, "POST", path, &headers, serde_json::to_vec(body).unwrap()).await
 }
 
 /// Polls `cond` every 10 ms until it holds or `limit` passes; returns whether it held.

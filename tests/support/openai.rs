@@ -30,9 +30,7 @@ pub fn script(r: &Recorded) -> Reply {
             .header("x-ratelimit-remaining-requests", "0");
     }
     let stream = v["stream"].as_bool().unwrap_or(false);
-    let usage = v["stream_options"]["include_usage"]
-        .as_bool()
-        .unwrap_or(false);
+    let usage = v["stream_options"]["include_usage"].as_bool().unwrap_or(false);
     let n = (v["n"].as_u64().unwrap_or(1) as usize).clamp(1, 2);
     let texts = &ORIGINALS[..n];
     let path = r.uri.split('?').next().unwrap_or("");
@@ -208,14 +206,8 @@ pub fn responses_sse(text: &str) -> String {
         seq += 1;
         out += &format!("event: {ty}\ndata: {v}\n\n");
     };
-    ev(
-        "response.created",
-        json!({"response": response_object("in_progress", json!([]))}),
-    );
-    ev(
-        "response.in_progress",
-        json!({"response": response_object("in_progress", json!([]))}),
-    );
+    ev("response.created", json!({"response": response_object("in_progress", json!([]))}));
+    ev("response.in_progress", json!({"response": response_object("in_progress", json!([]))}));
     ev(
         "response.output_item.added",
         json!({"output_index": 0, "item": message_item("", "in_progress")}),
@@ -280,10 +272,7 @@ pub fn parse_sse(bytes: &[u8]) -> Vec<Event> {
     for line in lines {
         if line.is_empty() {
             if !data.is_empty() {
-                events.push(Event {
-                    event: event.take(),
-                    data: data.join("\n"),
-                });
+                events.push(Event { event: event.take(), data: data.join("\n") });
             }
             event = None;
             data.clear();
@@ -315,20 +304,14 @@ pub struct ChatStream {
 }
 
 pub fn chat_stream(events: &[Event], field: &str) -> ChatStream {
-    let mut s = ChatStream {
-        texts: Vec::new(),
-        usage: None,
-        done: false,
-        finish_reasons: Vec::new(),
-    };
+    let mut s =
+        ChatStream { texts: Vec::new(), usage: None, done: false, finish_reasons: Vec::new() };
     for e in events {
         if e.data == "[DONE]" {
             s.done = true;
             continue;
         }
-        let v = e
-            .json()
-            .unwrap_or_else(|| panic!("event is not JSON: {:?}", e.data));
+        let v = e.json().unwrap_or_else(|| panic!("event is not JSON: {:?}", e.data));
         assert!(v.get("error").is_none(), "in-band error: {v}");
         if v["usage"].is_object() {
             s.usage = Some(v["usage"].clone());
@@ -339,15 +322,9 @@ pub fn chat_stream(events: &[Event], field: &str) -> ChatStream {
                 s.texts.resize(i + 1, String::new());
                 s.finish_reasons.resize(i + 1, None);
             }
-            assert!(
-                s.finish_reasons[i].is_none(),
-                "content after the finish chunk of choice {i}"
-            );
-            let piece = if field == "text" {
-                c["text"].as_str()
-            } else {
-                c["delta"]["content"].as_str()
-            };
+            assert!(s.finish_reasons[i].is_none(), "content after the finish chunk of choice {i}");
+            let piece =
+                if field == "text" { c["text"].as_str() } else { c["delta"]["content"].as_str() };
             if let Some(p) = piece {
                 s.texts[i].push_str(p);
             }
@@ -366,11 +343,7 @@ pub fn json_texts(v: &Value, field: &str) -> Vec<String> {
         .unwrap()
         .iter()
         .map(|c| {
-            let t = if field == "text" {
-                &c["text"]
-            } else {
-                &c["message"]["content"]
-            };
+            let t = if field == "text" { &c["text"] } else { &c["message"]["content"] };
             t.as_str().unwrap().to_owned()
         })
         .collect()
@@ -399,16 +372,10 @@ pub fn responses_stream(events: &[Event]) -> ResponsesStream {
         types: Vec::new(),
     };
     for e in events {
-        let v = e
-            .json()
-            .unwrap_or_else(|| panic!("event is not JSON: {:?}", e.data));
+        let v = e.json().unwrap_or_else(|| panic!("event is not JSON: {:?}", e.data));
         assert!(v.get("error").is_none(), "in-band error: {v}");
         let ty = v["type"].as_str().unwrap().to_owned();
-        assert_eq!(
-            e.event.as_deref(),
-            Some(ty.as_str()),
-            "event: line and type differ"
-        );
+        assert_eq!(e.event.as_deref(), Some(ty.as_str()), "event: line and type differ");
         s.sequence.push(v["sequence_number"].as_u64().unwrap());
         match ty.as_str() {
             "response.output_text.delta" => s.deltas.push_str(v["delta"].as_str().unwrap()),
@@ -420,10 +387,8 @@ pub fn responses_stream(events: &[Event]) -> ResponsesStream {
                 s.item_done = v["item"]["content"][0]["text"].as_str().unwrap().to_owned()
             }
             "response.completed" => {
-                s.completed = v["response"]["output"][0]["content"][0]["text"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
+                s.completed =
+                    v["response"]["output"][0]["content"][0]["text"].as_str().unwrap().to_owned()
             }
             _ => {}
         }
@@ -434,8 +399,5 @@ pub fn responses_stream(events: &[Event]) -> ResponsesStream {
 
 /// The text of a Responses JSON answer.
 pub fn responses_text(v: &Value) -> String {
-    v["output"][0]["content"][0]["text"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    v["output"][0]["content"][0]["text"].as_str().unwrap().to_owned()
 }
