@@ -29,6 +29,10 @@ OHA = os.path.join(ROOT, "target", "bench-tools", "bin", "oha")
 VENV = os.path.join(ROOT, "target", "bench-venv")
 PATH_CHAT = "/v1/chat/completions"
 
+# LiteLLM refuses to start without a master key; every server gets the same bearer token.
+KEY = "sk-bench-" + os.urandom(24).hex()
+AUTH = f"authorization: Bearer {KEY}"
+
 STARTED = []  # (name, Popen) of every process started here
 
 
@@ -75,7 +79,8 @@ def stop_all():
 
 def post(url, body, headers=None, timeout=5.0):
     req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"content-type": "application/json", **(headers or {})})
+                                 headers={"content-type": "application/json", "authorization": f"Bearer {KEY}",
+                                          **(headers or {})})
     with urllib.request.urlopen(req, timeout=timeout) as r:
         return r.status, r.read()
 
@@ -142,8 +147,8 @@ def run_cmd(argv, limit):
 def oha_rate(url, body_file, headers, rate, seconds):
     argv = [OHA, "--no-tui", "--output-format", "json", "-z", f"{seconds}s", "-q", str(rate),
             "-c", "64", "-m", "POST", "-T", "application/json", "-D", body_file,
-            "--latency-correction"]
-    for h in headers:
+            "--latency-correction", "--wait-ongoing-requests-after-deadline"]
+    for h in [AUTH] + headers:
         argv += ["-H", h]
     argv.append(url + PATH_CHAT)
     out = run_cmd(argv, seconds + 60)
@@ -194,7 +199,7 @@ def client_stream(url, model, headers, requests, conc, limit):
     argv = [os.path.join(REL, "examples", "bench-client"), "stream", "--url", url + PATH_CHAT,
             "--model", model, "--requests", str(requests), "--concurrency", str(conc),
             "--timeout-s", str(limit)]
-    for h in headers:
+    for h in [AUTH] + headers:
         argv += ["--header", h]
     out = run_cmd(argv, limit + 30)
     try:
@@ -306,7 +311,7 @@ http {{
                         f"      api_base: {up}/v1\n      api_key: sk-bench\n")
             f.write("litellm_settings:\n  telemetry: false\n  drop_params: true\n")
         env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_TELEMETRY="False",
-                   LITELLM_LOG="ERROR", NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
+                   LITELLM_LOG="ERROR", LITELLM_MASTER_KEY=KEY, NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
         ll = start("litellm", [litellm_bin, "--config", cfg, "--host", "127.0.0.1", "--port", str(ll_port),
                                "--num_workers", "1"], env=env, new_session=True)
     elif not a.no_litellm:
@@ -355,7 +360,7 @@ http {{
         with open(lua, "w") as f:
             f.write('wrk.method = "POST"\nwrk.body = \'{"model":"bench-python","messages":[{"role":"user",'
                     '"content":"Squares in Python?"}]}\'\nwrk.headers["Content-Type"] = "application/json"\n')
-            for h in headers:
+            for h in [AUTH] + headers:
                 k, v = h.split(": ", 1)
                 f.write(f'wrk.headers["{k}"] = "{v}"\n')
         log(f"wrk max throughput for {seconds} s: {name}")
@@ -383,7 +388,7 @@ http {{
     log(f"{hold_streams} streams held open through sandgate")
     out = run_cmd([os.path.join(REL, "examples", "bench-client"), "hold", "--url",
                    f"http://127.0.0.1:{sg_hold_port}{PATH_CHAT}", "--model", "bench-python", "--streams",
-                   str(hold_streams), "--pid", str(sgh.pid), "--timeout-s", "60"], 120)
+                   str(hold_streams), "--pid", str(sgh.pid), "--timeout-s", "60", "--header", AUTH], 120)
     try:
         results["hold"] = json.loads(out)
     except json.JSONDecodeError:
