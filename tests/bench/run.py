@@ -132,6 +132,19 @@ def children(pid):
     return out
 
 
+def cpu_seconds(pid):
+    """User plus system CPU time of a process and its descendants, in seconds."""
+    total = 0
+    for p in children(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid):
     """VmHWM summed over a process and its descendants (nginx workers, uvicorn workers), in MB."""
     return sum(status_kb(p, "VmHWM") for p in children(pid)) / 1024
@@ -351,9 +364,15 @@ http {{
 
     results = {"state": state, "rates": {}, "max": {}, "streams": {}, "rss": {}, "hold": None}
     for rate in rates:
-        for name, url, headers, _ in json_targets:
+        for name, url, headers, proc in json_targets:
             log(f"oha {rate} rps for {seconds} s: {name}")
-            results["rates"].setdefault(str(rate), {})[name] = oha_rate(url, body_file, headers, rate, seconds)
+            # The CPU the server (the upstream, for direct) spends per request at this rate.
+            pid = (proc or STARTED[0][1]).pid
+            cpu0 = cpu_seconds(pid)
+            r = oha_rate(url, body_file, headers, rate, seconds)
+            if r is not None:
+                r["cpu_us"] = (cpu_seconds(pid) - cpu0) * 1e6 / max(r["ok"], 1)
+            results["rates"].setdefault(str(rate), {})[name] = r
 
     for name, url, headers, _ in json_targets:
         lua = os.path.join(OUT, f"wrk-{len(headers)}.lua")
@@ -409,19 +428,19 @@ def report(r, rates, seconds, stream_requests, latency_ms):
     lines.append("**JSON requests** (`POST /v1/chat/completions`, an answer with a Python block; "
                  "latency in ms; added = minus direct at the same rate)")
     lines.append("")
-    lines.append("| load | server | rps | p50 | p99 | added p50 | added p99 | errors |")
-    lines.append("|---|---|---:|---:|---:|---:|---:|---:|")
+    lines.append("| load | server | rps | p50 | p99 | added p50 | added p99 | CPU µs/req | errors |")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for rate in rates:
         rows = r["rates"].get(str(rate), {})
         d = rows.get("direct")
         for name, v in rows.items():
             if v is None:
-                lines.append(f"| {rate} rps | {name} | failed | | | | | |")
+                lines.append(f"| {rate} rps | {name} | failed | | | | | | |")
                 continue
             ap50 = v["p50"] - d["p50"] if d else None
             ap99 = v["p99"] - d["p99"] if d else None
             lines.append(f"| {rate} rps | {name} | {v['rps']:.0f} | {v['p50']:.3f} | {v['p99']:.3f} | "
-                         f"{fmt(ap50, 3)} | {fmt(ap99, 3)} | {v['errors']} |")
+                         f"{fmt(ap50, 3)} | {fmt(ap99, 3)} | {fmt(v.get('cpu_us'), 0)} | {v['errors']} |")
     ng = r["max"].get("nginx")
     direct = r["max"].get("direct")
     for name, v in r["max"].items():
@@ -429,7 +448,11 @@ def report(r, rates, seconds, stream_requests, latency_ms):
         ap50 = v["p50"] - direct["p50"] if direct else None
         ap99 = v["p99"] - direct["p99"] if direct else None
         lines.append(f"| max (wrk, 64 conns) | {name} | {v['rps']:.0f} ({fmt(ratio)}× nginx) | "
-                     f"{v['p50']:.3f} | {v['p99']:.3f} | {fmt(ap50, 3)} | {fmt(ap99, 3)} | {v['errors']} |")
+                     f"{v['p50']:.3f} | {v['p99']:.3f} | {fmt(ap50, 3)} | {fmt(ap99, 3)} | | {v['errors']} |")
+    lines.append("")
+    lines.append("")
+    lines.append("CPU µs/req: user + system CPU time of the server's processes during the run, per "
+                 "request (for direct: the upstream's own).")
     lines.append("")
     lines.append(f"**Streams** ({stream_requests} streaming requests, 8 at a time, each 22 events 2 ms apart; "
                  "time to first byte and per-event latency in ms)")
