@@ -264,7 +264,7 @@ def status_mem():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="short runs (about 3 minutes)")
+    ap.add_argument("--quick", action="store_true", help="short runs (about 4 minutes)")
     ap.add_argument("--latency-ms", type=int, default=0, help="fixed upstream latency")
     ap.add_argument("--no-litellm", action="store_true")
     a = ap.parse_args()

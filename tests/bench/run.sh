@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The benchmark: `bash tests/bench/run.sh` (about 6 minutes after the first install) or
-# `bash tests/bench/run.sh --quick` (about 3 minutes). Installs its tools (tests/bench/install.sh),
-# builds the release binaries, then runs tests/bench/run.py, which starts every server on 127.0.0.1,
-# loads each, stops them all and prints a markdown table (also saved as target/bench/results.md, with
+# The benchmark: `bash tests/bench/run.sh` (about 8 minutes after the first install) or
+# `bash tests/bench/run.sh --quick` (about 4 minutes); the first run also installs its tools
+# (tests/bench/install.sh, about 10 minutes). It builds the release binaries, then runs
+# tests/bench/run.py, which starts every server on 127.0.0.1, loads each, stops them all and prints a markdown table (also saved as target/bench/results.md, with
 # the raw figures in target/bench/results.json and each server's log in target/bench/).
 # Other flags: --latency-ms N (a fixed upstream latency), --no-litellm.
 set -euo pipefail
