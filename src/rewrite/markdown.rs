@@ -9,6 +9,13 @@
 //!
 //! Lines are given without their line ending. Columns follow the spec's tab stops of 4, including
 //! partially consumed tabs.
+//!
+//! pulldown-cmark 0.13 is the oracle; where it departs from the spec, this module follows it and says
+//! so where it does: blank lines in list items, a blank last line at the end of the text, type 7 HTML
+//! after a lazy line, a closing fence followed by a tab (content, not a close), a type 1 HTML block
+//! ending only at its own closing tag (case-sensitive), a tab crossing the fourth column before the
+//! `>` of a continued block quote, and info strings and HTML tags taking vertical tabs and form feeds
+//! as whitespace.
 
 const TAB_STOP: usize = 4;
 const CODE_INDENT: usize = 4;
@@ -1196,6 +1203,40 @@ mod tests {
         assert_eq!(kinds("para\n\n    ```python")[2], LineKind::Other);
         assert_eq!(kinds("<div>\n```python")[1], LineKind::Other);
         assert!(matches!(kinds("<div>\n\n```python")[2], LineKind::FenceOpen { .. }));
+    }
+
+    #[test]
+    fn link_reference_definitions() {
+        let all = |text: &str| {
+            let mut lines = Vec::new();
+            let mut joined = Vec::new();
+            for line in text.lines() {
+                let setext = is_setext_underline(line.trim_start().as_bytes());
+                lines.push((joined.len(), setext));
+                joined.extend_from_slice(line.as_bytes());
+                joined.push(b'\n');
+            }
+            refdefs::all_definitions(&joined, &lines)
+        };
+        assert!(all("[foo]: /url"));
+        assert!(all("[foo]:\n/url\n[bar]: <a b> 'title'"));
+        assert!(all("[foo]: /url\n'multi\nline title'"));
+        assert!(!all("[foo]: /url 'unclosed"));
+        assert!(!all("[foo]: /url\n'unclosed"));
+        assert!(!all("[foo]: /url text"));
+        assert!(!all("[ ]: /url"));
+        assert!(!all("[foo](/url)"));
+        // A title may not run into a line that looks like a setext underline.
+        assert!(!all("[foo]: /url 'a\n===\nb'"));
+        assert!(all("[foo]: /url 'a\n=x=\nb'"));
+    }
+
+    #[test]
+    fn tabs_before_a_continued_quote() {
+        // pulldown-cmark: `\t>` continues a quote, and the tab's last column is the optional space.
+        let k = kinds("> ```python\n\t> x\n> ```");
+        assert_eq!(k[1], LineKind::FenceContent { start: 2, spaces: 0, indent: 1 });
+        assert_eq!(k[2], LineKind::FenceClose);
     }
 
     #[test]
