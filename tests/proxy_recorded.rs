@@ -5,7 +5,7 @@
     clippy::print_stdout,
     clippy::print_stderr
 )]
-//! The twelve recorded OpenAI streams (../shared/fixtures/openai-recorded/), replayed by the scripted
+//! The twelve recorded OpenAI streams (tests/fixtures/openai-recorded/), replayed by the scripted
 //! upstream in awkward network chunks, reach the client through sandgate with the same events in the
 //! same order and the same text (JSON may differ only in whitespace or key order).
 
@@ -17,7 +17,7 @@ use serde_json::Value;
 use support::openai::{parse_sse, Event};
 use support::{post_json, start_sandgate, Reply, ScriptedUpstream};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/openai-recorded");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/openai-recorded");
 
 fn fixtures() -> Vec<(String, Vec<u8>)> {
     let dir = std::fs::read_dir(FIXTURES)

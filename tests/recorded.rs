@@ -5,7 +5,7 @@
     clippy::print_stdout,
     clippy::print_stderr
 )]
-//! The twelve recorded OpenAI Chat Completions streams (`../shared/fixtures/openai-recorded/`, real
+//! The twelve recorded OpenAI Chat Completions streams (`tests/fixtures/openai-recorded/`, real
 //! `gpt-4o` responses) through the SSE rewriter, fed whole, in 1-byte chunks and in other sizes.
 //! None contains a Python block, so each must come out byte-identical: the same events in the same
 //! order, with the same content, refusal and tool-call arguments per choice.
@@ -19,7 +19,7 @@ use sandgate::rewrite::sse::{Decoder, Event};
 use sandgate::rewrite::{Mode, Options};
 use serde_json::Value;
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/openai-recorded");
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/openai-recorded");
 
 /// Each file and its number of events (`[DONE]` included), as the fixtures' README lists them.
 const STREAMS: [(&str, usize); 12] = [
@@ -39,13 +39,8 @@ const STREAMS: [(&str, usize); 12] = [
 
 fn read(name: &str) -> Vec<u8> {
     let path = PathBuf::from(DIR).join(format!("{name}.sse"));
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read the recorded stream {}: {e}; the shared fixtures must sit beside the \
-             repository (../shared/fixtures/openai-recorded)",
-            path.display()
-        )
-    })
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("cannot read the recorded stream {}: {e}", path.display()))
 }
 
 fn events(bytes: &[u8]) -> Vec<Event> {
@@ -133,7 +128,7 @@ fn the_twelve_recorded_streams_are_all_there() {
     let dir = PathBuf::from(DIR);
     assert!(
         dir.is_dir(),
-        "the recorded streams are missing: expected the directory {} (../shared beside the repository)",
+        "the recorded streams are missing: expected the directory {}",
         dir.display()
     );
     let mut found: Vec<String> = std::fs::read_dir(&dir)
