@@ -6,8 +6,11 @@
 //! a task and hands back its address and a shutdown handle, for tests and the demo.
 
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -16,9 +19,11 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
+use tokio::time::Sleep;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, TlsFiles};
@@ -142,7 +147,7 @@ async fn serve_connection(
     builder: auto::Builder<TokioExecutor>,
     gateway: Arc<Gateway>,
     watcher: hyper_util::server::graceful::Watcher,
-    handshake_timeout: Duration,
+    header_read: Duration,
 ) {
     let service = service_fn(move |req| {
         let gateway = gateway.clone();
@@ -150,28 +155,115 @@ async fn serve_connection(
     });
     let result = match tls {
         None => {
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let io = FirstBytes::new(stream, header_read);
+            let conn = builder.serve_connection(TokioIo::new(io), service);
             watcher.watch(conn.into_owned()).await
         }
-        Some(acceptor) => {
-            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls_stream)) => {
-                    let conn = builder.serve_connection(TokioIo::new(tls_stream), service);
-                    watcher.watch(conn.into_owned()).await
-                }
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
+        Some(acceptor) => match tokio::time::timeout(header_read, acceptor.accept(stream)).await {
+            Ok(Ok(tls_stream)) => {
+                let io = FirstBytes::new(tls_stream, header_read);
+                let conn = builder.serve_connection(TokioIo::new(io), service);
+                watcher.watch(conn.into_owned()).await
             }
-        }
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        },
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// The first bytes of an HTTP/2 connection (RFC 9113 section 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A client connection that must show what it speaks within a deadline.
+///
+/// hyper-util's auto server reads the first bytes to tell HTTP/1.1 from HTTP/2 before either
+/// protocol's own timers run, so a client that connects and sends nothing (or half the HTTP/2
+/// preface) would hold a task and a socket forever. Until the bytes read rule out the HTTP/2 preface
+/// (then hyper's HTTP/1.1 header read timeout takes over) or complete it, a read that waits past the
+/// deadline fails with `TimedOut`, which ends the connection. After that it is a plain pass-through.
+struct FirstBytes<IO> {
+    io: IO,
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// How many bytes were read, while they still match the HTTP/2 preface.
+    seen: usize,
+}
+
+impl<IO> FirstBytes<IO> {
+    fn new(io: IO, within: Duration) -> Self {
+        FirstBytes { io, deadline: Some(Box::pin(tokio::time::sleep(within))), seen: 0 }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for FirstBytes<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let Some(deadline) = this.deadline.as_mut() else {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        };
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let new = &buf.filled()[before..];
+                let end = (this.seen + new.len()).min(H2_PREFACE.len());
+                let matches = new.iter().zip(&H2_PREFACE[this.seen..end]).all(|(a, b)| a == b);
+                this.seen += new.len();
+                if new.is_empty() || !matches || this.seen >= H2_PREFACE.len() {
+                    this.deadline = None;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => match deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client sent no request in time",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+            ready => ready,
+        }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for FirstBytes<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 

@@ -470,3 +470,31 @@ async fn a_client_silent_in_the_middle_of_its_body_gets_408() {
         assert!(text.contains("\"code\":\"request_timeout\""), "{path}: {text}");
     }
 }
+
+#[tokio::test]
+async fn a_client_that_connects_and_sends_nothing_or_half_a_preface_is_disconnected() {
+    let up = ScriptedUpstream::start(openai::script).await;
+    let sg = start_sandgate(&up.base_url(), |raw| {
+        raw.set("timeouts.header_read", "300ms").unwrap();
+    })
+    .await;
+    for first in [&b""[..], b"PRI * HTTP/2.0\r\n"] {
+        let mut tcp = tokio::net::TcpStream::connect(sg.addr()).await.unwrap();
+        tcp.write_all(first).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await;
+        let label = String::from_utf8_lossy(first);
+        match read {
+            Ok(Ok(0) | Err(_)) => {}
+            Ok(Ok(n)) => panic!("{label:?}: unexpected answer {:?}", &buf[..n]),
+            Err(_) => panic!("{label:?}: the connection is still open after 5 s"),
+        }
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(250), "{label:?}: closed after {waited:?}");
+    }
+    // A connection that keeps to the protocol is served as before.
+    let (status, _, _) = post_json(sg.addr(), "/v1/models", &stream_request(), &[]).await;
+    assert_eq!(status, 200);
+    assert!(up.requests().len() == 1);
+}
