@@ -498,3 +498,42 @@ async fn a_client_that_connects_and_sends_nothing_or_half_a_preface_is_disconnec
     assert_eq!(status, 200);
     assert!(up.requests().len() == 1);
 }
+
+#[tokio::test]
+async fn the_first_byte_timeout_runs_from_the_end_of_a_slow_upload() {
+    let up = ScriptedUpstream::start(|r| {
+        Reply::json(&json!({"object": "file", "bytes": r.body.len()}))
+            .head_delay(Duration::from_millis(100))
+    })
+    .await;
+    let sg = start_sandgate(&up.base_url(), |raw| {
+        raw.set("timeouts.first_byte", "300ms").unwrap();
+    })
+    .await;
+    // Four parts 250 ms apart: the upload alone lasts longer than the first-byte timeout.
+    let mut tcp = tokio::net::TcpStream::connect(sg.addr()).await.unwrap();
+    let head =
+        "POST /v1/files HTTP/1.1\r\nhost: sandgate\r\ncontent-type: application/octet-stream\r\n\
+                content-length: 4000\r\n\r\n";
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        tcp.write_all(&[b'x'; 1000]).await.unwrap();
+    }
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !String::from_utf8_lossy(&received).contains('}') {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .expect("sandgate answers");
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("\"bytes\":4000"), "{text}");
+    assert_eq!(up.last_request().body.len(), 4000);
+}

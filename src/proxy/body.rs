@@ -359,31 +359,58 @@ pub enum ClientFault {
     Idle,
 }
 
-/// Where a [`ClientBody`] records why it failed, for the handler to answer 413 or 408.
+/// What a [`ClientBody`] tells the handler: why it failed (for a 413 or 408 answer), and when it was
+/// read to its end (the upstream's time to first byte counts only from then).
 #[derive(Clone, Debug, Default)]
-pub struct FaultCell(Arc<std::sync::atomic::AtomicU8>);
+pub struct UploadWatch(Arc<UploadShared>);
 
-impl FaultCell {
+#[derive(Debug, Default)]
+struct UploadShared {
+    fault: std::sync::atomic::AtomicU8,
+    done: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl UploadWatch {
     fn set(&self, fault: ClientFault) {
         let code = match fault {
             ClientFault::TooLarge => 1,
             ClientFault::Idle => 2,
         };
-        self.0.store(code, Ordering::Relaxed);
+        self.0.fault.store(code, Ordering::Relaxed);
     }
 
     pub fn get(&self) -> Option<ClientFault> {
-        match self.0.load(Ordering::Relaxed) {
+        match self.0.fault.load(Ordering::Relaxed) {
             1 => Some(ClientFault::TooLarge),
             2 => Some(ClientFault::Idle),
             _ => None,
+        }
+    }
+
+    fn set_done(&self) {
+        if !self.0.done.swap(true, Ordering::AcqRel) {
+            self.0.notify.notify_waiters();
+        }
+    }
+
+    /// Completes once the whole body has been read.
+    pub async fn uploaded(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.0.done.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
         }
     }
 }
 
 pin_project! {
     /// A client's request body on its way upstream: fails past `limit` bytes, or when the client
-    /// stays silent longer than the idle timeout, and records why in its [`FaultCell`].
+    /// stays silent longer than the idle timeout, and records why in its [`UploadWatch`].
     pub struct ClientBody {
         #[pin]
         inner: Incoming,
@@ -392,12 +419,12 @@ pin_project! {
         idle: Duration,
         seen: usize,
         limit: usize,
-        fault: FaultCell,
+        fault: UploadWatch,
     }
 }
 
 impl ClientBody {
-    pub fn new(inner: Incoming, limit: usize, idle: Duration, fault: FaultCell) -> Self {
+    pub fn new(inner: Incoming, limit: usize, idle: Duration, fault: UploadWatch) -> Self {
         ClientBody { inner, sleep: tokio::time::sleep(idle), idle, seen: 0, limit, fault }
     }
 }
@@ -411,7 +438,7 @@ impl Body for ClientBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
-        match this.inner.poll_frame(cx) {
+        match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     *this.seen += data.len();
@@ -422,12 +449,19 @@ impl Body for ClientBody {
                         }))));
                     }
                 }
-                let deadline = tokio::time::Instant::now() + *this.idle;
-                this.sleep.as_mut().reset(deadline);
+                if this.inner.is_end_stream() {
+                    this.fault.set_done();
+                } else {
+                    let deadline = tokio::time::Instant::now() + *this.idle;
+                    this.sleep.as_mut().reset(deadline);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                this.fault.set_done();
+                Poll::Ready(None)
+            }
             Poll::Pending => match this.sleep.poll(cx) {
                 Poll::Ready(()) => {
                     this.fault.set(ClientFault::Idle);
@@ -439,7 +473,11 @@ impl Body for ClientBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        let end = self.inner.is_end_stream();
+        if end {
+            self.fault.set_done();
+        }
+        end
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -30,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::rewrite::api::{self, Endpoint, SseRewriter};
 use crate::rewrite::{Mode, Options};
 use crate::sandbox::Sandbox;
-use body::{full, ClientBody, ClientFault, FaultCell, IdleBody, ProxyBody, SseBody, StreamGuard};
+use body::{full, ClientBody, ClientFault, IdleBody, ProxyBody, SseBody, StreamGuard, UploadWatch};
 use headers::{Auth, MODE_HEADER};
 
 /// Everything a request needs, shared by all connections.
@@ -197,7 +197,7 @@ impl Gateway {
     }
 
     /// The error for a request body cut off by its [`ClientBody`], if that is what happened.
-    fn client_fault(&self, fault: &FaultCell) -> Option<Error> {
+    fn client_fault(&self, fault: &UploadWatch) -> Option<Error> {
         fault.get().map(|f| match f {
             ClientFault::TooLarge => Error::BodyTooLarge { limit: self.config.request_body_limit },
             ClientFault::Idle => Error::ClientTimeout { after: self.config.timeouts.idle },
@@ -218,7 +218,7 @@ impl Gateway {
         let limit = self.config.request_body_limit;
 
         let (parts, body) = req.into_parts();
-        let fault = FaultCell::default();
+        let fault = UploadWatch::default();
         let body = ClientBody::new(body, limit, self.config.timeouts.idle, fault.clone())
             .collect()
             .await
@@ -238,7 +238,7 @@ impl Gateway {
         let up_req = build_request(parts.method, &uri, up_headers, full(body))?;
 
         let sent = Instant::now();
-        let resp = self.upstream.send(up_req).await?;
+        let resp = self.upstream.send(up_req, None).await?;
         let waited = sent.elapsed();
         self.metrics.upstream_latency.observe(waited);
         let before = sent.saturating_duration_since(start);
@@ -297,14 +297,14 @@ impl Gateway {
         self.check_declared_length(&req)?;
         let uri = self.upstream_uri(&req);
         let (parts, body) = req.into_parts();
-        let fault = FaultCell::default();
+        let fault = UploadWatch::default();
         let limit = self.config.request_body_limit;
         let body =
             ClientBody::new(body, limit, self.config.timeouts.idle, fault.clone()).boxed_unsync();
         let up_req = build_request(parts.method, &uri, up_headers, body)?;
 
         let sent = Instant::now();
-        let resp = match self.upstream.send(up_req).await {
+        let resp = match self.upstream.send(up_req, Some(&fault)).await {
             Ok(resp) => resp,
             Err(e) => return Err(self.client_fault(&fault).unwrap_or(e)),
         };

@@ -19,7 +19,7 @@ use rustls::pki_types::CertificateDer;
 
 use crate::config::Timeouts;
 use crate::error::{Error, TimeoutPhase};
-use crate::proxy::body::ProxyBody;
+use crate::proxy::body::{ProxyBody, UploadWatch};
 
 /// A pooled HTTP(S) client.
 #[derive(Clone, Debug)]
@@ -51,9 +51,24 @@ impl Upstream {
         Ok(Upstream { client, first_byte: timeouts.first_byte, connect: timeouts.connect })
     }
 
-    /// Sends a request and waits for the response headers, within the first-byte timeout.
-    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<Incoming>, Error> {
-        match tokio::time::timeout(self.first_byte, self.client.request(req)).await {
+    /// Sends a request and waits for the response headers, within the first-byte timeout. With
+    /// `uploading`, a request body still streaming from the client, that timeout runs only from the
+    /// moment the body has been read whole: an upload that keeps producing is never cut (the body's
+    /// own idle timeout watches it).
+    pub async fn send(
+        &self,
+        req: Request<ProxyBody>,
+        uploading: Option<&UploadWatch>,
+    ) -> Result<Response<Incoming>, Error> {
+        let response = self.client.request(req);
+        tokio::pin!(response);
+        if let Some(upload) = uploading {
+            tokio::select! {
+                result = &mut response => return result.map_err(|e| classify(&e, self.connect)),
+                () = upload.uploaded() => {}
+            }
+        }
+        match tokio::time::timeout(self.first_byte, response).await {
             Err(_) => Err(Error::UpstreamTimeout {
                 phase: TimeoutPhase::FirstByte,
                 after: self.first_byte,
