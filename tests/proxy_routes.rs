@@ -557,13 +557,24 @@ async fn gateway_keys_guard_the_routes_and_swap_in_the_provider_key() {
         sg.addr(),
         "POST",
         "/v1/chat/completions",
-        &[("content-type", "application/json"), ("authorization", "Bearer gw-bob")],
+        &[
+            ("content-type", "application/json"),
+            ("authorization", "Bearer gw-bob"),
+            ("openai-organization", "org-chosen-by-the-client"),
+            ("openai-project", "proj-chosen-by-the-client"),
+            ("expect", "100-continue"),
+        ],
         req.clone(),
     )
     .await;
     assert_eq!(status, 200);
     let got = up.last_request();
     assert_eq!(got.header("authorization"), Some("Bearer sk-provider"));
+    // The provider account is the operator's: the client does not pick what it is billed to.
+    assert!(got.header("openai-organization").is_none());
+    assert!(got.header("openai-project").is_none());
+    // The body was read whole before it went upstream: nothing to wait for a 100 Continue.
+    assert!(got.header("expect").is_none());
     let (status, _, _) = call(sg.addr(), "GET", "/v1/models", &[("api-key", "gw-alice")], "").await;
     assert_eq!(status, 200);
     let got = up.last_request();

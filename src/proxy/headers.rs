@@ -3,7 +3,8 @@
 //! Requests: the client's credentials and provider headers (Authorization, api-key,
 //! OpenAI-Organization, OpenAI-Project, OpenAI-Beta, ...) go upstream unchanged; hop-by-hop headers,
 //! `Host` and `x-sandgate-mode` do not; with gateway keys the client's key is checked and replaced by
-//! the configured upstream key. Responses: hop-by-hop headers are dropped; everything else (Retry-After,
+//! the configured upstream key (and then the client may not pick the organization or project that key
+//! is billed to). Responses: hop-by-hop headers are dropped; everything else (Retry-After,
 //! x-ratelimit-*, x-request-id, ...) reaches the client.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -43,18 +44,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The headers to send upstream for a client's request headers.
-pub fn upstream_request(client: &HeaderMap, auth: &Auth) -> Result<HeaderMap, Error> {
-    let mut h = client.clone();
-    strip_hop_by_hop(&mut h);
+/// Turns a client's request headers into the headers to send upstream.
+pub fn upstream_request(h: &mut HeaderMap, auth: &Auth) -> Result<(), Error> {
+    strip_hop_by_hop(h);
     h.remove(header::HOST);
     h.remove(MODE_HEADER);
-    auth.apply(&mut h)?;
-    Ok(h)
+    auth.apply(h)
 }
 
-/// Marks a rewritten route's request: its body was re-read, and the answer must come unencoded.
+/// Marks a rewritten route's request: its body was read whole (so there is nothing left to expect a
+/// `100 Continue` for), and the answer must come unencoded.
 pub fn for_rewritten_route(h: &mut HeaderMap, body_len: usize) {
+    h.remove(header::EXPECT);
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
     h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
 }
@@ -137,6 +138,10 @@ impl Auth {
         h.remove(header::AUTHORIZATION);
         h.remove("api-key");
         if let Some(v) = &self.upstream {
+            // The provider account is the operator's: its organization and project are not the
+            // client's to choose.
+            h.remove("openai-organization");
+            h.remove("openai-project");
             h.insert(header::AUTHORIZATION, v.clone());
         }
         Ok(())
@@ -167,11 +172,11 @@ mod tests {
         h.insert("openai-organization", HeaderValue::from_static("org-1"));
         h.insert("host", HeaderValue::from_static("sandgate"));
         h.insert(MODE_HEADER, HeaderValue::from_static("off"));
-        let out = upstream_request(&h, &Auth::default()).unwrap();
-        let mut names: Vec<&str> = out.keys().map(|k| k.as_str()).collect();
+        upstream_request(&mut h, &Auth::default()).unwrap();
+        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         names.sort_unstable();
         assert_eq!(names, ["authorization", "openai-organization"]);
-        assert_eq!(out["authorization"], "Bearer sk-1");
+        assert_eq!(h["authorization"], "Bearer sk-1");
     }
 
     #[test]
@@ -179,8 +184,23 @@ mod tests {
         let auth = Auth::new(vec!["gw-1".into(), "gw-2".into()], Some("sk-up")).unwrap();
         let mut h = HeaderMap::new();
         h.insert("authorization", HeaderValue::from_static("Bearer gw-2"));
+        h.insert("openai-organization", HeaderValue::from_static("org-client"));
+        h.insert("openai-project", HeaderValue::from_static("proj-client"));
+        h.insert("openai-beta", HeaderValue::from_static("assistants=v2"));
         auth.apply(&mut h).unwrap();
         assert_eq!(h["authorization"], "Bearer sk-up");
+        assert!(h.get("openai-organization").is_none() && h.get("openai-project").is_none());
+        assert_eq!(h["openai-beta"], "assistants=v2");
+
+        // Gateway keys without an upstream key (an upstream that needs none): the client's key is
+        // checked and not forwarded; its other headers are.
+        let keyless = Auth::new(vec!["gw-1".into()], None).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer gw-1"));
+        h.insert("openai-organization", HeaderValue::from_static("org-client"));
+        keyless.apply(&mut h).unwrap();
+        assert!(h.get("authorization").is_none());
+        assert_eq!(h["openai-organization"], "org-client");
 
         let mut h = HeaderMap::new();
         h.insert("api-key", HeaderValue::from_static("gw-1"));

@@ -182,9 +182,8 @@ impl Gateway {
     }
 
     /// A body longer than the limit by its declared length is refused before reading it.
-    fn check_declared_length(&self, req: &Request<Incoming>) -> Result<(), Error> {
-        let declared = req
-            .headers()
+    fn check_declared_length(&self, headers: &http::HeaderMap) -> Result<(), Error> {
+        let declared = headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
@@ -212,12 +211,13 @@ impl Gateway {
         start: Instant,
     ) -> Result<Response<ProxyBody>, Error> {
         let opts = self.options_for(&req)?;
-        let mut up_headers = headers::upstream_request(req.headers(), &self.auth)?;
-        self.check_declared_length(&req)?;
         let uri = self.upstream_uri(&req);
         let limit = self.config.request_body_limit;
 
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        let mut up_headers = std::mem::take(&mut parts.headers);
+        headers::upstream_request(&mut up_headers, &self.auth)?;
+        self.check_declared_length(&up_headers)?;
         let fault = UploadWatch::default();
         let body = ClientBody::new(body, limit, self.config.timeouts.idle, fault.clone())
             .collect()
@@ -293,10 +293,11 @@ impl Gateway {
         req: Request<Incoming>,
         start: Instant,
     ) -> Result<Response<ProxyBody>, Error> {
-        let up_headers = headers::upstream_request(req.headers(), &self.auth)?;
-        self.check_declared_length(&req)?;
         let uri = self.upstream_uri(&req);
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        let mut up_headers = std::mem::take(&mut parts.headers);
+        headers::upstream_request(&mut up_headers, &self.auth)?;
+        self.check_declared_length(&up_headers)?;
         let fault = UploadWatch::default();
         let limit = self.config.request_body_limit;
         let body =
