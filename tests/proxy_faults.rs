@@ -537,3 +537,33 @@ async fn the_first_byte_timeout_runs_from_the_end_of_a_slow_upload() {
     assert!(text.contains("\"bytes\":4000"), "{text}");
     assert_eq!(up.last_request().body.len(), 4000);
 }
+
+#[tokio::test]
+async fn a_stream_the_client_leaves_still_counts_the_blocks_it_rewrote() {
+    let sse = openai::chat_sse(&[&ORIGINALS[0].repeat(20)], false);
+    let up =
+        ScriptedUpstream::start(move |_| Reply::sse(sse.clone(), 40, Duration::from_millis(10)))
+            .await;
+    let sg = start_sandgate(&up.base_url(), |_| {}).await;
+    let mut tcp = open_stream(sg.addr()).await;
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&received).contains("/sandbox#py=") {
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "sandgate closed the connection");
+        received.extend_from_slice(&buf[..n]);
+    }
+    drop(tcp);
+    assert!(eventually(Duration::from_secs(5), || sg.metrics().streams_in_flight() == 0).await);
+    assert_eq!(sg.metrics().streams_cancelled(), 1);
+    let text = sg.metrics().render();
+    let blocks: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("sandgate_blocks_rewritten_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no blocks counter in {text}"));
+    assert!((1..20).contains(&blocks), "blocks rewritten before the client left: {blocks}");
+}

@@ -189,6 +189,9 @@ impl Body for SseBody {
                             let mut out = Vec::with_capacity(data.len() + 64);
                             rw.push(&data, &mut out);
                             this.guard.overhead += started.elapsed();
+                            // Kept current, so that a stream the client leaves still counts
+                            // the blocks it rewrote.
+                            this.guard.blocks = rw.stats().blocks_rewritten;
                             this.framer.complete(Bytes::from(out))
                         }
                         None => this.framer.complete(data),
