@@ -2,19 +2,38 @@
 //! format at `/metrics`.
 //!
 //! One [`Metrics`] belongs to one server, so several servers in one process (tests, the demo) keep
-//! separate figures. Recording never blocks for long: counters and histograms are atomics; only the
-//! per-route request table takes a short lock.
+//! separate figures. Recording never blocks: every figure is an atomic, the request counts included
+//! (a fixed table of route × status).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
+
+/// The route labels of `sandgate_requests_total`: a fixed set, so clients cannot create label values.
+/// A label not listed here is counted as `other`.
+pub const ROUTES: [&str; 11] = [
+    "chat/completions",
+    "completions",
+    "responses",
+    "v1_other",
+    "healthz",
+    "readyz",
+    "metrics",
+    "sandbox",
+    "playground",
+    "not_found",
+    "other",
+];
+
+/// Statuses counted one by one; anything outside (impossible from hyper) is counted as 599.
+const STATUSES: std::ops::RangeInclusive<u16> = 100..=599;
+const N_STATUSES: usize = 500;
 
 /// Every figure sandgate exports.
 #[derive(Debug)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    /// `ROUTES.len() × N_STATUSES` counters, route-major.
+    requests: Box<[AtomicU64]>,
     /// From sending a request upstream to its response headers.
     pub upstream_latency: Histogram,
     /// Time sandgate itself spent on a request: total minus time waiting for the upstream.
@@ -36,7 +55,7 @@ pub const OVERHEAD_BUCKETS: &[f64] =
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            requests: Mutex::new(BTreeMap::new()),
+            requests: (0..ROUTES.len() * N_STATUSES).map(|_| AtomicU64::new(0)).collect(),
             upstream_latency: Histogram::new(LATENCY_BUCKETS),
             overhead: Histogram::new(OVERHEAD_BUCKETS),
             blocks_rewritten: AtomicU64::new(0),
@@ -52,10 +71,16 @@ impl Metrics {
         Self::default()
     }
 
+    fn request_slot(&self, route: &str, status: u16) -> Option<&AtomicU64> {
+        let r = ROUTES.iter().position(|r| *r == route).unwrap_or(ROUTES.len() - 1);
+        let s = usize::from(status.clamp(*STATUSES.start(), *STATUSES.end()) - STATUSES.start());
+        self.requests.get(r * N_STATUSES + s)
+    }
+
     /// Counts one answered request.
-    pub fn request(&self, route: &'static str, status: u16) {
-        if let Ok(mut map) = self.requests.lock() {
-            *map.entry((route, status)).or_insert(0) += 1;
+    pub fn request(&self, route: &str, status: u16) {
+        if let Some(slot) = self.request_slot(route, status) {
+            slot.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -94,11 +119,7 @@ impl Metrics {
 
     /// The number of requests answered on a route with a status.
     pub fn requests(&self, route: &str, status: u16) -> u64 {
-        self.requests
-            .lock()
-            .ok()
-            .and_then(|m| m.iter().find(|((r, s), _)| *r == route && *s == status).map(|(_, n)| *n))
-            .unwrap_or(0)
+        self.request_slot(route, status).map_or(0, |slot| slot.load(Ordering::Relaxed))
     }
 
     /// The Prometheus text exposition (format version 0.0.4).
@@ -106,12 +127,18 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP sandgate_requests_total Requests answered, by route and status.\n");
         out.push_str("# TYPE sandgate_requests_total counter\n");
-        if let Ok(map) = self.requests.lock() {
-            for ((route, status), n) in map.iter() {
-                let _ = writeln!(
-                    out,
-                    "sandgate_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-                );
+        let mut routes: Vec<(usize, &str)> = ROUTES.iter().copied().enumerate().collect();
+        routes.sort_unstable_by_key(|(_, name)| *name);
+        for (r, route) in routes {
+            let counts = self.requests.iter().skip(r * N_STATUSES).take(N_STATUSES);
+            for (status, n) in STATUSES.zip(counts) {
+                let n = n.load(Ordering::Relaxed);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "sandgate_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                    );
+                }
             }
         }
         self.upstream_latency.render(
@@ -220,7 +247,8 @@ mod tests {
         let m = Metrics::new();
         m.request("chat/completions", 200);
         m.request("chat/completions", 200);
-        m.request("models", 404);
+        m.request("v1_other", 404);
+        m.request("no such route", 200);
         m.upstream_latency.observe(Duration::from_millis(3));
         m.upstream_latency.observe(Duration::from_secs(500));
         m.blocks_rewritten(2);
@@ -229,7 +257,10 @@ mod tests {
         assert!(
             text.contains("sandgate_requests_total{route=\"chat/completions\",status=\"200\"} 2\n")
         );
-        assert!(text.contains("sandgate_requests_total{route=\"models\",status=\"404\"} 1\n"));
+        assert!(text.contains("sandgate_requests_total{route=\"v1_other\",status=\"404\"} 1\n"));
+        assert!(text.contains("sandgate_requests_total{route=\"other\",status=\"200\"} 1\n"));
+        let chat = text.find("route=\"chat/completions\"").unwrap();
+        assert!(chat < text.find("route=\"other\"").unwrap(), "sorted by route");
         assert!(text.contains("sandgate_upstream_latency_seconds_bucket{le=\"0.001\"} 0\n"));
         assert!(text.contains("sandgate_upstream_latency_seconds_bucket{le=\"0.005\"} 1\n"));
         assert!(text.contains("sandgate_upstream_latency_seconds_bucket{le=\"120\"} 1\n"));
