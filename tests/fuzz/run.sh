@@ -21,7 +21,7 @@ for f in tests/fixtures/rewrite/*/input.md; do
   done
 done
 i=0
-for f in ../shared/fixtures/openai-recorded/*.sse; do
+for f in tests/fixtures/openai-recorded/*.sse; do
   [ -e "$f" ] || continue
   i=$((i + 1))
   { printf '\x00'; cat "$f"; } > "$corpus/sse/recorded-$i"
