@@ -1,12 +1,12 @@
 // The sandbox page: reads the code from the link's fragment (#py=<base64url of raw DEFLATE>), shows
-// it, runs it in a Pyodide worker and shows what it produced.
+// it, runs it in a Pyodide worker (a fresh one for every run) and shows what it produced.
 //
 // Test contract: document.body.dataset.state goes 'loading' -> 'running' -> 'done' | 'error' |
 // 'timeout' (or 'stopped' after Stop); #stdout, #stderr, #result and #figures hold the outputs.
 //
 // Every message from the worker is untrusted data (the Python code can post anything): text goes
-// into textContent; HTML (_repr_html_) only into a sandboxed iframe without scripts; figures are
-// PNG bytes shown through blob: URLs, or Plotly JSON handed to plotly.js.
+// into textContent; HTML (_repr_html_) is rebuilt from an allowlist of elements and attributes;
+// figures are PNG bytes shown through blob: URLs, or Plotly JSON (size-capped) handed to plotly.js.
 'use strict';
 
 (() => {
@@ -18,6 +18,11 @@
   };
   const MAX_CODE_BYTES = 1 << 20;
   const MAX_STREAM_CHARS = 2_000_000;
+  // Plotly figures are drawn on this page's thread, so their JSON is capped: at most this many
+  // characters for all the figures of one run (the worker does not even send a larger figure).
+  const MAX_PLOTLY_JSON_CHARS = 5_000_000;
+  // At most this many values in #result (display() calls and the last expression).
+  const MAX_RESULTS = 200;
 
   // Configuration from the data-* attributes sandgate sets when it renders the page.
   const absolute = (url) => {
@@ -35,14 +40,7 @@
   };
   const prepareLimitMs = Math.max(90000, config.timeoutMs);
 
-  let worker = null;
-  let workerReady = null; // Promise resolved when the current worker has booted.
-  let workerBusy = false;
   let workerSource = null;
-  let runId = 0;
-  let timer = null;
-  let runStarted = 0;
-  let rendering = []; // Figures and HTML still being drawn: the run is done when they are.
 
   function setState(state, text) {
     document.body.dataset.state = state;
@@ -86,7 +84,6 @@
 
   function clearOutputs() {
     flush();
-    rendering = [];
     for (const el of [ui.stdout, ui.stderr, ui.result, ui.figures]) {
       for (const img of el.querySelectorAll('img')) URL.revokeObjectURL(img.src);
       el.replaceChildren();
@@ -144,18 +141,29 @@
     return workerSource;
   }
 
-  // A fresh worker. It is a module worker from a data: URL: a worker script URL on the server
-  // would be cross-origin (and refused) when the page runs in an opaque-origin widget iframe.
-  function startWorker() {
-    if (worker) worker.terminate();
-    worker = null;
-    workerBusy = false;
-    const ready = (async () => {
+  // Workers. A worker runs at most one program: when the run ends, however it ends, the page
+  // terminates it, so that nothing the program leaves behind (a timer, an asyncio task, a loop
+  // that outlived a forged message, module state) survives into the next run. Meanwhile a fresh
+  // spare boots in the background, and loads the packages of the code just run, so that Run again
+  // does not wait for Pyodide.
+  //
+  // The worker answers on a private MessagePort it captures before any Python runs; the Worker
+  // object's own messages (all that js.postMessage from Python can reach) are not listened to.
+  // Python can still call the runner's callbacks, so the page trusts the messages for their data
+  // only: it owns the clock, and a run ends when the page says so.
+  function bootWorker(preload) {
+    const slot = { worker: null, port: null, ready: null, failed: false, discarded: false };
+    slot.ready = (async () => {
       const source = await loadWorkerSource();
+      if (slot.discarded) throw new Error('the worker was discarded');
+      // A module worker from a data: URL: a worker script URL on the server would be
+      // cross-origin (and refused) when the page runs in an opaque-origin widget iframe.
       const w = new Worker('data:text/javascript;charset=utf-8,' + encodeURIComponent(source),
         { type: 'module', name: 'sandgate-python' });
-      worker = w;
-      return new Promise((resolve, reject) => {
+      const channel = new MessageChannel();
+      slot.worker = w;
+      slot.port = channel.port1;
+      await new Promise((resolve, reject) => {
         const watchdog = setTimeout(() => reject(new Error('Python (Pyodide) did not load within ' +
           Math.round(prepareLimitMs / 1000) + ' s.')), prepareLimitMs);
         w.onerror = (e) => {
@@ -163,103 +171,135 @@
           e.preventDefault();
           reject(new Error('The Python worker failed to start' + (e.message ? ': ' + e.message : '.')));
         };
-        w.onmessage = (ev) => {
+        channel.port1.onmessage = (ev) => {
           const m = ev.data;
           if (!m || typeof m !== 'object') return;
           if (m.type === 'booted') {
             clearTimeout(watchdog);
-            w.onmessage = (e2) => onWorkerMessage(w, e2.data);
-            resolve(w);
+            resolve();
           } else if (m.type === 'boot-error') {
             clearTimeout(watchdog);
             reject(new Error('Python (Pyodide) failed to load: ' + String(m.message)));
           }
         };
-        w.postMessage({ type: 'boot', pyodideUrl: config.pyodideUrl, indexes: config.indexes,
-          offline: config.offline });
+        w.postMessage({ type: 'boot', port: channel.port2, pyodideUrl: config.pyodideUrl,
+          indexes: config.indexes, offline: config.offline,
+          preload: typeof preload === 'string' ? preload : '' }, [channel.port2]);
       });
     })();
-    ready.catch(() => {});
-    workerReady = ready;
-    return ready;
+    slot.ready.catch(() => { slot.failed = true; });
+    return slot;
   }
 
-  function stopTimer() {
-    if (timer) clearTimeout(timer);
-    timer = null;
+  function discard(slot) {
+    if (!slot) return;
+    slot.discarded = true;
+    if (slot.worker) slot.worker.terminate();
+    if (slot.port) {
+      slot.port.onmessage = null;
+      slot.port.close();
+    }
   }
 
-  function finish(state, text, note) {
-    stopTimer();
+  let spare = null; // A fresh worker that has run nothing: the next run takes it.
+  let current = null; // The run in progress.
+
+  // Ends `rec` if it is the run in progress: its timers stop, its worker is terminated and a
+  // fresh spare boots. Returns whether it was.
+  function release(rec) {
+    if (current !== rec) return false;
+    current = null;
+    clearTimeout(rec.loadTimer);
+    clearTimeout(rec.runTimer);
+    discard(rec.slot);
+    if (!spare) spare = bootWorker(rec.code);
+    return true;
+  }
+
+  function end(rec, state, text, note) {
+    if (!release(rec)) return;
     flush();
     if (note) append(ui.stderr, note, 'info');
     setState(state, text);
   }
 
   function kill(state, text, note) {
-    runId += 1;
-    finish(state, text, note);
-    startWorker(); // A fresh one, ready for Run again.
+    if (current) end(current, state, text, note);
+  }
+
+  function timeUp(rec) {
+    end(rec, 'timeout', 'Stopped: time limit reached',
+      'The code ran longer than ' + config.timeoutMs / 1000 + ' s and was stopped.');
   }
 
   async function run(code) {
-    runId += 1;
-    const id = runId;
-    stopTimer();
+    if (current) release(current);
+    const rec = {
+      code, slot: null, phase: 'loading', loadTimer: null, runTimer: null, startedAt: 0,
+      images: [], drawing: Promise.resolve(), plotlyChars: 0, results: 0,
+    };
+    current = rec;
     clearOutputs();
     setState('loading', 'Loading Python…');
-    if (!workerReady || workerBusy) startWorker();
-    const ready = workerReady;
-    timer = setTimeout(() => {
-      if (id === runId) kill('error', 'Loading took too long', 'Python or its packages did not load within ' +
+    let slot = spare;
+    spare = null;
+    if (!slot || slot.failed) {
+      discard(slot);
+      slot = bootWorker();
+    }
+    rec.slot = slot;
+    // Loading Python and the packages has a cap of its own, armed once: no message extends it.
+    rec.loadTimer = setTimeout(() => {
+      if (rec.phase === 'loading') end(rec, 'error', 'Loading took too long', 'Python or its packages did not load within ' +
         Math.round(prepareLimitMs / 1000) + ' s.');
     }, prepareLimitMs);
-    let w;
     try {
-      w = await ready;
+      await slot.ready;
     } catch (e) {
-      if (id !== runId) return;
-      workerReady = null;
-      finish('error', 'Python could not be loaded', String(e.message || e));
+      end(rec, 'error', 'Python could not be loaded', String(e.message || e));
       return;
     }
-    if (id !== runId) return;
-    workerBusy = true;
+    if (current !== rec) return;
+    slot.port.onmessage = (ev) => onWorkerMessage(rec, ev.data);
     setState('loading', 'Loading packages…');
-    w.postMessage({ type: 'run', id, code });
+    slot.port.postMessage({ type: 'run', code });
   }
 
-  function onWorkerMessage(w, m) {
-    if (w !== worker || !m || typeof m !== 'object' || m.id !== runId) return;
+  function onWorkerMessage(rec, m) {
+    if (current !== rec || rec.phase === 'finished' || !m || typeof m !== 'object') return;
     const text = typeof m.text === 'string' ? m.text : '';
     switch (m.type) {
       case 'status':
-        if (document.body.dataset.state === 'loading') ui.status.textContent = text;
+        if (rec.phase === 'loading') ui.status.textContent = text;
         break;
       case 'started':
-        stopTimer();
-        runStarted = performance.now();
+        // The time limit is the page's: armed at the first 'started' of the run, never re-armed
+        // or extended by a later one.
+        if (rec.phase !== 'loading') break;
+        rec.phase = 'running';
+        rec.startedAt = performance.now();
         setState('running', 'Running…');
-        timer = setTimeout(() => kill('timeout', 'Stopped: time limit reached',
-          'The code ran longer than ' + config.timeoutMs / 1000 + ' s and was stopped.'), config.timeoutMs);
+        rec.runTimer = setTimeout(() => timeUp(rec), config.timeoutMs);
         break;
       case 'stdout': append(ui.stdout, text); break;
       case 'stderr': append(ui.stderr, text); break;
       case 'info': append(ui.stderr, text, 'info'); break;
-      case 'result': showText(text); break;
-      case 'html': if (typeof m.html === 'string') showHtml(m.html); break;
-      case 'png': if (m.bytes instanceof Uint8Array && m.bytes.length > 0) showPng(m.bytes); break;
-      case 'plotly': if (typeof m.json === 'string') showPlotly(m.json); break;
+      case 'result': showText(rec, text); break;
+      case 'html': if (typeof m.html === 'string') showHtml(rec, m.html); break;
+      case 'png': if (m.bytes instanceof Uint8Array && m.bytes.length > 0) showPng(rec, m.bytes); break;
+      case 'plotly': showPlotly(rec, m); break;
       case 'finished': {
-        workerBusy = false;
-        stopTimer();
-        const ms = performance.now() - runStarted;
+        // The worker's part is over: it goes now, with anything it left running. The figures
+        // still being drawn are part of the run, under the same clock.
+        const ms = rec.phase === 'running' ? performance.now() - rec.startedAt : 0;
+        rec.phase = 'finished';
+        discard(rec.slot);
+        if (!rec.runTimer) rec.runTimer = setTimeout(() => timeUp(rec), config.timeoutMs);
         const took = ms < 1000 ? Math.max(1, Math.round(ms)) + ' ms' : (ms / 1000).toFixed(1) + ' s';
-        const id = runId;
-        Promise.allSettled(rendering).then(() => {
-          if (id !== runId) return;
-          if (m.ok === true) finish('done', 'Done in ' + took);
-          else finish('error', 'Finished with an error');
+        if (rec.plotlyChars > 0) ui.status.textContent = 'Drawing figures…';
+        Promise.allSettled([...rec.images, rec.drawing]).then(() => {
+          if (m.ok === true) end(rec, 'done', 'Done in ' + took);
+          else end(rec, 'error', 'Finished with an error');
         });
         break;
       }
@@ -267,10 +307,17 @@
     }
   }
 
-  function showText(text) {
+  // #result holds the values a run shows, in order: display() calls, then the last expression.
+  function addResult(rec, el) {
+    rec.results += 1;
+    if (rec.results <= MAX_RESULTS) ui.result.appendChild(el);
+    else if (rec.results === MAX_RESULTS + 1) append(ui.stderr, 'Only the first ' + MAX_RESULTS + ' values are shown.', 'info');
+  }
+
+  function showText(rec, text) {
     const pre = document.createElement('pre');
     pre.textContent = text;
-    ui.result.replaceChildren(pre);
+    addResult(rec, pre);
   }
 
   // _repr_html_ (a DataFrame table, say) is rebuilt from an allowlist: tables and text markup
@@ -312,15 +359,15 @@
     return out;
   }
 
-  function showHtml(html) {
-    ui.result.replaceChildren(sanitized(html));
+  function showHtml(rec, html) {
+    addResult(rec, sanitized(html));
   }
 
-  function showPng(bytes) {
+  function showPng(rec, bytes) {
     const img = document.createElement('img');
     img.alt = 'Figure ' + (ui.figures.children.length + 1);
     // Figures are rendered at 150 dpi and shown at 100 dpi: sharp on high-density screens.
-    rendering.push(new Promise((resolve) => {
+    rec.images.push(new Promise((resolve) => {
       img.onload = () => { img.style.width = Math.round(img.naturalWidth / 1.5) + 'px'; resolve(); };
       img.onerror = resolve;
     }));
@@ -343,31 +390,74 @@
     return plotlyLoading;
   }
 
-  function showPlotly(json) {
-    rendering.push(drawPlotly(json));
-  }
+  const megabytes = (chars) => (chars / 1e6).toFixed(1) + ' MB';
 
-  async function drawPlotly(json) {
-    let fig;
-    try {
-      fig = JSON.parse(json);
-    } catch (e) {
+  function showPlotly(rec, m) {
+    const chars = typeof m.json === 'string' ? m.json.length : Number(m.chars);
+    if (!(chars > 0)) return;
+    if (typeof m.json !== 'string' || rec.plotlyChars + chars > MAX_PLOTLY_JSON_CHARS) {
+      append(ui.stderr, 'A Plotly figure was not drawn: its data (' + megabytes(chars) + ') is over the limit of ' +
+        megabytes(MAX_PLOTLY_JSON_CHARS) + ' for the figures of one run. Plot fewer points.', 'info');
       return;
     }
-    if (!fig || typeof fig !== 'object' || !Array.isArray(fig.data)) return;
+    rec.plotlyChars += chars;
+    // The figure keeps its place among the others; it is drawn after those before it.
     const div = document.createElement('div');
     div.className = 'plotly-figure';
     div.setAttribute('role', 'img');
     div.setAttribute('aria-label', 'Plotly figure ' + (ui.figures.children.length + 1));
     ui.figures.appendChild(div);
+    rec.drawing = rec.drawing.then(() => drawPlotly(rec, div, m.json));
+  }
+
+  const PLOTLY_CONFIG = { responsive: true, displaylogo: false, showLink: false, showEditInChartStudio: false,
+    showSendToCloud: false };
+
+  // One figure at a time, each after a turn of the event loop, so that Stop and Esc are handled
+  // between figures; a run that has ended draws nothing more.
+  async function drawPlotly(rec, div, json) {
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    let fig = null;
+    try {
+      if (current === rec) fig = JSON.parse(json);
+    } catch (e) {
+      fig = null;
+    }
+    if (!fig || typeof fig !== 'object' || !Array.isArray(fig.data)) {
+      div.remove();
+      return;
+    }
     try {
       const Plotly = await loadPlotly();
+      if (current !== rec) {
+        div.remove();
+        return;
+      }
       const layout = (fig.layout && typeof fig.layout === 'object') ? fig.layout : {};
-      await Plotly.newPlot(div, fig.data, layout, { responsive: true, displaylogo: false });
+      await Plotly.newPlot(div, fig.data, layout, PLOTLY_CONFIG);
+      unlink(div);
+      if (typeof div.on === 'function') div.on('plotly_afterplot', () => unlink(div));
     } catch (e) {
       div.remove();
       append(ui.stderr, 'The Plotly figure could not be drawn: ' + String(e.message || e), 'info');
     }
+  }
+
+  // plotly.js turns <a href> in titles and annotations into SVG links, and one click on a link
+  // with target=_self would take the page away from the outputs. In figures links are text: their
+  // targets are removed after every redraw, and clicks on any that remain do nothing.
+  const XLINK = 'http://www.w3.org/1999/xlink';
+  function unlink(div) {
+    for (const a of div.querySelectorAll('a')) {
+      a.removeAttributeNS(XLINK, 'href');
+      for (const name of ['href', 'xlink:href', 'target', 'onclick']) a.removeAttribute(name);
+    }
+  }
+  for (const type of ['click', 'auxclick']) {
+    ui.figures.addEventListener(type, (e) => {
+      const a = e.target instanceof Element ? e.target.closest('a') : null;
+      if (a && (a.hasAttribute('href') || a.hasAttributeNS(XLINK, 'href'))) e.preventDefault();
+    }, true);
   }
 
   function setEditing(on) {
@@ -395,10 +485,11 @@
     try {
       code = await codeFromHash();
     } catch (e) {
-      runId += 1;
+      if (current) release(current);
       clearOutputs();
       ui.code.value = '';
-      finish('error', 'No code to run', String(e.message || e));
+      setState('error', 'No code to run');
+      append(ui.stderr, String(e.message || e), 'info');
       return;
     }
     ui.code.value = code;
@@ -409,6 +500,6 @@
 
   window.addEventListener('hashchange', loadFromHash);
   setState('loading', 'Loading Python…');
-  startWorker();
+  spare = bootWorker(); // Boots while the page decodes the link.
   loadFromHash();
 })();

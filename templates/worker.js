@@ -1,15 +1,21 @@
 // The sandbox worker: boots Pyodide, loads the packages the code imports, runs the code and posts
 // its outputs to the page. The page starts it as a module worker from a data: URL (so that it also
-// works inside an opaque-origin iframe) and terminates it on Stop or timeout.
+// works inside an opaque-origin iframe). A worker runs at most one program: the page terminates it
+// when the run ends, however it ends, and a fresh one boots for the next run.
 //
-// Messages in:  {type: 'boot', pyodideUrl, indexes, offline}, {type: 'run', id, code}
-// Messages out: {type: 'booted'}, {type: 'boot-error', message}, and for a run `id`:
-//   {type: 'status', text}, {type: 'started'}, {type: 'stdout'|'stderr'|'info', text},
-//   {type: 'result', text}, {type: 'html', html}, {type: 'png', bytes}, {type: 'plotly', json},
-//   {type: 'finished', ok}
+// Messages in: {type: 'boot', port, pyodideUrl, indexes, offline, preload} on the worker, then at
+//   most one {type: 'run', code} on `port`. `preload` is code whose packages are loaded right after
+//   booting (the previous run's code, likely to run again), silently.
+// Messages out, only on `port`, a private MessagePort captured before any Python runs (what Python
+// posts with js.postMessage goes to the Worker object, which the page does not listen to):
+//   {type: 'booted'}, {type: 'boot-error', message}, {type: 'status', text}, {type: 'started'},
+//   {type: 'stdout'|'stderr'|'info', text}, {type: 'result', text}, {type: 'html', html},
+//   {type: 'png', bytes}, {type: 'plotly', json} or {type: 'plotly', chars} (a figure too large to
+//   send), {type: 'finished', ok}. Python can still call the runner's own callbacks, so the page
+//   trusts none of these beyond their data: it owns the clock and ends the run itself.
 
 const RUNNER = String.raw`
-import ast, importlib, importlib.util, inspect, io, linecache, os, sys, traceback
+import ast, builtins, importlib, importlib.util, inspect, io, linecache, os, sys, traceback
 
 FILENAME = "main.py"
 MAX_TEXT = 1_000_000
@@ -67,14 +73,30 @@ def _emit_plotly(fig):
     _Run.shown.append(fig)
     _emit("plotly", fig.to_json())
 
+def _is_mpl_figure(value):
+    mod = sys.modules.get("matplotlib.figure")
+    base = getattr(mod, "Figure", None)
+    return base is not None and isinstance(value, base)
+
+def _emit_png(fig):
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight", dpi=150)
+    _emit("png", buf.getvalue())
+
+def _show_mpl_figure(fig):
+    # Any matplotlib figure, pyplot's or one built with Figure() alone. Once shown, pyplot forgets
+    # it, so that it is not collected again at the end of the run.
+    _emit_png(fig)
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is not None:
+        plt.close(fig)
+
 def _emit_matplotlib():
     plt = sys.modules.get("matplotlib.pyplot")
     if plt is None:
         return
     for num in plt.get_fignums():
-        buf = io.BytesIO()
-        plt.figure(num).savefig(buf, format="png", bbox_inches="tight", dpi=150)
-        _emit("png", buf.getvalue())
+        _emit_png(plt.figure(num))
     plt.close("all")
 
 def _prepare_figures():
@@ -83,8 +105,11 @@ def _prepare_figures():
     if importlib.util.find_spec("matplotlib") is not None:
         import matplotlib
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.figure, matplotlib.pyplot as plt
         plt.show = lambda *args, **kwargs: _emit_matplotlib()
+        # Figure.show() would only warn that Agg cannot show anything (or fail for a Figure()
+        # that pyplot does not manage).
+        matplotlib.figure.Figure.show = lambda self, *args, **kwargs: _show_mpl_figure(self)
     if importlib.util.find_spec("plotly") is not None:
         import plotly.basedatatypes, plotly.io
         plotly.basedatatypes.BaseFigure.show = lambda self, *args, **kwargs: _emit_plotly(self)
@@ -142,7 +167,11 @@ def prepare(code):
 async def run(code, post):
     _Run.post = post
     _Run.shown = []
-    linecache.cache[FILENAME] = (len(code), None, code.splitlines(True), FILENAME)
+    # The compiler ends lines only at \n, \r\n and \r, not at \f, \x1c-\x1e, \x85, \u2028 or \u2029
+    # as str.splitlines() does: read them the same way, so that tracebacks quote the right line.
+    lines = io.StringIO(code, newline=None).readlines()
+    linecache.cache[FILENAME] = (len(code), None, lines, FILENAME)
+    builtins.display = display
     env = {"__name__": "__main__", "__file__": FILENAME, "__builtins__": __builtins__}
     ok = True
     value = None
@@ -187,12 +216,18 @@ async def run(code, post):
         post("info", "Could not display a result: " + repr(e))
     return ok
 
+def display(*objs, **kwargs):
+    """Shows each object, in order, as Jupyter would: a figure as a figure, else its _repr_html_,
+    else its repr. (IPython's keyword arguments are accepted and ignored.)"""
+    for obj in objs:
+        _show_value(obj)
+
 def _show_value(value):
     if _is_plotly(value):
         _emit_plotly(value)
         return
-    mpl = sys.modules.get("matplotlib.figure")
-    if mpl is not None and isinstance(value, mpl.Figure):
+    if _is_mpl_figure(value):
+        _show_mpl_figure(value)
         return
     html = None
     if not isinstance(value, type) and callable(getattr(type(value), "_repr_html_", None)):
@@ -213,11 +248,20 @@ def _show_value(value):
 let pyodide = null;
 let runner = null;
 let config = null;
-let runId = 0;
+let send = null; // The private port's postMessage, bound before any Python runs.
+let quiet = false; // While preloading: nothing is posted.
+let booting = null; // Boot, then preload: a run waits for both.
+let ran = false;
 
+// Builds each message from literals and spread syntax only (no global function Python could
+// replace, such as Object.assign), so that a message's type is always the one written here.
 function post(type, fields) {
-  self.postMessage(Object.assign({ type, id: runId }, fields));
+  if (send && !quiet) send({ ...fields, type });
 }
+
+// A Plotly figure larger than this is not even sent: the page would refuse it (its limit is the
+// same, per run).
+const MAX_PLOTLY_JSON_CHARS = 5_000_000;
 
 // Streams stdout/stderr bytes to the page as they are written (Python's streams are line
 // buffered): a streaming TextDecoder keeps multi-byte characters split across writes intact. A run
@@ -226,7 +270,7 @@ const STREAM_CAP = 4_000_000;
 function stream(type) {
   const decoder = new TextDecoder('utf-8');
   let sent = 0;
-  const send = (text) => {
+  const emit = (text) => {
     if (!text) return;
     if (sent < STREAM_CAP) {
       post(type, { text: text.slice(0, STREAM_CAP - sent) });
@@ -236,11 +280,11 @@ function stream(type) {
   };
   return {
     write(bytes) {
-      send(decoder.decode(bytes, { stream: true }));
+      emit(decoder.decode(bytes, { stream: true }));
       return bytes.length;
     },
     end() {
-      send(decoder.decode());
+      emit(decoder.decode());
       sent = 0;
     },
   };
@@ -262,9 +306,9 @@ async function boot(msg) {
 
 // Runs `work` with Python's output discarded (progress messages of micropip and imports).
 async function quietly(work) {
-  const quiet = { write: (b) => b.length };
-  pyodide.setStdout(quiet);
-  pyodide.setStderr(quiet);
+  const silent = { write: (b) => b.length };
+  pyodide.setStdout(silent);
+  pyodide.setStderr(silent);
   try {
     return await work();
   } finally {
@@ -285,7 +329,12 @@ function fromPython(kind, payload) {
     case 'info': post('info', { text: String(payload) }); break;
     case 'result': post('result', { text: String(payload) }); break;
     case 'html': post('html', { html: String(payload) }); break;
-    case 'plotly': post('plotly', { json: String(payload) }); break;
+    case 'plotly': {
+      const json = String(payload);
+      if (json.length > MAX_PLOTLY_JSON_CHARS) post('plotly', { chars: json.length });
+      else post('plotly', { json });
+      break;
+    }
     case 'png': post('png', { bytes: payload instanceof Uint8Array ? payload : new Uint8Array(0) }); break;
     default: break;
   }
@@ -309,9 +358,9 @@ function reportLoadErrors(errors) {
   }
 }
 
-async function run(msg) {
-  runId = msg.id;
-  const code = String(msg.code);
+// Loads what `code` imports: Pyodide's packages, pure-Python wheels through micropip, then the
+// imports themselves (before the time limit starts). No user code runs here.
+async function load(code) {
   const errors = [];
   post('status', { text: 'Loading packages…' });
   await pyodide.loadPackagesFromImports(code, {
@@ -342,6 +391,23 @@ async function run(msg) {
   post('status', { text: 'Importing packages…' });
   const note = await quietly(async () => runner.get('prepare')(code));
   if (note) post('info', { text: String(note) });
+}
+
+// The previous run's packages, loaded while nobody waits, so that Run again starts at once.
+async function preload(code) {
+  if (typeof code !== 'string' || code === '') return;
+  quiet = true;
+  try {
+    await load(code);
+  } catch (e) {
+    // The run loads again and reports what fails.
+  } finally {
+    quiet = false;
+  }
+}
+
+async function run(code) {
+  await load(code);
   post('status', { text: 'Running…' });
   let ok = false;
   try {
@@ -353,23 +419,35 @@ async function run(msg) {
   post('finished', { ok: ok === true });
 }
 
-self.onmessage = async (event) => {
-  const msg = event.data || {};
-  if (msg.type === 'boot') {
-    try {
-      await boot(msg);
+function onRun(msg) {
+  if (!msg || typeof msg !== 'object' || msg.type !== 'run' || ran) return;
+  // One run per worker: once it has started, nothing else is listened to.
+  ran = true;
+  booting.then(() => run(String(msg.code))).catch((e) => {
+    stdout.end();
+    stderr.end();
+    post('stderr', { text: 'sandgate: ' + String((e && e.message) || e) + '\n' });
+    post('finished', { ok: false });
+  });
+}
+
+self.onmessage = (event) => {
+  const msg = event.data;
+  if (!msg || typeof msg !== 'object' || msg.type !== 'boot' || booting !== null) return;
+  const port = msg.port;
+  if (!(port instanceof MessagePort)) return;
+  send = port.postMessage.bind(port);
+  // The run request comes on the port too: nothing Python could send reaches this handler.
+  port.onmessage = (e) => onRun(e.data);
+  booting = boot(msg).then(
+    () => {
       post('booted', {});
-    } catch (e) {
+      return preload(msg.preload);
+    },
+    (e) => {
       post('boot-error', { message: String((e && e.message) || e) });
-    }
-  } else if (msg.type === 'run' && runner) {
-    try {
-      await run(msg);
-    } catch (e) {
-      stdout.end();
-      stderr.end();
-      post('stderr', { text: 'sandgate: ' + String((e && e.message) || e) + '\n' });
-      post('finished', { ok: false });
-    }
-  }
+      throw e;
+    },
+  );
+  booting.catch(() => {});
 };

@@ -10,18 +10,26 @@
 //   {"do": "observe", "label", "frame"?}       record the outputs, state history and element counts
 //   {"do": "probe", "label", "frame"?}         time a round trip into the page and a click on Edit
 //   {"do": "tab", "label", "count"}            press Tab `count` times, record what gets focus
-//   {"do": "click", "selector", "frame"?}      click an element
+//   {"do": "click", "selector", "frame"?, "force"?}  click an element
 //   {"do": "fill", "selector", "value", "frame"?}  type into a field
 //   {"do": "screenshot", "path"}               write a PNG of the page
+//   {"do": "sleep", "ms"}                      wait
+//   {"do": "fetch", "url", "label"}            GET a URL from Node (a test server's counter), record the text
 // "frame": true means the sandbox page inside the first iframe (the widget case).
 import { readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 
 const input = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 
-// Records every data-state change with its time, in every frame, before any page script runs.
+// Records every data-state change with its time, and every Content-Security-Policy violation
+// (markup from the code that became elements would trigger one), in every frame, before any page
+// script runs.
 const STATE_RECORDER = () => {
   window.__sgStates = [];
+  window.__sgViolations = [];
+  document.addEventListener('securitypolicyviolation', (e) => {
+    window.__sgViolations.push({ directive: e.effectiveDirective, blocked: e.blockedURI, sample: e.sample, source: e.sourceFile, line: e.lineNumber });
+  });
   const seen = () => {
     const s = document.body && document.body.dataset.state;
     const last = window.__sgStates[window.__sgStates.length - 1];
@@ -56,6 +64,16 @@ async function observe(frame) {
       plotlyFigures: figures ? [...figures.querySelectorAll('.plotly-figure')].filter((d) => d.querySelector('.main-svg')).length : 0,
       plotlyBars: figures ? figures.querySelectorAll('.plotly-figure .bars .point path').length : 0,
       plotlyTickLabels: figures ? [...figures.querySelectorAll('.plotly-figure .xtick text')].map((t) => t.textContent) : [],
+      title: document.title,
+      violations: window.__sgViolations || [],
+      // The canary the hostile payloads try to set.
+      canary: typeof window.__sgPwned === 'undefined' ? null : String(window.__sgPwned),
+      // Each value in #result, in order, and every element and attribute under it.
+      results: [...document.getElementById('result').children].map((el) => [el.tagName.toLowerCase() + (el.className ? '.' + el.className : ''), el.textContent]),
+      resultTags: [...new Set([...document.querySelectorAll('#result *')].map((el) => el.tagName.toLowerCase()))].sort(),
+      resultAttributes: [...new Set([...document.querySelectorAll('#result *')].flatMap((el) => [...el.attributes].map((a) => a.name)))].sort(),
+      figureLinks: figures ? [...figures.querySelectorAll('a')].filter((a) => a.hasAttribute('href') || a.hasAttributeNS('http://www.w3.org/1999/xlink', 'href')).length : 0,
+      figureAnchors: figures ? figures.querySelectorAll('.plotly-figure a').length : 0,
       resultHtml: (() => {
         const h = document.querySelector('#result .html-result');
         return h ? { text: h.textContent, tables: h.querySelectorAll('table').length, bold: h.querySelectorAll('b').length } : null;
@@ -78,7 +96,7 @@ async function runCase(browser, c) {
   page.on('console', (m) => events.console.push(m.type() + ': ' + m.text()));
   page.on('pageerror', (e) => events.pageErrors.push(String(e)));
   page.on('popup', (p) => events.navigations.push({ popup: true, url: p.url() }));
-  const out = { name: c.name, observations: {}, probes: {}, events, error: null };
+  const out = { name: c.name, observations: {}, probes: {}, fetches: {}, events, error: null };
   try {
     for (const step of c.steps) {
       switch (step.do) {
@@ -127,8 +145,16 @@ async function runCase(browser, c) {
           break;
         }
         case 'click':
-          await target(page, step).click(step.selector, { timeout: 5000 });
+          await target(page, step).click(step.selector, { timeout: 5000, force: !!step.force });
           break;
+        case 'sleep':
+          await new Promise((r) => setTimeout(r, step.ms));
+          break;
+        case 'fetch': {
+          const r = await fetch(step.url);
+          out.fetches[step.label] = await r.text();
+          break;
+        }
         case 'fill':
           await target(page, step).fill(step.selector, step.value, { timeout: 5000 });
           break;
