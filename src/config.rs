@@ -23,6 +23,8 @@ use crate::sandbox::SandboxConfig;
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Worker threads, each with its own event loop and upstream connection pool.
+    pub workers: usize,
     pub upstream: Upstream,
     /// The public base URL of this sandgate, without a trailing slash.
     pub public_url: String,
@@ -132,6 +134,7 @@ impl ConfigError {
 /// Every key, in the dotted form used by `--set` and (upper-cased, dots as `_`) by `SANDGATE_*`.
 pub const KEYS: &[&str] = &[
     "listen",
+    "workers",
     "upstream",
     "public_url",
     "mode",
@@ -159,6 +162,9 @@ pub const KEYS: &[&str] = &[
     "tls.key",
 ];
 
+/// The most worker threads `workers` may ask for.
+pub const MAX_WORKERS: usize = 1024;
+
 /// The Pyodide release the sandbox page loads when no local copy is configured.
 pub use crate::sandbox::DEFAULT_PYODIDE_URL;
 
@@ -168,6 +174,9 @@ pub use crate::sandbox::DEFAULT_PYODIDE_URL;
 pub struct RawConfig {
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// 0: one per CPU.
+    #[serde(default)]
+    pub workers: u64,
     #[serde(default = "default_upstream")]
     pub upstream: String,
     /// Empty means `http://` + `listen` (or `https://` with TLS).
@@ -306,6 +315,7 @@ impl Default for RawConfig {
     fn default() -> Self {
         RawConfig {
             listen: default_listen(),
+            workers: 0,
             upstream: default_upstream(),
             public_url: String::new(),
             mode: default_mode(),
@@ -377,6 +387,7 @@ impl RawConfig {
         let v = value.to_owned();
         match key {
             "listen" => self.listen = v,
+            "workers" => self.workers = parse_u64(key, value)?,
             "upstream" => self.upstream = v,
             "public_url" => self.public_url = v,
             "mode" => self.mode = v,
@@ -425,6 +436,13 @@ impl RawConfig {
         let listen: SocketAddr = self.listen.trim().parse().map_err(|_| {
             ConfigError::key("listen", format!("invalid socket address {:?}", self.listen))
         })?;
+        let workers = match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n if n > MAX_WORKERS as u64 => {
+                return Err(ConfigError::key("workers", format!("{n} is more than {MAX_WORKERS}")))
+            }
+            n => usize::try_from(n).unwrap_or(1),
+        };
         let upstream = parse_upstream(&self.upstream)?;
         let mode: Mode = self.mode.parse().map_err(|e| ConfigError::key("mode", e))?;
 
@@ -581,6 +599,7 @@ impl RawConfig {
 
         Ok(Config {
             listen,
+            workers,
             upstream,
             public_url,
             mode,
@@ -886,6 +905,9 @@ mod tests {
             ("max_block_bytes", "0", "config: max_block_bytes: must be greater than zero"),
             ("max_block_bytes", "lots", "config: max_block_bytes: invalid number \"lots\""),
             ("request_body_limit", "0", "config: request_body_limit: must be greater than zero"),
+            ("workers", "3", "ok"),
+            ("workers", "1025", "config: workers: 1025 is more than 1024"),
+            ("workers", "-1", "config: workers: invalid number \"-1\""),
             ("timeouts.connect", "10", "ok"),
             ("timeouts.connect", "ten", "config: timeouts.connect: invalid duration \"ten\""),
             ("timeouts.first_byte", "0s", "config: timeouts.first_byte: must be greater than zero"),

@@ -8,6 +8,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use sandgate::config::{Config, LogFormat, Overrides};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "sandgate", version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -137,7 +140,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     let config =
         Config::load(args.config.as_deref(), &env_overrides(), &cli).map_err(|e| e.to_string())?;
     init_logging(&config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // This runtime only waits for signals: the server's worker threads run their own.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;

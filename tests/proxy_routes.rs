@@ -652,3 +652,45 @@ async fn http2_prior_knowledge_clients_are_served() {
     assert_eq!(s.texts, expected(&test_options(), &ORIGINALS));
     assert_eq!(up.last_request().header("authorization"), Some("Bearer sk-h2"));
 }
+
+#[tokio::test]
+async fn several_worker_threads_serve_concurrent_requests_and_stop_cleanly() {
+    let up = ScriptedUpstream::start(openai::script).await;
+    let sg = start_sandgate(&up.base_url(), |raw| {
+        raw.set("workers", "4").unwrap();
+    })
+    .await;
+    let addr = sg.addr();
+    let want = expected(&support::test_options(), &ORIGINALS);
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        calls.spawn(async move {
+            let (status, _, body) =
+                post_json(addr, "/v1/chat/completions", &chat_request(i % 2 == 0), &[]).await;
+            (i, status, body)
+        });
+    }
+    while let Some(done) = calls.join_next().await {
+        let (i, status, body) = done.unwrap();
+        assert_eq!(status, 200, "request {i}");
+        let texts = if i % 2 == 0 {
+            openai::chat_stream(&openai::parse_sse(&body), "delta").texts
+        } else {
+            let v: Value = serde_json::from_slice(&body).unwrap();
+            v["choices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["message"]["content"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(texts, want, "request {i}");
+    }
+    assert_eq!(sg.metrics().requests("chat/completions", 200), 40);
+    assert!(up.accepted() >= 1 && up.accepted() <= 40);
+    tokio::time::timeout(Duration::from_secs(10), sg.shutdown())
+        .await
+        .expect("every worker stops")
+        .unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the listener is closed");
+}

@@ -88,6 +88,8 @@ async fn an_https_upstream_with_a_private_ca_is_reached_over_h2() {
     let ca = support::tls_dir().join("ca.pem");
     let sg = start_sandgate(&up.https_url(), |raw| {
         raw.set("upstream_ca", ca.to_str().unwrap()).unwrap();
+        // Each worker thread has its own pool: one worker, so that both requests share one.
+        raw.set("workers", "1").unwrap();
     })
     .await;
     let (status, _, body) =

@@ -33,17 +33,18 @@ use crate::sandbox::Sandbox;
 use body::{full, ClientBody, ClientFault, IdleBody, ProxyBody, SseBody, StreamGuard, UploadWatch};
 use headers::{Auth, MODE_HEADER};
 
-/// Everything a request needs, shared by all connections.
+/// Everything a request needs: one per worker thread. The workers' gateways share everything but
+/// the upstream client, whose pooled connections stay on the thread that opened them.
 #[derive(Debug)]
 pub struct Gateway {
     config: Arc<Config>,
     /// Rewrite options for each mode, built once: the configured one and the per-request overrides.
     options: [Arc<Options>; 4],
     upstream: upstream::Upstream,
-    auth: Auth,
-    sandbox: Sandbox,
+    auth: Arc<Auth>,
+    sandbox: Arc<Sandbox>,
     metrics: Arc<Metrics>,
-    ready: AtomicBool,
+    ready: Arc<AtomicBool>,
 }
 
 impl Gateway {
@@ -63,10 +64,27 @@ impl Gateway {
             config,
             options,
             upstream,
-            auth,
-            sandbox,
+            auth: Arc::new(auth),
+            sandbox: Arc::new(sandbox),
             metrics,
-            ready: AtomicBool::new(false),
+            ready: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// A gateway for another worker thread: the same configuration, sandbox, metrics and readiness,
+    /// with an upstream client (and connection pool) of its own.
+    pub fn for_worker(&self) -> Result<Self, Error> {
+        Ok(Gateway {
+            config: self.config.clone(),
+            options: self.options.clone(),
+            upstream: upstream::Upstream::new(
+                &self.config.timeouts,
+                self.config.upstream_ca.as_deref(),
+            )?,
+            auth: self.auth.clone(),
+            sandbox: self.sandbox.clone(),
+            metrics: self.metrics.clone(),
+            ready: self.ready.clone(),
         })
     }
 
