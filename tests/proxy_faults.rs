@@ -250,7 +250,10 @@ async fn an_upstream_cut_mid_stream_ends_with_an_in_band_error() {
     })
     .await;
     let sg = start_sandgate(&up.base_url(), |_| {}).await;
-    for path in ["/v1/chat/completions", "/v1/responses", "/v1/completions"] {
+    // The three rewritten routes, and an event stream on a transparent route (the Assistants API's
+    // runs stream like this).
+    let paths = ["/v1/chat/completions", "/v1/responses", "/v1/completions", "/v1/threads/runs"];
+    for path in paths {
         let (status, _, body) = post_json(sg.addr(), path, &stream_request(), &[]).await;
         assert_eq!(status, 200);
         let (events, err) = split_error(&body);

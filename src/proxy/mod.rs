@@ -328,12 +328,18 @@ impl Gateway {
             Err(e) => return Err(self.client_fault(&fault).unwrap_or(e)),
         };
         self.metrics.upstream_latency.observe(sent.elapsed());
-        self.metrics.overhead.observe(sent.saturating_duration_since(start));
+        let before = sent.saturating_duration_since(start);
         let (mut rparts, rbody) = resp.into_parts();
         headers::client_response(&mut rparts.headers);
         if headers::media_type(&rparts.headers) == "text/event-stream" {
+            // Not rewritten, but framed like the rewritten streams: a failure or a stall after the
+            // stream began ends it with an in-band error event rather than a cut connection.
             headers::for_event_stream(&mut rparts.headers);
+            let guard = StreamGuard::new(self.metrics.clone(), before, self.config.log_content);
+            let body = SseBody::new(rbody, None, self.config.timeouts.idle, guard);
+            return Ok(Response::from_parts(rparts, body.boxed_unsync()));
         }
+        self.metrics.overhead.observe(before);
         let body = IdleBody::new(rbody, self.config.timeouts.idle);
         Ok(Response::from_parts(rparts, body.boxed_unsync()))
     }
