@@ -103,5 +103,20 @@ fn streaming(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, one_shot, streaming);
+/// One link payload for a typical block (about 300 bytes of code): what each rewritten block costs on
+/// top of the markdown scan.
+fn payload(c: &mut Criterion) {
+    let code = "import plotly.express as px\n\ndata = {\"label\": [\"A\", \"B\", \"C\"], \"value\": [10, 20, 15]}\n\
+                fig = px.bar(data, x=\"label\", y=\"value\", title=\"A, B, C\")\n\
+                fig.update_layout(template=\"plotly_white\")\nfig.show()\n\
+                for name, value in zip(data[\"label\"], data[\"value\"]):\n    print(name, value)\n";
+    let mut group = c.benchmark_group("payload");
+    group.throughput(Throughput::Bytes(code.len() as u64));
+    group.bench_function("encode_300_bytes", |b| {
+        b.iter(|| black_box(sandgate::rewrite::payload::encode(black_box(code))))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, one_shot, streaming, payload);
 criterion_main!(benches);
