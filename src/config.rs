@@ -41,6 +41,9 @@ pub struct Config {
     pub upstream_api_key: Option<String>,
     /// Extra root certificates (PEM) trusted for an `https` upstream, besides the webpki roots.
     pub upstream_ca: Option<PathBuf>,
+    /// Offer HTTP/2 to `https` upstreams (ALPN); otherwise every request in flight has its own
+    /// pooled HTTP/1.1 connection.
+    pub upstream_http2: bool,
     pub tls: Option<TlsFiles>,
     pub pyodide_url: String,
     pub pyodide_dir: Option<PathBuf>,
@@ -146,6 +149,7 @@ pub const KEYS: &[&str] = &[
     "api_keys",
     "upstream_api_key",
     "upstream_ca",
+    "upstream_http2",
     "pyodide_url",
     "pyodide_dir",
     "wheels_dir",
@@ -201,6 +205,8 @@ pub struct RawConfig {
     /// Empty: only the webpki roots.
     #[serde(default)]
     pub upstream_ca: String,
+    #[serde(default)]
+    pub upstream_http2: bool,
     #[serde(default = "default_pyodide_url")]
     pub pyodide_url: String,
     #[serde(default)]
@@ -327,6 +333,7 @@ impl Default for RawConfig {
             api_keys: Vec::new(),
             upstream_api_key: String::new(),
             upstream_ca: String::new(),
+            upstream_http2: false,
             pyodide_url: default_pyodide_url(),
             pyodide_dir: String::new(),
             wheels_dir: String::new(),
@@ -399,6 +406,7 @@ impl RawConfig {
             "api_keys" => self.api_keys = split_list(value),
             "upstream_api_key" => self.upstream_api_key = v,
             "upstream_ca" => self.upstream_ca = v,
+            "upstream_http2" => self.upstream_http2 = parse_bool(key, value)?,
             "pyodide_url" => self.pyodide_url = v,
             "pyodide_dir" => self.pyodide_dir = v,
             "wheels_dir" => self.wheels_dir = v,
@@ -612,6 +620,7 @@ impl RawConfig {
             api_keys,
             upstream_api_key,
             upstream_ca,
+            upstream_http2: self.upstream_http2,
             tls,
             pyodide_url,
             pyodide_dir,
@@ -923,6 +932,8 @@ mod tests {
             ("sandbox_timeout", "soon", "config: sandbox_timeout: invalid duration"),
             ("log_format", "xml", "config: log_format: unknown format \"xml\""),
             ("log_content", "perhaps", "config: log_content: invalid boolean"),
+            ("upstream_http2", "sometimes", "config: upstream_http2: invalid boolean"),
+            ("upstream_http2", "true", "ok"),
         ];
         for (key, value, want) in cases {
             if *want == "ok" {

@@ -88,6 +88,7 @@ async fn an_https_upstream_with_a_private_ca_is_reached_over_h2() {
     let ca = support::tls_dir().join("ca.pem");
     let sg = start_sandgate(&up.https_url(), |raw| {
         raw.set("upstream_ca", ca.to_str().unwrap()).unwrap();
+        raw.set("upstream_http2", "true").unwrap();
         // Each worker thread has its own pool: one worker, so that both requests share one.
         raw.set("workers", "1").unwrap();
     })
@@ -119,4 +120,26 @@ async fn an_https_upstream_with_an_unknown_ca_answers_502() {
     assert_eq!(code, "upstream_connect_error");
     assert!(message.to_lowercase().contains("certificate"), "{message}");
     assert!(up.requests().is_empty());
+}
+
+#[tokio::test]
+async fn an_https_upstream_is_reached_over_http1_unless_http2_is_asked_for() {
+    let up = ScriptedUpstream::start_tls(openai::script).await;
+    let ca = support::tls_dir().join("ca.pem");
+    let sg = start_sandgate(&up.https_url(), |raw| {
+        raw.set("upstream_ca", ca.to_str().unwrap()).unwrap();
+        raw.set("workers", "1").unwrap();
+    })
+    .await;
+    // Two streams at once: each has its own connection, none waits for the other.
+    let req = chat_stream_request();
+    let (a, b) = tokio::join!(
+        post_json(sg.addr(), "/v1/chat/completions", &req, &[]),
+        post_json(sg.addr(), "/v1/chat/completions", &req, &[]),
+    );
+    assert_eq!((a.0.as_u16(), b.0.as_u16()), (200, 200));
+    assert_eq!(openai::chat_stream(&openai::parse_sse(&a.2), "delta").texts, expected());
+    let got = up.last_request();
+    assert_eq!(got.version, http::Version::HTTP_11, "h2 was not offered");
+    assert_eq!(up.accepted(), 2, "one connection per request in flight");
 }

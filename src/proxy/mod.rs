@@ -57,7 +57,7 @@ impl Gateway {
             with_mode(Mode::Widget),
             with_mode(Mode::Artifact),
         ];
-        let upstream = upstream::Upstream::new(&config.timeouts, config.upstream_ca.as_deref())?;
+        let upstream = upstream::Upstream::new(&config)?;
         let auth = Auth::new(config.api_keys.clone(), config.upstream_api_key.as_deref())?;
         let sandbox = Sandbox::new(config.sandbox_config()).map_err(Error::Sandbox)?;
         Ok(Gateway {
@@ -77,10 +77,7 @@ impl Gateway {
         Ok(Gateway {
             config: self.config.clone(),
             options: self.options.clone(),
-            upstream: upstream::Upstream::new(
-                &self.config.timeouts,
-                self.config.upstream_ca.as_deref(),
-            )?,
+            upstream: upstream::Upstream::new(&self.config)?,
             auth: self.auth.clone(),
             sandbox: self.sandbox.clone(),
             metrics: self.metrics.clone(),

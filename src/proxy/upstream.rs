@@ -1,6 +1,10 @@
-//! The upstream client: pooled connections, HTTP/1.1 and HTTP/2 (by ALPN over TLS), rustls with the
-//! webpki roots for `https` upstreams, TCP_NODELAY, the connect and first-byte timeouts, and the
-//! mapping of client failures to [`Error`].
+//! The upstream client: pooled connections, HTTP/1.1 (and HTTP/2 by ALPN over TLS when
+//! `upstream_http2` is set), rustls with the webpki roots for `https` upstreams, TCP_NODELAY, the
+//! connect and first-byte timeouts, and the mapping of client failures to [`Error`].
+//!
+//! HTTP/1.1 is the default because an HTTP/2 upstream takes every request of a worker on one
+//! connection, where the upstream's concurrent-stream limit (often 100) would queue further requests
+//! behind long streams until they hit the first-byte timeout.
 
 use std::error::Error as _;
 use std::path::Path;
@@ -17,7 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
-use crate::config::Timeouts;
+use crate::config::Config;
 use crate::error::{Error, TimeoutPhase};
 use crate::proxy::body::{ProxyBody, UploadWatch};
 
@@ -30,19 +34,24 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// `extra_ca`: a PEM file of root certificates trusted besides the webpki roots.
-    pub fn new(timeouts: &Timeouts, extra_ca: Option<&Path>) -> Result<Self, Error> {
+    /// A client for the configured upstream: its timeouts, `upstream_ca` (root certificates trusted
+    /// besides the webpki roots) and `upstream_http2`.
+    pub fn new(config: &Config) -> Result<Self, Error> {
+        let timeouts = &config.timeouts;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(timeouts.connect));
         http.set_keepalive(Some(Duration::from_secs(60)));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(client_tls(extra_ca)?)
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(client_tls(config.upstream_ca.as_deref())?)
             .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+            .enable_http1();
+        let https = if config.upstream_http2 {
+            builder.enable_http2().wrap_connector(http)
+        } else {
+            builder.wrap_connector(http)
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
