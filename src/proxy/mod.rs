@@ -370,7 +370,7 @@ fn build_request(
     let mut req = Request::builder()
         .method(method)
         .uri(uri)
-        // The pooled client picks HTTP/2 by ALPN where the upstream offers it.
+        // The pooled client switches to HTTP/2 by ALPN where `upstream_http2` offers it.
         .version(Version::HTTP_11)
         .body(body)
         .map_err(|e| Error::Upstream(format!("cannot build the upstream request: {e}")))?;
