@@ -34,6 +34,8 @@ pub struct Config {
     pub languages: Vec<String>,
     pub max_block_bytes: usize,
     pub request_body_limit: usize,
+    /// A non-streamed answer larger than this is passed on unchanged instead of being held whole.
+    pub json_rewrite_limit: usize,
     pub timeouts: Timeouts,
     /// Gateway keys: when not empty, clients must present one of them as their bearer token.
     pub api_keys: Vec<String>,
@@ -146,6 +148,7 @@ pub const KEYS: &[&str] = &[
     "languages",
     "max_block_bytes",
     "request_body_limit",
+    "json_rewrite_limit",
     "api_keys",
     "upstream_api_key",
     "upstream_ca",
@@ -198,6 +201,8 @@ pub struct RawConfig {
     pub max_block_bytes: u64,
     #[serde(default = "default_request_body_limit")]
     pub request_body_limit: u64,
+    #[serde(default = "default_json_rewrite_limit")]
+    pub json_rewrite_limit: u64,
     #[serde(default)]
     pub api_keys: Vec<String>,
     #[serde(default)]
@@ -277,6 +282,9 @@ fn default_max_block_bytes() -> u64 {
 fn default_request_body_limit() -> u64 {
     32 << 20
 }
+fn default_json_rewrite_limit() -> u64 {
+    64 << 20
+}
 fn default_pyodide_url() -> String {
     DEFAULT_PYODIDE_URL.to_owned()
 }
@@ -330,6 +338,7 @@ impl Default for RawConfig {
             languages: default_languages(),
             max_block_bytes: default_max_block_bytes(),
             request_body_limit: default_request_body_limit(),
+            json_rewrite_limit: default_json_rewrite_limit(),
             api_keys: Vec::new(),
             upstream_api_key: String::new(),
             upstream_ca: String::new(),
@@ -403,6 +412,7 @@ impl RawConfig {
             "languages" => self.languages = split_list(value),
             "max_block_bytes" => self.max_block_bytes = parse_u64(key, value)?,
             "request_body_limit" => self.request_body_limit = parse_u64(key, value)?,
+            "json_rewrite_limit" => self.json_rewrite_limit = parse_u64(key, value)?,
             "api_keys" => self.api_keys = split_list(value),
             "upstream_api_key" => self.upstream_api_key = v,
             "upstream_ca" => self.upstream_ca = v,
@@ -476,6 +486,7 @@ impl RawConfig {
         }
         let max_block_bytes = positive_usize("max_block_bytes", self.max_block_bytes)?;
         let request_body_limit = positive_usize("request_body_limit", self.request_body_limit)?;
+        let json_rewrite_limit = positive_usize("json_rewrite_limit", self.json_rewrite_limit)?;
 
         let timeouts = Timeouts {
             connect: parse_duration("timeouts.connect", &self.timeouts.connect)?,
@@ -616,6 +627,7 @@ impl RawConfig {
             languages,
             max_block_bytes,
             request_body_limit,
+            json_rewrite_limit,
             timeouts,
             api_keys,
             upstream_api_key,
@@ -914,6 +926,7 @@ mod tests {
             ("max_block_bytes", "0", "config: max_block_bytes: must be greater than zero"),
             ("max_block_bytes", "lots", "config: max_block_bytes: invalid number \"lots\""),
             ("request_body_limit", "0", "config: request_body_limit: must be greater than zero"),
+            ("json_rewrite_limit", "0", "config: json_rewrite_limit: must be greater than zero"),
             ("workers", "3", "ok"),
             ("workers", "1025", "config: workers: 1025 is more than 1024"),
             ("workers", "-1", "config: workers: invalid number \"-1\""),

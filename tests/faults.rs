@@ -200,6 +200,33 @@ async fn a_10_mb_json_answer_is_rewritten_whole() {
 }
 
 #[tokio::test]
+async fn a_json_answer_past_the_rewrite_limit_passes_through_unchanged() {
+    bounded(async {
+        let text = big_text(3 << 20);
+        let answer = serde_json::to_vec(&openai::chat_json(&[text.as_str()])).unwrap();
+        let sent = answer.clone();
+        let up = ScriptedUpstream::start(move |_| {
+            Reply::new(200).header("content-type", "application/json").chunked(
+                sent.clone(),
+                64 << 10,
+                Duration::ZERO,
+            )
+        })
+        .await;
+        let sg = start_sandgate(&up.base_url(), |raw| {
+            raw.set("json_rewrite_limit", "1048576").unwrap();
+        })
+        .await;
+        let req = json!({"model": "m", "messages": []});
+        let (status, _, body) = post_json(sg.addr(), "/v1/chat/completions", &req, &[]).await;
+        assert_eq!(status, 200);
+        assert!(body[..] == answer[..], "the answer past the limit arrives byte for byte");
+        assert!(!String::from_utf8_lossy(&body).contains("/sandbox#py="), "and is not rewritten");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_10_mb_event_and_a_stream_of_small_events_are_rewritten() {
     bounded(async {
         let text = big_text(10 << 20);

@@ -488,22 +488,77 @@ impl Body for ClientBody {
     }
 }
 
-/// Reads a whole upstream body, failing when it stays silent longer than `idle`.
-pub async fn collect_with_idle(mut body: Incoming, idle: Duration) -> Result<Bytes, Error> {
-    let mut buf: Vec<u8> = Vec::new();
+/// An upstream body read for rewriting: whole, or (past the limit) the part read so far and the rest.
+pub enum Collected {
+    Whole(Bytes),
+    TooLarge { head: Bytes, rest: Incoming },
+}
+
+/// Reads an upstream body whole, up to `limit` bytes, failing when it stays silent longer than `idle`.
+pub async fn collect_up_to(
+    mut body: Incoming,
+    idle: Duration,
+    limit: usize,
+) -> Result<Collected, Error> {
+    let hint = body.size_hint().exact().and_then(|n| usize::try_from(n).ok());
+    let mut buf: Vec<u8> = Vec::with_capacity(hint.unwrap_or(0).min(limit));
+    let sleep = tokio::time::sleep(idle);
+    tokio::pin!(sleep);
     loop {
-        match tokio::time::timeout(idle, body.frame()).await {
-            Err(_) => {
+        let frame = tokio::select! {
+            frame = body.frame() => frame,
+            () = &mut sleep => {
                 return Err(Error::UpstreamTimeout { phase: TimeoutPhase::Idle, after: idle })
             }
-            Ok(None) => return Ok(Bytes::from(buf)),
-            Ok(Some(Err(e))) => return Err(Error::UpstreamBody(e.to_string())),
-            Ok(Some(Ok(frame))) => {
+        };
+        match frame {
+            None => return Ok(Collected::Whole(Bytes::from(buf))),
+            Some(Err(e)) => return Err(Error::UpstreamBody(e.to_string())),
+            Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     buf.extend_from_slice(data);
+                    if buf.len() > limit {
+                        return Ok(Collected::TooLarge { head: Bytes::from(buf), rest: body });
+                    }
                 }
+                sleep.as_mut().reset(tokio::time::Instant::now() + idle);
             }
         }
+    }
+}
+
+pin_project! {
+    /// Bytes already read, then the rest of the body.
+    pub struct Prefixed<B> {
+        head: Option<Bytes>,
+        #[pin]
+        rest: B,
+    }
+}
+
+impl<B> Prefixed<B> {
+    pub fn new(head: Bytes, rest: B) -> Self {
+        Prefixed { head: Some(head), rest }
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for Prefixed<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        match this.head.take() {
+            Some(head) => Poll::Ready(Some(Ok(Frame::data(head)))),
+            None => this.rest.poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.head.is_none() && self.rest.is_end_stream()
     }
 }
 

@@ -30,7 +30,10 @@ use crate::metrics::Metrics;
 use crate::rewrite::api::{self, Endpoint, SseRewriter};
 use crate::rewrite::{Mode, Options};
 use crate::sandbox::Sandbox;
-use body::{full, ClientBody, ClientFault, IdleBody, ProxyBody, SseBody, StreamGuard, UploadWatch};
+use body::{
+    full, ClientBody, ClientFault, Collected, IdleBody, Prefixed, ProxyBody, SseBody, StreamGuard,
+    UploadWatch,
+};
 use headers::{Auth, MODE_HEADER};
 
 /// Everything a request needs: one per worker thread. The workers' gateways share everything but
@@ -280,7 +283,21 @@ impl Gateway {
 
         if rewritable && media == "application/json" && opts.mode != Mode::Off {
             let collecting = Instant::now();
-            let bytes = body::collect_with_idle(rbody, self.config.timeouts.idle).await?;
+            let idle = self.config.timeouts.idle;
+            let bytes = match body::collect_up_to(rbody, idle, self.config.json_rewrite_limit)
+                .await?
+            {
+                Collected::Whole(bytes) => bytes,
+                Collected::TooLarge { head, rest } => {
+                    tracing::warn!(
+                        limit = self.config.json_rewrite_limit,
+                        "the upstream's answer is larger than json_rewrite_limit: passed on unchanged"
+                    );
+                    self.metrics.overhead.observe(before);
+                    let body = Prefixed::new(head, IdleBody::new(rest, idle));
+                    return Ok(Response::from_parts(rparts, body.boxed_unsync()));
+                }
+            };
             let upstream_time = waited + collecting.elapsed();
             let out = match api::rewrite_json(endpoint, &opts, &bytes) {
                 Some((rewritten, stats)) => {
