@@ -32,6 +32,22 @@ fn split_error(body: &[u8]) -> (Vec<openai::Event>, serde_json::Value) {
     (events, v)
 }
 
+/// Reads from a raw connection until `needle` arrives, the peer closes, or 5 s pass.
+async fn read_until(tcp: &mut tokio::net::TcpStream, needle: &str) -> String {
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while !String::from_utf8_lossy(&received).contains(needle) {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&received).into_owned()
+}
+
 /// Sends a streaming chat request over a raw socket and reads until the first content delta.
 async fn open_stream(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -456,19 +472,7 @@ async fn a_client_silent_in_the_middle_of_its_body_gets_408() {
              content-length: 100\r\n\r\n{{\"model\":"
         );
         tcp.write_all(head.as_bytes()).await.unwrap();
-        let mut received = Vec::new();
-        let mut buf = [0u8; 4096];
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while !String::from_utf8_lossy(&received).contains("}}") {
-                match tcp.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => received.extend_from_slice(&buf[..n]),
-                }
-            }
-        })
-        .await
-        .expect("sandgate answers a silent client");
-        let text = String::from_utf8_lossy(&received);
+        let text = read_until(&mut tcp, "}}").await;
         assert!(text.starts_with("HTTP/1.1 408"), "{path}: {text}");
         assert!(text.contains("\"code\":\"request_timeout\""), "{path}: {text}");
     }
@@ -523,19 +527,7 @@ async fn the_first_byte_timeout_runs_from_the_end_of_a_slow_upload() {
         tokio::time::sleep(Duration::from_millis(250)).await;
         tcp.write_all(&[b'x'; 1000]).await.unwrap();
     }
-    let mut received = Vec::new();
-    let mut buf = [0u8; 4096];
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while !String::from_utf8_lossy(&received).contains('}') {
-            match tcp.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => received.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await
-    .expect("sandgate answers");
-    let text = String::from_utf8_lossy(&received);
+    let text = read_until(&mut tcp, "}").await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("\"bytes\":4000"), "{text}");
     assert_eq!(up.last_request().body.len(), 4000);
@@ -549,16 +541,8 @@ async fn a_stream_the_client_leaves_still_counts_the_blocks_it_rewrote() {
             .await;
     let sg = start_sandgate(&up.base_url(), |_| {}).await;
     let mut tcp = open_stream(sg.addr()).await;
-    let mut received = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&received).contains("/sandbox#py=") {
-        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0, "sandgate closed the connection");
-        received.extend_from_slice(&buf[..n]);
-    }
+    let text = read_until(&mut tcp, "/sandbox#py=").await;
+    assert!(text.contains("/sandbox#py="), "no link arrived: {text}");
     drop(tcp);
     assert!(eventually(Duration::from_secs(5), || sg.metrics().streams_in_flight() == 0).await);
     assert_eq!(sg.metrics().streams_cancelled(), 1);
