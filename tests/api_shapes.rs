@@ -1023,6 +1023,25 @@ fn restore_legacy_prompt() {
 }
 
 #[test]
+fn restore_finds_replacements_spelled_with_json_escapes() {
+    let rewritten = rewrite::rewrite(&Options::default(), MD_A);
+    assert_ne!(rewritten, MD_A);
+    let body = with_assistant_text(&fixture("chat_request.json"), &rewritten);
+    // The same JSON text with `#` and `=` written as escapes, as some encoders may.
+    let escaped = body.replace('#', "\\u0023").replace('=', "\\u003D");
+    assert!(!escaped.contains("#py="));
+    let plain = restore_request(Endpoint::ChatCompletions, body.as_bytes()).unwrap();
+    let from_escaped = restore_request(Endpoint::ChatCompletions, escaped.as_bytes()).unwrap();
+    let plain: Value = serde_json::from_slice(&plain.0).unwrap();
+    let from_escaped: Value = serde_json::from_slice(&from_escaped.0).unwrap();
+    assert_eq!(plain, from_escaped);
+    assert_eq!(
+        plain.pointer("/messages/2/content").unwrap(),
+        &Value::String(rewrite::restore(&rewritten))
+    );
+}
+
+#[test]
 fn restore_leaves_other_bodies_alone() {
     let user_only = json!({"model": "m", "messages": [{"role": "user", "content": "```python\nprint(1)\n```"}]});
     let bodies = [
