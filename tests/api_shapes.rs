@@ -1042,6 +1042,24 @@ fn restore_finds_replacements_spelled_with_json_escapes() {
 }
 
 #[test]
+fn json_answers_with_fences_spelled_as_escapes_are_rewritten() {
+    let opts = Arc::new(Options::default());
+    let answer = json!({"choices": [{"index": 0, "message": {"role": "assistant",
+        "content": "Here:\n\n```python\nprint(1)\n```\n"}}]});
+    let plain = serde_json::to_string(&answer).unwrap();
+    let escaped = plain.replace('`', "\\u0060");
+    assert!(!escaped.contains("```"));
+    let (from_plain, _) = rewrite_json(Endpoint::ChatCompletions, &opts, plain.as_bytes()).unwrap();
+    let (from_escaped, stats) =
+        rewrite_json(Endpoint::ChatCompletions, &opts, escaped.as_bytes()).unwrap();
+    assert_eq!(from_plain, from_escaped);
+    assert_eq!(stats.blocks_rewritten, 1);
+    // No fence at all: left alone.
+    let no_fence = br#"{"choices": [{"message": {"content": "no code here"}}], broken"#;
+    assert!(rewrite_json(Endpoint::ChatCompletions, &opts, no_fence).is_none());
+}
+
+#[test]
 fn restore_leaves_other_bodies_alone() {
     let user_only = json!({"model": "m", "messages": [{"role": "user", "content": "```python\nprint(1)\n```"}]});
     let bodies = [

@@ -80,7 +80,8 @@ pub fn rewrite_json(
     opts: &Arc<Options>,
     body: &[u8],
 ) -> Option<(Vec<u8>, Stats)> {
-    if opts.mode == Mode::Off {
+    // A Python block needs a fence: three backticks or tildes in a row.
+    if opts.mode == Mode::Off || !json_may_spell(body, &[b"```", b"~~~"]) {
         return None;
     }
     let mut value: Value = serde_json::from_slice(body).ok()?;
@@ -99,6 +100,14 @@ pub fn rewrite_json(
     }
     let out = serde_json::to_vec(&value).ok()?;
     Some((out, Stats { blocks_rewritten: texts.blocks }))
+}
+
+/// Whether a JSON text can decode to strings holding one of `needles` (ASCII): only if a needle stands
+/// in it literally, or an escape of an ASCII character (`\u00..`) could spell it. Bodies that cannot
+/// are not parsed at all.
+pub(super) fn json_may_spell(body: &[u8], needles: &[&[u8]]) -> bool {
+    needles.iter().any(|n| memchr::memmem::find(body, n).is_some())
+        || memchr::memmem::find(body, b"\\u00").is_some()
 }
 
 /// Rewrites an SSE response stream event by event, as bytes arrive.

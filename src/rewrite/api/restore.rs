@@ -14,7 +14,9 @@ use crate::rewrite::restore;
 
 /// See [`super::restore_request`].
 pub(super) fn restore_request(endpoint: Endpoint, body: &[u8]) -> Option<(Vec<u8>, usize)> {
-    if !may_hold_a_replacement(body) {
+    // Every replacement's URL holds `#py=`. Most requests carry no earlier answer of sandgate's, and
+    // this spares them the parse (for a long conversation, most of sandgate's time on the request).
+    if !super::json_may_spell(body, &[b"#py="]) {
         return None;
     }
     let mut value: Value = serde_json::from_slice(body).ok()?;
@@ -47,14 +49,6 @@ pub(super) fn restore_request(endpoint: Endpoint, body: &[u8]) -> Option<(Vec<u8
     }
     let out = serde_json::to_vec(&value).ok()?;
     Some((out, restored))
-}
-
-/// Whether a JSON text can decode to a string holding `#py=`, which every replacement's URL holds:
-/// only if those bytes stand in it literally, or an escape of an ASCII character (`\u00..`) could
-/// spell them. Most requests carry no earlier answer of sandgate's, and this spares them the parse
-/// (for a long conversation, most of sandgate's time on the request).
-fn may_hold_a_replacement(body: &[u8]) -> bool {
-    memchr::memmem::find(body, b"#py=").is_some() || memchr::memmem::find(body, b"\\u00").is_some()
 }
 
 fn is_assistant(message: &Value) -> bool {
