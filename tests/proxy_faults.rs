@@ -554,3 +554,63 @@ async fn a_stream_the_client_leaves_still_counts_the_blocks_it_rewrote() {
         .unwrap_or_else(|| panic!("no blocks counter in {text}"));
     assert!((1..20).contains(&blocks), "blocks rewritten before the client left: {blocks}");
 }
+
+#[tokio::test]
+async fn an_upstream_stalling_its_tls_handshake_answers_504_on_every_route() {
+    // Accepts TCP connections and never says a word: the TLS handshake never completes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            conns.push(conn);
+        }
+    });
+    let sg = start_sandgate(&format!("https://{addr}/v1"), |raw| {
+        raw.set("timeouts.first_byte", "300ms").unwrap();
+    })
+    .await;
+    for (method, path) in
+        [("GET", "/v1/models"), ("POST", "/v1/files"), ("POST", "/v1/chat/completions")]
+    {
+        let started = std::time::Instant::now();
+        let body = serde_json::to_vec(&stream_request()).unwrap();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            support::call(sg.addr(), method, path, &[("content-type", "application/json")], body),
+        )
+        .await;
+        let (status, _, body) = answer.unwrap_or_else(|_| panic!("{method} {path} hangs"));
+        assert_eq!(status, 504, "{method} {path}");
+        assert_eq!(support::error_of(&body).1, "upstream_timeout", "{method} {path}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{method} {path}");
+    }
+    held.abort();
+}
+
+#[tokio::test]
+async fn an_encoded_event_stream_on_a_transparent_route_is_passed_on_as_it_comes() {
+    // Two pieces of a gzip-encoded stream, the second 1.5 s after the first; no blank line in them.
+    let piece: Vec<u8> = (0u8..100).map(|i| i.wrapping_mul(37) | 0x80).collect();
+    let stream = [piece.clone(), piece.clone()].concat();
+    let up = ScriptedUpstream::start(move |_| {
+        Reply::new(200)
+            .header("content-type", "text/event-stream")
+            .header("content-encoding", "gzip")
+            .chunked(stream.clone(), 100, Duration::from_millis(1500))
+    })
+    .await;
+    let sg = start_sandgate(&up.base_url(), |_| {}).await;
+    let req = http::Request::post(format!("http://{}/v1/threads/runs", sg.addr()))
+        .header("accept-encoding", "gzip")
+        .body(support::full(serde_json::to_vec(&stream_request()).unwrap()))
+        .unwrap();
+    let resp = support::client().request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(&first[..], &piece[..], "the first piece arrives alone, not held for an event end");
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(&rest[..], &piece[..], "and nothing is appended");
+}

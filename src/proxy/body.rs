@@ -362,16 +362,29 @@ pub enum ClientFault {
     Idle,
 }
 
-/// What a [`ClientBody`] tells the handler: why it failed (for a 413 or 408 answer), and when it was
-/// read to its end (the upstream's time to first byte counts only from then).
-#[derive(Clone, Debug, Default)]
+/// What a [`ClientBody`] tells the handler: why it failed (for a 413 or 408 answer), and when it last
+/// made progress (the upstream's time to first byte counts from then, so an upload that keeps
+/// producing is never cut).
+#[derive(Clone, Debug)]
 pub struct UploadWatch(Arc<UploadShared>);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct UploadShared {
     fault: std::sync::atomic::AtomicU8,
-    done: std::sync::atomic::AtomicBool,
-    notify: tokio::sync::Notify,
+    /// When the watch was made.
+    base: Instant,
+    /// Nanoseconds from `base` to the last piece of the body read.
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl Default for UploadWatch {
+    fn default() -> Self {
+        UploadWatch(Arc::new(UploadShared {
+            fault: std::sync::atomic::AtomicU8::new(0),
+            base: Instant::now(),
+            last: std::sync::atomic::AtomicU64::new(0),
+        }))
+    }
 }
 
 impl UploadWatch {
@@ -391,23 +404,14 @@ impl UploadWatch {
         }
     }
 
-    fn set_done(&self) {
-        if !self.0.done.swap(true, Ordering::AcqRel) {
-            self.0.notify.notify_waiters();
-        }
+    fn touch(&self) {
+        let nanos = u64::try_from(self.0.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.0.last.fetch_max(nanos, Ordering::Relaxed);
     }
 
-    /// Completes once the whole body has been read.
-    pub async fn uploaded(&self) {
-        loop {
-            let notified = self.0.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.0.done.load(Ordering::Acquire) {
-                return;
-            }
-            notified.await;
-        }
+    /// When the body last made progress: the last piece read, or the watch's making.
+    pub fn last_progress(&self) -> Instant {
+        self.0.base + Duration::from_nanos(self.0.last.load(Ordering::Relaxed))
     }
 }
 
@@ -452,17 +456,14 @@ impl Body for ClientBody {
                         }))));
                     }
                 }
-                if this.inner.is_end_stream() {
-                    this.fault.set_done();
-                } else {
-                    let deadline = tokio::time::Instant::now() + *this.idle;
-                    this.sleep.as_mut().reset(deadline);
-                }
+                this.fault.touch();
+                let deadline = tokio::time::Instant::now() + *this.idle;
+                this.sleep.as_mut().reset(deadline);
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => {
-                this.fault.set_done();
+                this.fault.touch();
                 Poll::Ready(None)
             }
             Poll::Pending => match this.sleep.poll(cx) {
@@ -476,11 +477,7 @@ impl Body for ClientBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        let end = self.inner.is_end_stream();
-        if end {
-            self.fault.set_done();
-        }
-        end
+        self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -345,9 +345,13 @@ impl Gateway {
         let before = sent.saturating_duration_since(start);
         let (mut rparts, rbody) = resp.into_parts();
         headers::client_response(&mut rparts.headers);
-        if headers::media_type(&rparts.headers) == "text/event-stream" {
+        let stream = headers::media_type(&rparts.headers) == "text/event-stream";
+        if stream && headers::is_encoded(&rparts.headers) {
+            headers::for_event_stream(&mut rparts.headers);
+        } else if stream {
             // Not rewritten, but framed like the rewritten streams: a failure or a stall after the
-            // stream began ends it with an in-band error event rather than a cut connection.
+            // stream began ends it with an in-band error event rather than a cut connection. (An
+            // encoded stream cannot be framed, nor take an event appended: it passes as it is.)
             headers::for_event_stream(&mut rparts.headers);
             let guard = StreamGuard::new(self.metrics.clone(), before, self.config.log_content);
             let body = SseBody::new(rbody, None, self.config.timeouts.idle, guard);

@@ -9,7 +9,7 @@
 use std::error::Error as _;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -60,30 +60,34 @@ impl Upstream {
         Ok(Upstream { client, first_byte: timeouts.first_byte, connect: timeouts.connect })
     }
 
-    /// Sends a request and waits for the response headers, within the first-byte timeout. With
-    /// `uploading`, a request body still streaming from the client, that timeout runs only from the
-    /// moment the body has been read whole: an upload that keeps producing is never cut (the body's
-    /// own idle timeout watches it).
+    /// Sends a request and waits for the response headers, within the first-byte timeout: the
+    /// connection, the TLS handshake, the request and the upstream's thinking all count. With
+    /// `upload`, a request body still streaming from the client, the clock restarts whenever the body
+    /// makes progress: an upload that keeps producing is never cut, and the timeout runs in full from
+    /// its last piece (the body's own idle timeout watches the client).
     pub async fn send(
         &self,
         req: Request<ProxyBody>,
-        uploading: Option<&UploadWatch>,
+        upload: Option<&UploadWatch>,
     ) -> Result<Response<Incoming>, Error> {
         let response = self.client.request(req);
         tokio::pin!(response);
-        if let Some(upload) = uploading {
+        let mut from = Instant::now();
+        loop {
             tokio::select! {
                 result = &mut response => return result.map_err(|e| classify(&e, self.connect)),
-                () = upload.uploaded() => {}
+                () = tokio::time::sleep_until((from + self.first_byte).into()) => {
+                    match upload.map(UploadWatch::last_progress) {
+                        Some(last) if last > from => from = last,
+                        _ => {
+                            return Err(Error::UpstreamTimeout {
+                                phase: TimeoutPhase::FirstByte,
+                                after: self.first_byte,
+                            })
+                        }
+                    }
+                }
             }
-        }
-        match tokio::time::timeout(self.first_byte, response).await {
-            Err(_) => Err(Error::UpstreamTimeout {
-                phase: TimeoutPhase::FirstByte,
-                after: self.first_byte,
-            }),
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(classify(&e, self.connect)),
         }
     }
 }
