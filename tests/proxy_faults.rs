@@ -614,3 +614,22 @@ async fn an_encoded_event_stream_on_a_transparent_route_is_passed_on_as_it_comes
     let rest = body.collect().await.unwrap().to_bytes();
     assert_eq!(&rest[..], &piece[..], "and nothing is appended");
 }
+
+#[tokio::test]
+async fn a_head_request_for_an_event_stream_counts_no_stream() {
+    let up =
+        ScriptedUpstream::start(|_| Reply::new(200).header("content-type", "text/event-stream"))
+            .await;
+    let sg = start_sandgate(&up.base_url(), |_| {}).await;
+    let (status, headers, body) =
+        support::call(sg.addr(), "HEAD", "/v1/threads/runs", &[], "").await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "text/event-stream");
+    assert!(body.is_empty());
+    assert!(eventually(Duration::from_secs(2), || sg.metrics().streams_in_flight() == 0).await);
+    assert_eq!(
+        sg.metrics().streams_cancelled(),
+        0,
+        "a HEAD answer is not a stream the client left"
+    );
+}

@@ -334,6 +334,8 @@ impl Gateway {
         let limit = self.config.request_body_limit;
         let body =
             ClientBody::new(body, limit, self.config.timeouts.idle, fault.clone()).boxed_unsync();
+        // A HEAD answer has no body: nothing to frame, and no stream to count.
+        let head = parts.method == Method::HEAD;
         let up_req = build_request(parts.method, &uri, up_headers, body)?;
 
         let sent = Instant::now();
@@ -345,7 +347,7 @@ impl Gateway {
         let before = sent.saturating_duration_since(start);
         let (mut rparts, rbody) = resp.into_parts();
         headers::client_response(&mut rparts.headers);
-        let stream = headers::media_type(&rparts.headers) == "text/event-stream";
+        let stream = !head && headers::media_type(&rparts.headers) == "text/event-stream";
         if stream && headers::is_encoded(&rparts.headers) {
             headers::for_event_stream(&mut rparts.headers);
         } else if stream {
