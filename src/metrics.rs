@@ -25,9 +25,10 @@ pub const ROUTES: [&str; 11] = [
     "other",
 ];
 
-/// Statuses counted one by one; anything outside (impossible from hyper) is counted as 599.
-const STATUSES: std::ops::RangeInclusive<u16> = 100..=599;
-const N_STATUSES: usize = 500;
+/// Statuses counted one by one; anything outside (impossible from hyper) is counted as the nearest.
+const FIRST_STATUS: u16 = 100;
+const LAST_STATUS: u16 = 599;
+const N_STATUSES: usize = (LAST_STATUS - FIRST_STATUS + 1) as usize;
 
 /// Every figure sandgate exports.
 #[derive(Debug)]
@@ -73,7 +74,7 @@ impl Metrics {
 
     fn request_slot(&self, route: &str, status: u16) -> Option<&AtomicU64> {
         let r = ROUTES.iter().position(|r| *r == route).unwrap_or(ROUTES.len() - 1);
-        let s = usize::from(status.clamp(*STATUSES.start(), *STATUSES.end()) - STATUSES.start());
+        let s = usize::from(status.clamp(FIRST_STATUS, LAST_STATUS) - FIRST_STATUS);
         self.requests.get(r * N_STATUSES + s)
     }
 
@@ -131,7 +132,7 @@ impl Metrics {
         routes.sort_unstable_by_key(|(_, name)| *name);
         for (r, route) in routes {
             let counts = self.requests.iter().skip(r * N_STATUSES).take(N_STATUSES);
-            for (status, n) in STATUSES.zip(counts) {
+            for (status, n) in (FIRST_STATUS..=LAST_STATUS).zip(counts) {
                 let n = n.load(Ordering::Relaxed);
                 if n > 0 {
                     let _ = writeln!(

@@ -426,13 +426,13 @@ pin_project! {
         idle: Duration,
         seen: usize,
         limit: usize,
-        fault: UploadWatch,
+        upload: UploadWatch,
     }
 }
 
 impl ClientBody {
-    pub fn new(inner: Incoming, limit: usize, idle: Duration, fault: UploadWatch) -> Self {
-        ClientBody { inner, sleep: tokio::time::sleep(idle), idle, seen: 0, limit, fault }
+    pub fn new(inner: Incoming, limit: usize, idle: Duration, upload: UploadWatch) -> Self {
+        ClientBody { inner, sleep: tokio::time::sleep(idle), idle, seen: 0, limit, upload }
     }
 }
 
@@ -450,25 +450,25 @@ impl Body for ClientBody {
                 if let Some(data) = frame.data_ref() {
                     *this.seen += data.len();
                     if *this.seen > *this.limit {
-                        this.fault.set(ClientFault::TooLarge);
+                        this.upload.set(ClientFault::TooLarge);
                         return Poll::Ready(Some(Err(Box::new(Error::BodyTooLarge {
                             limit: *this.limit,
                         }))));
                     }
                 }
-                this.fault.touch();
+                this.upload.touch();
                 let deadline = tokio::time::Instant::now() + *this.idle;
                 this.sleep.as_mut().reset(deadline);
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => {
-                this.fault.touch();
+                this.upload.touch();
                 Poll::Ready(None)
             }
             Poll::Pending => match this.sleep.poll(cx) {
                 Poll::Ready(()) => {
-                    this.fault.set(ClientFault::Idle);
+                    this.upload.set(ClientFault::Idle);
                     Poll::Ready(Some(Err(Box::new(Error::ClientTimeout { after: *this.idle }))))
                 }
                 Poll::Pending => Poll::Pending,

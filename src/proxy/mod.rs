@@ -213,9 +213,26 @@ impl Gateway {
         }
     }
 
+    /// Splits a client's request into what goes upstream: its method, its headers under the header
+    /// policy (gateway keys checked), and its body under the size limit and the idle timeout, with
+    /// the [`UploadWatch`] that tells how the body fared.
+    fn outgoing(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<(Method, http::HeaderMap, ClientBody, UploadWatch), Error> {
+        let (parts, body) = req.into_parts();
+        let mut headers = parts.headers;
+        headers::upstream_request(&mut headers, &self.auth)?;
+        self.check_declared_length(&headers)?;
+        let upload = UploadWatch::default();
+        let limit = self.config.request_body_limit;
+        let body = ClientBody::new(body, limit, self.config.timeouts.idle, upload.clone());
+        Ok((parts.method, headers, body, upload))
+    }
+
     /// The error for a request body cut off by its [`ClientBody`], if that is what happened.
-    fn client_fault(&self, fault: &UploadWatch) -> Option<Error> {
-        fault.get().map(|f| match f {
+    fn client_fault(&self, upload: &UploadWatch) -> Option<Error> {
+        upload.get().map(|f| match f {
             ClientFault::TooLarge => Error::BodyTooLarge { limit: self.config.request_body_limit },
             ClientFault::Idle => Error::ClientTimeout { after: self.config.timeouts.idle },
         })
@@ -230,17 +247,11 @@ impl Gateway {
     ) -> Result<Response<ProxyBody>, Error> {
         let opts = self.options_for(&req)?;
         let uri = self.upstream_uri(&req);
-        let limit = self.config.request_body_limit;
-
-        let (mut parts, body) = req.into_parts();
-        let mut up_headers = std::mem::take(&mut parts.headers);
-        headers::upstream_request(&mut up_headers, &self.auth)?;
-        self.check_declared_length(&up_headers)?;
-        let fault = UploadWatch::default();
-        let body = ClientBody::new(body, limit, self.config.timeouts.idle, fault.clone())
+        let (method, mut up_headers, body, upload) = self.outgoing(req)?;
+        let body = body
             .collect()
             .await
-            .map_err(|e| self.client_fault(&fault).unwrap_or(Error::ClientBody(e.to_string())))?
+            .map_err(|e| self.client_fault(&upload).unwrap_or(Error::ClientBody(e.to_string())))?
             .to_bytes();
         let body = match api::restore_request(endpoint, &body) {
             Some((restored, n)) => {
@@ -253,7 +264,7 @@ impl Gateway {
             tracing::debug!(body = %String::from_utf8_lossy(&body), "request to upstream");
         }
         headers::for_rewritten_route(&mut up_headers, body.len());
-        let up_req = build_request(parts.method, &uri, up_headers, full(body))?;
+        let up_req = build_request(method, &uri, up_headers, full(body))?;
 
         let sent = Instant::now();
         let resp = self.upstream.send(up_req, None).await?;
@@ -326,35 +337,28 @@ impl Gateway {
         start: Instant,
     ) -> Result<Response<ProxyBody>, Error> {
         let uri = self.upstream_uri(&req);
-        let (mut parts, body) = req.into_parts();
-        let mut up_headers = std::mem::take(&mut parts.headers);
-        headers::upstream_request(&mut up_headers, &self.auth)?;
-        self.check_declared_length(&up_headers)?;
-        let fault = UploadWatch::default();
-        let limit = self.config.request_body_limit;
-        let body =
-            ClientBody::new(body, limit, self.config.timeouts.idle, fault.clone()).boxed_unsync();
+        let (method, up_headers, body, upload) = self.outgoing(req)?;
         // A HEAD answer has no body: nothing to frame, and no stream to count.
-        let head = parts.method == Method::HEAD;
-        let up_req = build_request(parts.method, &uri, up_headers, body)?;
+        let head = method == Method::HEAD;
+        let up_req = build_request(method, &uri, up_headers, body.boxed_unsync())?;
 
         let sent = Instant::now();
-        let resp = match self.upstream.send(up_req, Some(&fault)).await {
+        let resp = match self.upstream.send(up_req, Some(&upload)).await {
             Ok(resp) => resp,
-            Err(e) => return Err(self.client_fault(&fault).unwrap_or(e)),
+            Err(e) => return Err(self.client_fault(&upload).unwrap_or(e)),
         };
         self.metrics.upstream_latency.observe(sent.elapsed());
         let before = sent.saturating_duration_since(start);
         let (mut rparts, rbody) = resp.into_parts();
         headers::client_response(&mut rparts.headers);
         let stream = !head && headers::media_type(&rparts.headers) == "text/event-stream";
-        if stream && headers::is_encoded(&rparts.headers) {
+        if stream {
             headers::for_event_stream(&mut rparts.headers);
-        } else if stream {
-            // Not rewritten, but framed like the rewritten streams: a failure or a stall after the
-            // stream began ends it with an in-band error event rather than a cut connection. (An
-            // encoded stream cannot be framed, nor take an event appended: it passes as it is.)
-            headers::for_event_stream(&mut rparts.headers);
+        }
+        // An event stream is not rewritten here, but framed like the rewritten ones: a failure or a
+        // stall after it began ends it with an in-band error event rather than a cut connection. (An
+        // encoded stream cannot be framed, nor take an event appended: it passes as it is.)
+        if stream && !headers::is_encoded(&rparts.headers) {
             let guard = StreamGuard::new(self.metrics.clone(), before, self.config.log_content);
             let body = SseBody::new(rbody, None, self.config.timeouts.idle, guard);
             return Ok(Response::from_parts(rparts, body.boxed_unsync()));
