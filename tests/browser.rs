@@ -10,6 +10,8 @@
 //! tests/setup/10-browser.sh), a second server on another origin hosts the widget iframe, and
 //! tests/browser/drive.mjs (playwright-core) reports what the browser showed.
 
+mod support;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -22,34 +24,10 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use pulldown_cmark::{CodeBlockKind, Event, Parser, Tag, TagEnd};
 use sandgate::rewrite::payload;
 use sandgate::sandbox::{Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-
-/// The Python blocks of a markdown file, as the engine sees them (pulldown-cmark is its oracle).
-fn python_blocks(markdown: &str) -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for event in Parser::new(markdown) {
-        match event {
-            Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info)))
-                if matches!(info.split_whitespace().next(), Some("python" | "py")) =>
-            {
-                current = Some(String::new());
-            }
-            Event::Text(text) => {
-                if let Some(code) = current.as_mut() {
-                    code.push_str(&text);
-                }
-            }
-            Event::End(TagEnd::CodeBlock) => blocks.extend(current.take()),
-            _ => {}
-        }
-    }
-    blocks
-}
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -654,7 +632,7 @@ async fn sandbox_page_in_headless_chromium() {
     // sandgate's own payload encoder.
     let fixture =
         std::fs::read_to_string(repo.join("tests/fixtures/rewrite/hostile/input.md")).unwrap();
-    let hostile_blocks = python_blocks(&fixture);
+    let hostile_blocks = support::python_blocks(&fixture);
     assert!(!hostile_blocks.is_empty(), "no Python block in the hostile fixture");
     for (i, code) in hostile_blocks.iter().enumerate() {
         cases["cases"].as_array_mut().unwrap().push(

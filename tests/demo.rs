@@ -10,6 +10,8 @@
 //! block into a run link whose payload decodes to the block's code; the playground's routes answer
 //! with the right headers and refuse what they should.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -19,7 +21,6 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use pulldown_cmark::{CodeBlockKind, Event, Parser, Tag, TagEnd};
 use sandgate::config::Config;
 use sandgate::demo::{self, Pace, ANSWERS, DEFAULT, DEMO_MODEL};
 use sandgate::rewrite::api::{rewrite_json, Endpoint, SseRewriter};
@@ -35,33 +36,6 @@ fn cases() -> Vec<(&'static str, &'static str, usize)> {
         ANSWERS.iter().map(|c| (c.prompt, c.markdown, c.python_blocks)).collect();
     cases.push(("hello, who are you?", DEFAULT, 0));
     cases
-}
-
-/// The code of each Python fenced block, as a CommonMark parser sees it.
-fn python_blocks(markdown: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current: Option<String> = None;
-    for event in Parser::new(markdown) {
-        match event {
-            Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info)))
-                if info.split_whitespace().next() == Some("python") =>
-            {
-                current = Some(String::new());
-            }
-            Event::Text(t) => {
-                if let Some(c) = current.as_mut() {
-                    c.push_str(&t);
-                }
-            }
-            Event::End(TagEnd::CodeBlock) => {
-                if let Some(c) = current.take() {
-                    out.push(c);
-                }
-            }
-            _ => {}
-        }
-    }
-    out
 }
 
 /// Decodes every run link's `py=` payload (base64url without padding of raw DEFLATE) in a text.
@@ -343,7 +317,7 @@ async fn the_api_rewrite_links_every_python_block_of_every_answer() {
     let client = client();
     let opts = link_options();
     for (prompt, markdown, blocks) in cases() {
-        let code = python_blocks(markdown);
+        let code = support::python_blocks(markdown);
         assert_eq!(code.len(), blocks, "{prompt}");
         let url = format!("{base}/v1/chat/completions");
 
@@ -395,7 +369,7 @@ async fn sandgate_in_front_of_the_scripted_upstream_rewrites_json_and_streams() 
     let client = client();
     let url = format!("http://{addr}/v1/chat/completions");
     for (prompt, markdown, blocks) in cases() {
-        let code = python_blocks(markdown);
+        let code = support::python_blocks(markdown);
         let (status, _, body) =
             call(&client, Method::POST, &url, Some(&chat_request(prompt, false))).await;
         assert_eq!(status, StatusCode::OK);
@@ -491,7 +465,7 @@ async fn render_turns_an_answer_into_safe_html() {
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     assert_eq!(
         link_payloads(html),
-        python_blocks(plotly.markdown),
+        support::python_blocks(plotly.markdown),
         "the link survives rendering intact"
     );
 }
