@@ -10,7 +10,7 @@
 //! tests/setup/10-browser.sh), a second server on another origin hosts the widget iframe, and
 //! tests/browser/drive.mjs (playwright-core) reports what the browser showed.
 
-mod support;
+mod engine;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -632,7 +632,7 @@ async fn sandbox_page_in_headless_chromium() {
     // sandgate's own payload encoder.
     let fixture =
         std::fs::read_to_string(repo.join("tests/fixtures/rewrite/hostile/input.md")).unwrap();
-    let hostile_blocks = support::python_blocks(&fixture);
+    let hostile_blocks = python_blocks(&fixture);
     assert!(!hostile_blocks.is_empty(), "no Python block in the hostile fixture");
     for (i, code) in hostile_blocks.iter().enumerate() {
         cases["cases"].as_array_mut().unwrap().push(
@@ -989,4 +989,9 @@ fn assert_untouched(name: &str, end: &Value) {
     assert_eq!(str_of(end, "title"), "sandgate sandbox", "{name}: {end:#}");
     assert_eq!(end["violations"], json!([]), "{name}: policy violations: {end:#}");
     assert_eq!(end["scriptsInDocument"], 1, "{name}: a script element was added to the page");
+}
+
+/// The code of each Python block, as pulldown-cmark (the engine's oracle) reports it.
+fn python_blocks(markdown: &str) -> Vec<String> {
+    engine::oracle_blocks(&sandgate::rewrite::Options::default(), markdown)
 }

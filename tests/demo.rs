@@ -10,7 +10,7 @@
 //! block into a run link whose payload decodes to the block's code; the playground's routes answer
 //! with the right headers and refuse what they should.
 
-mod support;
+mod engine;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -317,7 +317,7 @@ async fn the_api_rewrite_links_every_python_block_of_every_answer() {
     let client = client();
     let opts = link_options();
     for (prompt, markdown, blocks) in cases() {
-        let code = support::python_blocks(markdown);
+        let code = python_blocks(markdown);
         assert_eq!(code.len(), blocks, "{prompt}");
         let url = format!("{base}/v1/chat/completions");
 
@@ -369,7 +369,7 @@ async fn sandgate_in_front_of_the_scripted_upstream_rewrites_json_and_streams() 
     let client = client();
     let url = format!("http://{addr}/v1/chat/completions");
     for (prompt, markdown, blocks) in cases() {
-        let code = support::python_blocks(markdown);
+        let code = python_blocks(markdown);
         let (status, _, body) =
             call(&client, Method::POST, &url, Some(&chat_request(prompt, false))).await;
         assert_eq!(status, StatusCode::OK);
@@ -465,7 +465,7 @@ async fn render_turns_an_answer_into_safe_html() {
     assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     assert_eq!(
         link_payloads(html),
-        support::python_blocks(plotly.markdown),
+        python_blocks(plotly.markdown),
         "the link survives rendering intact"
     );
 }
@@ -487,4 +487,9 @@ async fn render_refuses_what_it_should() {
         playground(Request::get("/playground/render").body(Full::new(Bytes::new())).unwrap()).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(headers["allow"], "POST");
+}
+
+/// The code of each Python block, as pulldown-cmark (the engine's oracle) reports it.
+fn python_blocks(markdown: &str) -> Vec<String> {
+    engine::oracle_blocks(&sandgate::rewrite::Options::default(), markdown)
 }

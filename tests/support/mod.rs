@@ -536,29 +536,3 @@ pub fn error_of(body: &[u8]) -> (String, String, String) {
         e["message"].as_str().unwrap_or_default().to_owned(),
     )
 }
-
-/// The code of each Python fenced block of a markdown text, as pulldown-cmark (the engine's oracle)
-/// reports it, for the engine's default languages.
-pub fn python_blocks(markdown: &str) -> Vec<String> {
-    use pulldown_cmark::{CodeBlockKind, Event, Parser, Tag, TagEnd};
-    let languages = sandgate::rewrite::Options::default();
-    let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for event in Parser::new(markdown) {
-        match event {
-            Event::Start(Tag::CodeBlock(CodeBlockKind::Fenced(info)))
-                if languages.is_python_info(&info) =>
-            {
-                current = Some(String::new());
-            }
-            Event::Text(text) => {
-                if let Some(code) = current.as_mut() {
-                    code.push_str(&text);
-                }
-            }
-            Event::End(TagEnd::CodeBlock) => blocks.extend(current.take()),
-            _ => {}
-        }
-    }
-    blocks
-}
