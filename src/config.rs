@@ -15,7 +15,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::rewrite::{
-    Mode, Options, DEFAULT_LANGUAGES, DEFAULT_LINK_TEXT, DEFAULT_MAX_BLOCK_BYTES,
+    Cells, Context, Mode, Options, DEFAULT_CONTEXT_BYTES, DEFAULT_LANGUAGES, DEFAULT_LINK_TEXT,
+    DEFAULT_MAX_BLOCK_BYTES,
 };
 use crate::sandbox::SandboxConfig;
 
@@ -33,6 +34,9 @@ pub struct Config {
     pub link_text: String,
     pub languages: Vec<String>,
     pub max_block_bytes: usize,
+    /// Which earlier Python blocks a replacement carries (`cx=`).
+    pub context: Context,
+    pub context_bytes: usize,
     pub request_body_limit: usize,
     /// A non-streamed answer larger than this is passed on unchanged instead of being held whole.
     pub json_rewrite_limit: usize,
@@ -147,6 +151,8 @@ pub const KEYS: &[&str] = &[
     "link_text",
     "languages",
     "max_block_bytes",
+    "context",
+    "context_bytes",
     "request_body_limit",
     "json_rewrite_limit",
     "api_keys",
@@ -199,6 +205,10 @@ pub struct RawConfig {
     pub languages: Vec<String>,
     #[serde(default = "default_max_block_bytes")]
     pub max_block_bytes: u64,
+    #[serde(default = "default_context")]
+    pub context: String,
+    #[serde(default = "default_context_bytes")]
+    pub context_bytes: u64,
     #[serde(default = "default_request_body_limit")]
     pub request_body_limit: u64,
     #[serde(default = "default_json_rewrite_limit")]
@@ -279,6 +289,12 @@ fn default_languages() -> Vec<String> {
 fn default_max_block_bytes() -> u64 {
     DEFAULT_MAX_BLOCK_BYTES as u64
 }
+fn default_context() -> String {
+    "answer".to_owned()
+}
+fn default_context_bytes() -> u64 {
+    DEFAULT_CONTEXT_BYTES as u64
+}
 fn default_request_body_limit() -> u64 {
     32 << 20
 }
@@ -337,6 +353,8 @@ impl Default for RawConfig {
             link_text: default_link_text(),
             languages: default_languages(),
             max_block_bytes: default_max_block_bytes(),
+            context: default_context(),
+            context_bytes: default_context_bytes(),
             request_body_limit: default_request_body_limit(),
             json_rewrite_limit: default_json_rewrite_limit(),
             api_keys: Vec::new(),
@@ -411,6 +429,8 @@ impl RawConfig {
             "link_text" => self.link_text = v,
             "languages" => self.languages = split_list(value),
             "max_block_bytes" => self.max_block_bytes = parse_u64(key, value)?,
+            "context" => self.context = v,
+            "context_bytes" => self.context_bytes = parse_u64(key, value)?,
             "request_body_limit" => self.request_body_limit = parse_u64(key, value)?,
             "json_rewrite_limit" => self.json_rewrite_limit = parse_u64(key, value)?,
             "api_keys" => self.api_keys = split_list(value),
@@ -485,6 +505,11 @@ impl RawConfig {
             languages.push(l.to_ascii_lowercase());
         }
         let max_block_bytes = positive_usize("max_block_bytes", self.max_block_bytes)?;
+        let context: Context = self.context.parse().map_err(|e| ConfigError::key("context", e))?;
+        // Zero is allowed: every earlier block is then left out, and the links only count them.
+        let context_bytes = usize::try_from(self.context_bytes).map_err(|_| {
+            ConfigError::key("context_bytes", format!("{} is too large", self.context_bytes))
+        })?;
         let request_body_limit = positive_usize("request_body_limit", self.request_body_limit)?;
         let json_rewrite_limit = positive_usize("json_rewrite_limit", self.json_rewrite_limit)?;
 
@@ -626,6 +651,8 @@ impl RawConfig {
             link_text: self.link_text.clone(),
             languages,
             max_block_bytes,
+            context,
+            context_bytes,
             request_body_limit,
             json_rewrite_limit,
             timeouts,
@@ -679,6 +706,9 @@ impl Config {
             link_text: self.link_text.clone(),
             languages: self.languages.clone(),
             max_block_bytes: self.max_block_bytes,
+            context: self.context,
+            context_bytes: self.context_bytes,
+            history: Cells::default(),
         }
     }
 
@@ -867,6 +897,7 @@ mod tests {
         assert_eq!(c.upstream.to_string(), "https://api.openai.com/v1");
         assert_eq!(c.public_url, "http://127.0.0.1:8787");
         assert_eq!(c.mode, Mode::Link);
+        assert_eq!((c.context, c.context_bytes), (Context::Answer, 65536));
         assert!(c.show_code);
         assert_eq!(c.timeouts.connect, Duration::from_secs(10));
         assert_eq!(c.request_body_limit, 32 << 20);
@@ -925,6 +956,10 @@ mod tests {
             ("languages", "", "config: languages: must name at least one language"),
             ("max_block_bytes", "0", "config: max_block_bytes: must be greater than zero"),
             ("max_block_bytes", "lots", "config: max_block_bytes: invalid number \"lots\""),
+            ("context", "notebook", "config: context: unknown context `notebook`"),
+            ("context", "conversation", "ok"),
+            ("context_bytes", "0", "ok"),
+            ("context_bytes", "64k", "config: context_bytes: invalid number \"64k\""),
             ("request_body_limit", "0", "config: request_body_limit: must be greater than zero"),
             ("json_rewrite_limit", "0", "config: json_rewrite_limit: must be greater than zero"),
             ("workers", "3", "ok"),

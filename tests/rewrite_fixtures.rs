@@ -5,7 +5,9 @@
 //!
 //! For every case and option set the test also checks that the engine agrees with pulldown-cmark on
 //! which blocks are Python and what their code is, that every chunking of the input gives the same
-//! output, and that `restore` gives the input back byte for byte.
+//! output, and that `restore` gives the input back byte for byte; and that each replacement's `cx`
+//! holds the blocks pulldown-cmark finds before it, within the budget (also under the extra option
+//! sets of `context_variants`, which have no expected files).
 
 #![allow(
     clippy::unwrap_used,
@@ -20,8 +22,18 @@ mod engine;
 use std::fs;
 use std::path::Path;
 
-use engine::{oracle_blocks, payload_blocks, rewrite_char_by_char, rewrite_chunked, variants};
+use engine::{
+    context_variants, oracle_blocks, oracle_cx, payload_blocks, payload_cx, rewrite_char_by_char,
+    rewrite_chunked, variants,
+};
 use sandgate::rewrite::{restore, rewrite, Mode, Options};
+
+/// Every option set the checks run under: the six with expected files and the context ones.
+fn all_variants() -> Vec<(&'static str, Options)> {
+    let mut all = variants();
+    all.extend(context_variants());
+    all
+}
 
 fn cases() -> Vec<(String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rewrite");
@@ -71,10 +83,16 @@ fn fixtures_match_expected_output() {
 #[test]
 fn fixtures_agree_with_pulldown_cmark() {
     for (name, input) in cases() {
-        for (variant, opts) in variants() {
+        for (variant, opts) in all_variants() {
             let expected = oracle_blocks(&opts, &input);
-            let actual = payload_blocks(&rewrite(&opts, &input));
+            let out = rewrite(&opts, &input);
+            let actual = payload_blocks(&out);
             assert_eq!(actual, expected, "{name}/{variant}: blocks differ from pulldown-cmark");
+            assert_eq!(
+                payload_cx(&out),
+                oracle_cx(&opts, &expected),
+                "{name}/{variant}: cx differs from the earlier blocks pulldown-cmark finds"
+            );
         }
     }
 }
@@ -82,11 +100,17 @@ fn fixtures_agree_with_pulldown_cmark() {
 #[test]
 fn fixtures_chunking_gives_the_same_output() {
     for (name, input) in cases() {
-        for (variant, opts) in variants() {
+        for (variant, opts) in all_variants() {
             let whole = rewrite(&opts, &input);
+            let whole_cx = payload_cx(&whole);
             for cut in 0..=input.len() {
                 if input.is_char_boundary(cut) {
                     let split = rewrite_chunked(&opts, &input, &[cut]);
+                    assert_eq!(
+                        payload_cx(&split),
+                        whole_cx,
+                        "{name}/{variant}: cx, split at {cut}"
+                    );
                     assert_eq!(split, whole, "{name}/{variant}: split at {cut}");
                 }
             }
@@ -108,7 +132,7 @@ fn fixtures_chunking_gives_the_same_output() {
 #[test]
 fn fixtures_restore_to_the_input() {
     for (name, input) in cases() {
-        for (variant, opts) in variants() {
+        for (variant, opts) in all_variants() {
             let rewritten = rewrite(&opts, &input);
             assert_eq!(restore(&rewritten), input, "{name}/{variant}: restore(rewrite(x)) != x");
             // Restoring what holds no replacement changes nothing.
@@ -210,4 +234,136 @@ fn hidden_code_streams_text_around_blocks() {
     let mut out = String::new();
     shown.push("```python\nprint(1)", &mut out);
     assert_eq!(out, "```python\nprint(1)", "visible code streams with no pause");
+}
+
+/// Three blocks in list items, the step-by-step answer of issue 11.
+const STEPS: &str = "1. Make:\n   ```python\n   fruits = [\"a\", \"b\"]\n   ```\n\
+                     2. Loop:\n   ```python\n   for f in fruits:\n       print(f)\n   ```\n\
+                     3. Count:\n   ```python\n   print(len(fruits), f)\n   ```\n";
+
+fn cx_of(out: &str) -> Vec<Option<(Vec<String>, usize)>> {
+    payload_cx(out)
+}
+
+fn cells(code: &[&str], omitted: usize) -> Option<(Vec<String>, usize)> {
+    Some((code.iter().map(|c| (*c).to_owned()).collect(), omitted))
+}
+
+#[test]
+fn later_blocks_carry_the_earlier_ones() {
+    let (make, each, count) = (
+        "fruits = [\"a\", \"b\"]\n",
+        "for f in fruits:\n    print(f)\n",
+        "print(len(fruits), f)\n",
+    );
+    for (variant, opts) in variants() {
+        let out = rewrite(&opts, STEPS);
+        assert_eq!(payload_blocks(&out), [make, each, count], "{variant}");
+        assert_eq!(
+            cx_of(&out),
+            [None, cells(&[make], 0), cells(&[make, each], 0)],
+            "{variant}: the first link has no cx, the later ones their earlier blocks, oldest first"
+        );
+        assert_eq!(restore(&out), STEPS, "{variant}: restore ignores cx");
+    }
+}
+
+#[test]
+fn the_budget_leaves_out_the_oldest_blocks() {
+    let (make, each) = ("fruits = [\"a\", \"b\"]\n", "for f in fruits:\n    print(f)\n");
+    // Room for the second block (31 bytes) alone, not with the first (21 more).
+    let opts = Options { context_bytes: 40, ..Options::default() };
+    let out = rewrite(&opts, STEPS);
+    assert_eq!(cx_of(&out), [None, cells(&[make], 0), cells(&[each], 1)]);
+    // Exactly the size of both: both fit; one byte less: the oldest goes.
+    let both = make.len() + each.len();
+    let opts = Options { context_bytes: both, ..Options::default() };
+    assert_eq!(cx_of(&rewrite(&opts, STEPS))[2], cells(&[make, each], 0));
+    let opts = Options { context_bytes: both - 1, ..Options::default() };
+    assert_eq!(cx_of(&rewrite(&opts, STEPS))[2], cells(&[each], 1));
+    // No budget: every earlier block is left out, and the links still say how many.
+    let opts = Options { context_bytes: 0, show_code: false, ..Options::default() };
+    let out = rewrite(&opts, STEPS);
+    assert_eq!(cx_of(&out), [None, cells(&[], 1), cells(&[], 2)]);
+    assert_eq!(restore(&out), STEPS);
+    assert_eq!(rewrite_char_by_char(&opts, STEPS), out);
+}
+
+#[test]
+fn context_off_gives_version_1_links() {
+    let opts = Options { context: sandgate::rewrite::Context::Off, ..Options::default() };
+    let out = rewrite(&opts, STEPS);
+    assert!(!out.contains("&cx="), "{out}");
+    assert_eq!(cx_of(&out), [None, None, None]);
+    // The code links are the same as with the context, less `cx`.
+    let with = rewrite(&Options::default(), STEPS);
+    let stripped: String = with
+        .lines()
+        .map(|l| match l.find("&cx=") {
+            Some(at) => format!("{})\n", &l[..at]),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    assert_eq!(stripped, out);
+}
+
+#[test]
+fn a_block_too_large_to_rewrite_cuts_the_context() {
+    // The second block passes unchanged (past max_block_bytes): the third cannot run on the first
+    // alone, so it carries no cells, only the count of what came before.
+    let big = "x = 1\n".repeat(40);
+    let input = format!(
+        "```python\na = 1\n```\n\n```python\n{big}```\n\n```python\nb = 2\n```\n\n```python\nprint(a, b)\n```\n"
+    );
+    for show_code in [true, false] {
+        let opts = Options { show_code, max_block_bytes: 64, ..Options::default() };
+        let out = rewrite(&opts, &input);
+        assert_eq!(payload_blocks(&out), ["a = 1\n", "b = 2\n", "print(a, b)\n"], "{show_code}");
+        assert_eq!(cx_of(&out), [None, cells(&[], 2), cells(&["b = 2\n"], 2)], "{show_code}");
+        assert_eq!(rewrite_char_by_char(&opts, &input), out);
+        assert_eq!(restore(&out), input);
+    }
+}
+
+#[test]
+fn cx_comes_after_md_and_sg() {
+    // An unclosed block in a list item: `md` (code hidden) and `sg` come first, then `cx`.
+    let input = "```python\na = 1\n```\n- item\n  ```python\n  print(a)\n- next\n";
+    let opts = Options { show_code: false, ..Options::default() };
+    let out = rewrite(&opts, input);
+    let link = out.lines().find(|l| l.contains("&cx=")).expect("a link with cx");
+    let (md, sg, cx) =
+        (link.find("&md=").unwrap(), link.find("&sg=").unwrap(), link.find("&cx=").unwrap());
+    assert!(md < sg && sg < cx, "{link}");
+    assert_eq!(restore(&out), input);
+}
+
+#[test]
+fn version_1_replacements_still_restore() {
+    // Links, widgets and artifacts made before format version 2: no `cx`, and iframes with
+    // `sandbox="allow-scripts"` only.
+    let off = sandgate::rewrite::Context::Off;
+    for (variant, opts) in variants() {
+        let opts = Options { context: off, ..opts };
+        let v1 = rewrite(&opts, STEPS).replace(
+            "<iframe sandbox=\"allow-scripts allow-downloads\"",
+            "<iframe sandbox=\"allow-scripts\"",
+        );
+        assert_ne!(v1, STEPS, "{variant}");
+        assert_eq!(restore(&v1), STEPS, "{variant}");
+    }
+}
+
+#[test]
+fn cells_stream_with_nothing_held() {
+    // With the code shown, each link goes out as soon as its block closes, carrying the earlier
+    // blocks that already went out.
+    use std::sync::Arc;
+    let mut rewriter = sandgate::rewrite::Rewriter::new(Arc::new(Options::default()));
+    let mut out = String::new();
+    rewriter.push("```python\na = 1\n```\n", &mut out);
+    assert_eq!(cx_of(&out), [None]);
+    rewriter.push("```python\nprint(a)\n```\n", &mut out);
+    assert_eq!(cx_of(&out), [None, cells(&["a = 1\n"], 0)]);
+    assert!(out.ends_with(")\n"), "the second link is out before the text ends: {out}");
 }

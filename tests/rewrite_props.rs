@@ -7,6 +7,8 @@
 //! - the engine picks exactly the Python blocks pulldown-cmark finds, with exactly their content;
 //! - any chunking of the input gives the same output as one chunk;
 //! - `restore(rewrite(x)) == x`;
+//! - each replacement's `cx` holds the blocks pulldown-cmark finds before it, the newest that fit the
+//!   budget, whatever the chunking (budgets from 0 to 160 bytes, so that blocks are left out);
 //! - with the code shown, the output after every push is a prefix of the one-shot output and lacks at
 //!   most the line being received.
 //!
@@ -24,9 +26,9 @@ mod engine;
 
 use std::sync::Arc;
 
-use engine::{oracle_blocks, payload_blocks, rewrite_chunked, variants};
+use engine::{oracle_blocks, oracle_cx, payload_blocks, payload_cx, rewrite_chunked, variants};
 use proptest::prelude::*;
-use sandgate::rewrite::{restore, rewrite, Rewriter};
+use sandgate::rewrite::{restore, rewrite, Options, Rewriter};
 
 /// Container prefixes (block quotes, list items of varied widths, indentation with tabs); a line's
 /// prefix is up to three of these.
@@ -313,6 +315,36 @@ proptest! {
         let (name, opts) = variants().swap_remove(variant);
         let whole = rewrite(&opts, &input);
         prop_assert_eq!(rewrite_chunked(&opts, &input, &cuts), whole, "{} on {:?} cut at {:?}", name, input, cuts);
+    }
+
+    #[test]
+    fn cx_holds_the_earlier_blocks_within_the_budget(
+        input in markdown_with(false),
+        variant in 0usize..6,
+        budget in 0usize..160,
+        cuts in prop::collection::vec(0usize..400, 0..12),
+    ) {
+        let (name, opts) = variants().swap_remove(variant);
+        let opts = Options { context_bytes: budget, ..opts };
+        let out = rewrite(&opts, &input);
+        let expected = oracle_cx(&opts, &oracle_blocks(&opts, &input));
+        prop_assert_eq!(payload_cx(&out), expected, "{} budget {} on {:?}", name, budget, input);
+        let split = rewrite_chunked(&opts, &input, &cuts);
+        prop_assert_eq!(payload_cx(&split), payload_cx(&out), "{} budget {} on {:?} cut at {:?}", name, budget, input, cuts);
+    }
+
+    #[test]
+    fn context_budgets_keep_chunking_and_restore(
+        input in markdown(),
+        variant in 0usize..6,
+        budget in 0usize..160,
+        cuts in prop::collection::vec(0usize..400, 0..12),
+    ) {
+        let (name, opts) = variants().swap_remove(variant);
+        let opts = Options { context_bytes: budget, ..opts };
+        let whole = rewrite(&opts, &input);
+        prop_assert_eq!(rewrite_chunked(&opts, &input, &cuts), whole.clone(), "{} budget {} on {:?} cut at {:?}", name, budget, input, cuts);
+        prop_assert_eq!(restore(&whole), input.clone(), "{} budget {} on {:?}", name, budget, input);
     }
 
     #[test]

@@ -3,11 +3,13 @@
 //! - [`markdown`]: a line-at-a-time CommonMark block-structure tracker that finds fenced code blocks;
 //! - [`stream`]: the push-style [`Rewriter`] (`push` / `finish`) built on it;
 //! - [`payload`]: the link payload (raw DEFLATE + base64url) and its decoding;
+//! - [`cells`]: the earlier blocks a replacement carries (`cx=`), and the [`Context`] that picks them;
 //! - [`replace`]: what a Python block turns into in each [`Mode`], and [`restore`], the way back;
 //! - [`sse`]: a WHATWG event-stream codec;
 //! - [`api`]: the OpenAI API shapes (Chat Completions, Completions, Responses), JSON and SSE.
 
 pub mod api;
+pub mod cells;
 mod markdown;
 pub mod payload;
 mod replace;
@@ -17,8 +19,9 @@ mod stream;
 use std::fmt;
 use std::str::FromStr;
 
+pub use cells::{Cells, Context};
 pub use replace::restore;
-pub use stream::Rewriter;
+pub use stream::{collect_cells, Rewriter};
 
 /// What a Python block is turned into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -28,7 +31,7 @@ pub enum Mode {
     /// A Markdown link line `[▶ Run in sandbox](URL)`.
     #[default]
     Link,
-    /// An HTML `<iframe sandbox="allow-scripts">` for clients that render HTML.
+    /// An HTML `<iframe sandbox="allow-scripts allow-downloads">` for clients that render HTML.
     Widget,
     /// A ```` ```html ```` fenced block holding a small document that embeds the sandbox page.
     Artifact,
@@ -82,11 +85,19 @@ pub struct Options {
     pub languages: Vec<String>,
     /// A block longer than this is released unchanged instead of being held.
     pub max_block_bytes: usize,
+    /// Which earlier blocks each replacement carries in `cx=`.
+    pub context: Context,
+    /// The most code (bytes, before compression) a replacement carries as earlier blocks.
+    pub context_bytes: usize,
+    /// With [`Context::Conversation`]: the earlier answers' blocks, from the request's history
+    /// (see [`api::restore_request_with_cells`]); they come before the answer's own. Per request.
+    pub history: Cells,
 }
 
 pub const DEFAULT_LINK_TEXT: &str = "▶ Run in sandbox";
 pub const DEFAULT_LANGUAGES: [&str; 4] = ["python", "py", "python3", "py3"];
 pub const DEFAULT_MAX_BLOCK_BYTES: usize = 1 << 20;
+pub const DEFAULT_CONTEXT_BYTES: usize = 64 << 10;
 
 impl Default for Options {
     fn default() -> Self {
@@ -97,6 +108,9 @@ impl Default for Options {
             link_text: DEFAULT_LINK_TEXT.to_owned(),
             languages: DEFAULT_LANGUAGES.iter().map(|s| (*s).to_owned()).collect(),
             max_block_bytes: DEFAULT_MAX_BLOCK_BYTES,
+            context: Context::Answer,
+            context_bytes: DEFAULT_CONTEXT_BYTES,
+            history: Cells::default(),
         }
     }
 }

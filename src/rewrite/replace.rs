@@ -2,17 +2,20 @@
 //!
 //! A replacement is a small run of whole lines (a *unit*) that carries everything needed to undo it:
 //! - `link`: `[TEXT](URL)`;
-//! - `widget`: `<iframe sandbox="allow-scripts" src="URL" …></iframe>` and a blank line (an HTML block
+//! - `widget`: `<iframe sandbox="allow-scripts allow-downloads" src="URL" …></iframe>` and a blank
+//!   line (an HTML block
 //!   ends at a blank line, so the text after it stays markdown);
 //! - `artifact`: a ```` ```html ```` fenced block whose one line is a small HTML document embedding
 //!   the sandbox page.
 //!
-//! The URL is `{public_url}/sandbox#py=PAYLOAD[&md=PAYLOAD][&sg=FLAGS]` (see [`super::payload`]):
+//! The URL is `{public_url}/sandbox#py=PAYLOAD[&md=PAYLOAD][&sg=FLAGS][&cx=PAYLOAD]` (see
+//! [`super::payload`]):
 //! `py` is the code; `md`, present when the code is hidden, is the original markdown of the block from
 //! its opening fence to its end; `sg` lists what the engine added around the unit so that [`restore`]
 //! can take it away again: `n` a line ending, `c` a closing fence (an unclosed block must be closed for
 //! the unit to render outside it), `b` a blank line after a link (so the next line does not continue
-//! the link's paragraph lazily).
+//! the link's paragraph lazily). `cx`, the earlier blocks (see [`super::cells`]), is for the page
+//! only: `restore` ignores it.
 //!
 //! Everything that comes from the code travels inside payloads, whose alphabet is `[A-Za-z0-9_-]`, so
 //! hostile code cannot break out of the link, the attribute or the html block. The configured public
@@ -46,10 +49,14 @@ pub(crate) struct Block<'a> {
     pub end: End,
     /// When the code is hidden: the original markdown from the opening fence to the end of the block.
     pub raw: Option<&'a str>,
+    /// The `cx` payload: the earlier blocks, when there were any.
+    pub cx: Option<&'a str>,
 }
 
 const SANDBOX_PATH: &str = "/sandbox#py=";
-const IFRAME_START: &str = "<iframe sandbox=\"allow-scripts\" src=\"";
+const IFRAME_START: &str = "<iframe sandbox=\"allow-scripts allow-downloads\" src=\"";
+/// The iframe of the widgets and artifacts sandgate made before `allow-downloads`: still restored.
+const IFRAME_START_V1: &str = "<iframe sandbox=\"allow-scripts\" src=\"";
 const IFRAME_END: &str = "</iframe>";
 const ARTIFACT_OPEN: &str = "```html";
 const ARTIFACT_DOC_START: &str = "<!doctype html>";
@@ -114,7 +121,8 @@ impl Renderer {
         if blank_after {
             flags.push('b');
         }
-        let mut url = String::with_capacity(self.base.len() + block.code.len() / 2 + 16);
+        let cx_len = block.cx.map_or(0, |cx| cx.len() + 4);
+        let mut url = String::with_capacity(self.base.len() + block.code.len() / 2 + cx_len + 16);
         url.push_str(&self.base);
         url.push_str(&payload::encode(block.code));
         if let Some(raw) = block.raw {
@@ -124,6 +132,10 @@ impl Renderer {
         if !flags.is_empty() {
             url.push_str("&sg=");
             url.push_str(&flags);
+        }
+        if let Some(cx) = block.cx {
+            url.push_str("&cx=");
+            url.push_str(cx);
         }
         let eol = block.eol;
         match self.mode {
@@ -326,7 +338,9 @@ fn parse_unit(lines: &[(&str, &str)], i: usize) -> Option<Unit> {
         }
         return None;
     }
-    if let Some(rest) = body.strip_prefix(IFRAME_START) {
+    if let Some(rest) =
+        body.strip_prefix(IFRAME_START).or_else(|| body.strip_prefix(IFRAME_START_V1))
+    {
         if !body.ends_with(IFRAME_END) {
             return None;
         }
@@ -348,7 +362,10 @@ fn parse_unit(lines: &[(&str, &str)], i: usize) -> Option<Unit> {
         {
             return None;
         }
-        let at = doc.find(IFRAME_START)? + IFRAME_START.len();
+        let at = match doc.find(IFRAME_START) {
+            Some(at) => at + IFRAME_START.len(),
+            None => doc.find(IFRAME_START_V1)? + IFRAME_START_V1.len(),
+        };
         let url = unescape_attr(&doc[at..at + doc[at..].find('"')?]);
         if !url.contains(SANDBOX_PATH) {
             return None;

@@ -8,10 +8,15 @@
 //! - when the code is hidden, a Python block is held whole until it ends, and a line that might open
 //!   one is held until it is decided.
 //!
+//! Each rewriter also keeps the code of the blocks it has rewritten (up to `context_bytes`, see
+//! [`super::cells`]) and gives every later replacement those earlier blocks as its `cx`: they have
+//! all passed by then, so this holds nothing back.
+//!
 //! Invariant: for every split of the input into chunks, the concatenated output is the same.
 
 use std::sync::Arc;
 
+use super::cells::{Cells, Context};
 use super::markdown::{could_open_fence, info_string, BlockParser, LineKind};
 use super::replace::{Block, End, Renderer};
 use super::{Mode, Options};
@@ -30,6 +35,10 @@ pub struct Rewriter {
     block: Option<PyBlock>,
     /// How many blocks were rewritten.
     blocks: usize,
+    /// The earlier blocks, for the next replacement's `cx` (empty with [`Context::Off`]).
+    cells: Cells,
+    /// Whether blocks are rendered: not when only collecting cells ([`collect_cells`]).
+    render: bool,
 }
 
 #[derive(Debug)]
@@ -47,6 +56,14 @@ struct PyBlock {
 
 impl Rewriter {
     pub fn new(opts: Arc<Options>) -> Self {
+        let cells = match opts.context {
+            Context::Conversation => opts.history.clone(),
+            Context::Off | Context::Answer => Cells::default(),
+        };
+        Self::with_cells(opts, cells, true)
+    }
+
+    fn with_cells(opts: Arc<Options>, cells: Cells, render: bool) -> Self {
         let renderer = Renderer::new(&opts);
         Rewriter {
             opts,
@@ -56,6 +73,8 @@ impl Rewriter {
             pending_emitted: 0,
             block: None,
             blocks: 0,
+            cells,
+            render,
         }
     }
 
@@ -271,23 +290,48 @@ impl Rewriter {
         let Some(block) = self.block.take() else {
             return;
         };
+        let keep = self.opts.context != Context::Off;
         if block.released {
+            if keep {
+                self.cells.omit();
+            }
             return;
         }
         self.blocks += 1;
-        self.renderer.render(
-            &Block {
-                code: &block.code,
-                prefix: &block.prefix,
-                eol: block.eol,
-                fence_ch: block.fence_ch,
-                fence_len: block.fence_len,
-                end,
-                raw: (!self.opts.show_code).then_some(block.raw.as_str()),
-            },
-            out,
-        );
+        if self.render {
+            let cx = (keep && !self.cells.is_empty()).then(|| self.cells.encode());
+            self.renderer.render(
+                &Block {
+                    code: &block.code,
+                    prefix: &block.prefix,
+                    eol: block.eol,
+                    fence_ch: block.fence_ch,
+                    fence_len: block.fence_len,
+                    end,
+                    raw: (!self.opts.show_code).then_some(block.raw.as_str()),
+                    cx: cx.as_deref(),
+                },
+                out,
+            );
+        }
+        if keep {
+            self.cells.push(block.code, self.opts.context_bytes);
+        }
     }
+}
+
+/// Adds the Python blocks of a text to `cells`, oldest first, exactly as rewriting it would keep them
+/// for its later replacements (the same blocks, the same code, the same budget): the conversation
+/// context of the answers in a request's history. Nothing with [`Context::Off`] or [`Mode::Off`].
+pub fn collect_cells(opts: &Arc<Options>, text: &str, cells: &mut Cells) {
+    if opts.mode == Mode::Off || opts.context == Context::Off {
+        return;
+    }
+    let mut rewriter = Rewriter::with_cells(Arc::clone(opts), std::mem::take(cells), false);
+    let mut sink = String::new();
+    rewriter.push(text, &mut sink);
+    rewriter.finish(&mut sink);
+    *cells = rewriter.cells;
 }
 
 fn push_line(out: &mut String, line: &str, from: usize, eol: &str) {

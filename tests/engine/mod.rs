@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use pulldown_cmark::{CodeBlockKind, Event, Parser, Tag, TagEnd};
-use sandgate::rewrite::{payload, Mode, Options, Rewriter};
+use sandgate::rewrite::{payload, Cells, Context, Mode, Options, Rewriter};
 
 pub const PUBLIC_URL: &str = "http://127.0.0.1:8787";
 
@@ -35,6 +35,59 @@ pub fn variants() -> Vec<(&'static str, Options)> {
                 },
             ));
         }
+    }
+    out
+}
+
+/// Option sets that exercise the cells context beyond the default: a budget so small that earlier
+/// blocks are left out, no budget at all, and no context.
+pub fn context_variants() -> Vec<(&'static str, Options)> {
+    let base = Options { public_url: PUBLIC_URL.to_owned(), ..Options::default() };
+    vec![
+        ("link-budget-24", Options { context_bytes: 24, ..base.clone() }),
+        (
+            "widget-hidden-budget-0",
+            Options { mode: Mode::Widget, show_code: false, context_bytes: 0, ..base.clone() },
+        ),
+        ("link-context-off", Options { context: Context::Off, ..base }),
+    ]
+}
+
+/// The `cx` each replacement should carry, computed from the blocks pulldown-cmark finds (not with
+/// the engine's own [`Cells`]): for block `k`, the longest run of blocks just before it whose code
+/// fits the budget, and how many blocks came before that run; `None` when nothing came before.
+pub fn oracle_cx(opts: &Options, blocks: &[String]) -> Vec<Option<(Vec<String>, usize)>> {
+    (0..blocks.len())
+        .map(|k| {
+            if opts.context == Context::Off || k == 0 {
+                return None;
+            }
+            let mut start = k;
+            let mut bytes = 0;
+            while start > 0 && bytes + blocks[start - 1].len() <= opts.context_bytes {
+                bytes += blocks[start - 1].len();
+                start -= 1;
+            }
+            Some((blocks[start..k].to_vec(), start))
+        })
+        .collect()
+}
+
+/// The `cx` of every sandbox URL in a rewritten text, in order, decoded: the cells and how many
+/// were left out; `None` for a URL without `cx`.
+pub fn payload_cx(rewritten: &str) -> Vec<Option<(Vec<String>, usize)>> {
+    let mut out = Vec::new();
+    for url in rewritten.split("/sandbox#py=").skip(1) {
+        let end = url
+            .bytes()
+            .position(|b| !(payload::is_payload_byte(b) || b"&=;".contains(&b)))
+            .unwrap_or(url.len());
+        let fragment = url[..end].replace("&amp;", "&");
+        let cx = fragment.split('&').find_map(|p| p.strip_prefix("cx="));
+        out.push(cx.map(|cx| {
+            let cells = Cells::decode(cx).expect("cx decodes");
+            (cells.cells().map(str::to_owned).collect(), cells.omitted())
+        }));
     }
     out
 }
