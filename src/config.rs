@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::rewrite::api::Tool;
 use crate::rewrite::{
     Cells, Context, Mode, Options, DEFAULT_CONTEXT_BYTES, DEFAULT_LANGUAGES, DEFAULT_LINK_TEXT,
     DEFAULT_MAX_BLOCK_BYTES,
@@ -55,6 +56,8 @@ pub struct Config {
     pub pyodide_dir: Option<PathBuf>,
     pub wheels_dir: Option<PathBuf>,
     pub sandbox_timeout: Duration,
+    /// Tools added to every chat and Responses request (the header `x-sandgate-tools` overrides it).
+    pub tools: Vec<Tool>,
     pub log_format: LogFormat,
     pub log_level: String,
     pub log_content: bool,
@@ -163,6 +166,7 @@ pub const KEYS: &[&str] = &[
     "pyodide_dir",
     "wheels_dir",
     "sandbox_timeout",
+    "tools",
     "log_format",
     "log_level",
     "log_content",
@@ -230,6 +234,9 @@ pub struct RawConfig {
     pub wheels_dir: String,
     #[serde(default = "default_sandbox_timeout")]
     pub sandbox_timeout: String,
+    /// Tool names; only `python` is known.
+    #[serde(default)]
+    pub tools: Vec<String>,
     #[serde(default = "default_log_format")]
     pub log_format: String,
     #[serde(default = "default_log_level")]
@@ -365,6 +372,7 @@ impl Default for RawConfig {
             pyodide_dir: String::new(),
             wheels_dir: String::new(),
             sandbox_timeout: default_sandbox_timeout(),
+            tools: Vec::new(),
             log_format: default_log_format(),
             log_level: default_log_level(),
             log_content: false,
@@ -441,6 +449,7 @@ impl RawConfig {
             "pyodide_dir" => self.pyodide_dir = v,
             "wheels_dir" => self.wheels_dir = v,
             "sandbox_timeout" => self.sandbox_timeout = v,
+            "tools" => self.tools = split_list(value),
             "log_format" => self.log_format = v,
             "log_level" => self.log_level = v,
             "log_content" => self.log_content = parse_bool(key, value)?,
@@ -625,6 +634,13 @@ impl RawConfig {
             }
         };
         let sandbox_timeout = parse_duration("sandbox_timeout", &self.sandbox_timeout)?;
+        let mut tools = Vec::with_capacity(self.tools.len());
+        for name in &self.tools {
+            let tool: Tool = name.parse().map_err(|e| ConfigError::key("tools", e))?;
+            if !tools.contains(&tool) {
+                tools.push(tool);
+            }
+        }
 
         let log_format = match self.log_format.trim().to_ascii_lowercase().as_str() {
             "plain" => LogFormat::Plain,
@@ -665,6 +681,7 @@ impl RawConfig {
             pyodide_dir,
             wheels_dir,
             sandbox_timeout,
+            tools,
             log_format,
             log_level,
             log_content: self.log_content,
@@ -982,6 +999,13 @@ mod tests {
             ("log_content", "perhaps", "config: log_content: invalid boolean"),
             ("upstream_http2", "sometimes", "config: upstream_http2: invalid boolean"),
             ("upstream_http2", "true", "ok"),
+            ("tools", "python", "ok"),
+            ("tools", "", "ok"),
+            (
+                "tools",
+                "python, shell",
+                "config: tools: unknown tool \"shell\": the only tool is python",
+            ),
         ];
         for (key, value, want) in cases {
             if *want == "ok" {
@@ -993,6 +1017,18 @@ mod tests {
             let e = err_of_set(key, value);
             assert!(e.starts_with(want), "{key} = {value:?}: got {e:?}, want {want:?}");
         }
+    }
+
+    #[test]
+    fn tools_are_named_once_each() {
+        assert!(RawConfig::default().validate().unwrap().tools.is_empty());
+        let c =
+            RawConfig::from_toml("tools = [\"python\", \"Python\"]\n").unwrap().validate().unwrap();
+        assert_eq!(c.tools, vec![Tool::Python]);
+        let e = err_of("tools = [\"code_interpreter\"]\n");
+        assert_eq!(e, "config: tools: unknown tool \"code_interpreter\": the only tool is python");
+        let e = err_of("tools = \"python\"\n");
+        assert!(e.starts_with("config: tools: invalid type"), "{e}");
     }
 
     #[test]

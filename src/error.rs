@@ -42,6 +42,8 @@ pub enum Error {
         "invalid x-sandgate-mode header {value:?}: expected one of off, link, widget, artifact"
     )]
     BadModeHeader { value: String },
+    #[error("invalid x-sandgate-tools header {value:?}: expected python, none or an empty value")]
+    BadToolsHeader { value: String },
     #[error("missing or unknown API key: send one of this gateway's keys as `Authorization: Bearer <key>`")]
     Unauthorized,
     #[error("cannot connect to the upstream: {0}")]
@@ -80,9 +82,10 @@ impl Error {
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::ClientTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            Error::ClientBody(_) | Error::BadModeHeader { .. } | Error::BadPath(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Error::ClientBody(_)
+            | Error::BadModeHeader { .. }
+            | Error::BadToolsHeader { .. }
+            | Error::BadPath(_) => StatusCode::BAD_REQUEST,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::UpstreamConnect(_) | Error::Upstream(_) | Error::UpstreamBody(_) => {
@@ -115,6 +118,7 @@ impl Error {
             Error::ClientTimeout { .. } => "request_timeout",
             Error::ClientBody(_) => "invalid_body",
             Error::BadModeHeader { .. } => "invalid_sandgate_mode",
+            Error::BadToolsHeader { .. } => "invalid_sandgate_tools",
             Error::Unauthorized => "invalid_api_key",
             Error::UpstreamConnect(_) => "upstream_connect_error",
             Error::UpstreamTimeout { phase: TimeoutPhase::Connect, .. } => {
@@ -136,6 +140,7 @@ impl Error {
     pub fn param(&self) -> Option<&'static str> {
         match self {
             Error::BadModeHeader { .. } => Some("x-sandgate-mode"),
+            Error::BadToolsHeader { .. } => Some("x-sandgate-tools"),
             _ => None,
         }
     }

@@ -493,3 +493,202 @@ async fn render_refuses_what_it_should() {
 fn python_blocks(markdown: &str) -> Vec<String> {
     engine::oracle_blocks(&sandgate::rewrite::Options::default(), markdown)
 }
+
+/// Posts JSON with extra headers; returns the status and the body.
+async fn post_with(
+    client: &TestClient,
+    url: &str,
+    body: &Value,
+    headers: &[(&str, &str)],
+) -> (StatusCode, Bytes) {
+    let mut req = Request::post(url).header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client.request(req.body(Full::new(Bytes::from(body.to_string()))).unwrap());
+    let (parts, body) = resp.await.unwrap().into_parts();
+    (parts.status, body.collect().await.unwrap().to_bytes())
+}
+
+/// The single call of a chat answer (JSON or stream): its id, name and arguments; and the text.
+fn chat_call(bytes: &[u8], stream: bool) -> (Option<(String, String, String)>, String, String) {
+    if !stream {
+        let v: Value = serde_json::from_slice(bytes).unwrap();
+        let choice = &v["choices"][0];
+        let text = choice["message"]["content"].as_str().unwrap_or_default().to_owned();
+        let finish = choice["finish_reason"].as_str().unwrap().to_owned();
+        let call = choice["message"]["tool_calls"].as_array().map(|calls| {
+            assert_eq!(calls.len(), 1);
+            let f = &calls[0]["function"];
+            let id = calls[0]["id"].as_str().unwrap().to_owned();
+            (
+                id,
+                f["name"].as_str().unwrap().to_owned(),
+                f["arguments"].as_str().unwrap().to_owned(),
+            )
+        });
+        return (call, text, finish);
+    }
+    let (mut id, mut name, mut args, mut text, mut finish) =
+        (None, String::new(), String::new(), String::new(), String::new());
+    for data in sse_data(bytes) {
+        if data == "[DONE]" {
+            continue;
+        }
+        let v: Value = serde_json::from_str(&data).unwrap();
+        for choice in v["choices"].as_array().unwrap() {
+            if choice["index"] != 0 {
+                continue;
+            }
+            let delta = &choice["delta"];
+            text.push_str(delta["content"].as_str().unwrap_or_default());
+            for call in delta["tool_calls"].as_array().into_iter().flatten() {
+                assert_eq!(call["index"], 0);
+                if let Some(i) = call["id"].as_str() {
+                    id = Some(i.to_owned());
+                }
+                name.push_str(call["function"]["name"].as_str().unwrap_or_default());
+                args.push_str(call["function"]["arguments"].as_str().unwrap_or_default());
+            }
+            if let Some(f) = choice["finish_reason"].as_str() {
+                finish = f.to_owned();
+            }
+        }
+    }
+    (id.map(|id| (id, name, args)), text, finish)
+}
+
+/// The `function_call` item of a Responses answer (JSON or stream) and its output text. A stream's
+/// argument deltas must add up to its done event's arguments and to the completed response's.
+fn responses_call(bytes: &[u8], stream: bool) -> (Option<Value>, String) {
+    let response = if stream {
+        let mut deltas = String::new();
+        let mut done = None;
+        let mut completed = None;
+        for data in sse_data(bytes) {
+            let v: Value = serde_json::from_str(&data).unwrap();
+            match v["type"].as_str().unwrap() {
+                "response.function_call_arguments.delta" => {
+                    deltas.push_str(v["delta"].as_str().unwrap())
+                }
+                "response.function_call_arguments.done" => done = Some(v["arguments"].clone()),
+                "response.completed" => completed = Some(v["response"].clone()),
+                _ => {}
+            }
+        }
+        let completed = completed.unwrap();
+        if let Some(done) = done {
+            assert_eq!(done, Value::from(deltas.clone()));
+            assert_eq!(completed["output"][0]["arguments"], done);
+        }
+        completed
+    } else {
+        serde_json::from_slice(bytes).unwrap()
+    };
+    let output = response["output"].as_array().unwrap();
+    let call = output.iter().find(|i| i["type"] == "function_call").cloned();
+    let text: String = output
+        .iter()
+        .flat_map(|i| i["content"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p["text"].as_str().map(str::to_owned))
+        .collect();
+    (call, text)
+}
+
+/// Runs the code the model asked for (here with the machine's python3, where the browser's runner
+/// would run it) and returns what it printed.
+fn run_python(code: &str) -> String {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(code)
+        .output()
+        .expect("python3 runs the demo's code in this test");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The agentic loop with the demo's scripted model behind a real sandgate: asked for the 20th
+/// Fibonacci number with `x-sandgate-tools: python`, the model calls `python` with code that prints
+/// 6765; given the tool message, it answers "The code printed: 6765". Without the header it answers
+/// with a Python block, as before.
+#[tokio::test]
+async fn the_fibonacci_round_trip_calls_python_and_answers_with_what_it_printed() {
+    let (base, _handle) = upstream().await;
+    let config = Config::for_upstream(&format!("{base}/v1")).unwrap();
+    let server = sandgate::server::spawn(config).await.unwrap();
+    let addr: SocketAddr = server.addr();
+    let client = client();
+    let tools = [("x-sandgate-tools", "python")];
+    let question = "What is the 20th fibonacci number?";
+
+    let chat = format!("http://{addr}/v1/chat/completions");
+    for stream in [false, true] {
+        let messages = json!([{"role": "user", "content": question}]);
+        let ask = json!({"model": "m", "messages": messages, "stream": stream});
+        let (status, body) = post_with(&client, &chat, &ask, &tools).await;
+        assert_eq!(status, StatusCode::OK);
+        let (call, text, finish) = chat_call(&body, stream);
+        let (id, name, arguments) = call.expect("a tool call");
+        assert_eq!((name.as_str(), text.as_str(), finish.as_str()), ("python", "", "tool_calls"));
+        let code =
+            serde_json::from_str::<Value>(&arguments).unwrap()["code"].as_str().unwrap().to_owned();
+        assert_eq!(code, demo::FIBONACCI_CODE);
+        let printed = run_python(&code);
+        assert_eq!(printed, "6765\n");
+
+        let mut history = messages.as_array().unwrap().clone();
+        history.push(json!({"role": "assistant", "content": null, "tool_calls": [
+            {"id": id, "type": "function", "function": {"name": "python", "arguments": arguments}}]}));
+        history.push(json!({"role": "tool", "tool_call_id": id, "content": printed}));
+        let follow = json!({"model": "m", "messages": history, "stream": stream});
+        let (status, body) = post_with(&client, &chat, &follow, &tools).await;
+        assert_eq!(status, StatusCode::OK);
+        let (call, text, finish) = chat_call(&body, stream);
+        assert!(call.is_none(), "stream {stream}");
+        assert_eq!((text.as_str(), finish.as_str()), ("The code printed: 6765", "stop"));
+
+        // Without the tool: the fibonacci answer, whose Python block gets its run link.
+        let (status, body) = post_with(&client, &chat, &ask, &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        let (call, text, _) = chat_call(&body, stream);
+        assert!(call.is_none());
+        assert_eq!(link_payloads(&text), [demo::FIBONACCI_CODE]);
+    }
+
+    let responses = format!("http://{addr}/v1/responses");
+    for stream in [false, true] {
+        let input =
+            json!([{"role": "user", "content": [{"type": "input_text", "text": question}]}]);
+        let ask = json!({"model": "m", "input": input, "stream": stream});
+        let (status, body) = post_with(&client, &responses, &ask, &tools).await;
+        assert_eq!(status, StatusCode::OK);
+        let (call, text) = responses_call(&body, stream);
+        let call = call.expect("a function_call item");
+        assert_eq!((call["name"].as_str(), text.as_str()), (Some("python"), ""));
+        let arguments = call["arguments"].as_str().unwrap();
+        let code =
+            serde_json::from_str::<Value>(arguments).unwrap()["code"].as_str().unwrap().to_owned();
+        assert_eq!(code, demo::FIBONACCI_CODE);
+        let printed = run_python(&code);
+
+        let mut history = input.as_array().unwrap().clone();
+        history.push(call.clone());
+        history.push(
+            json!({"type": "function_call_output", "call_id": call["call_id"], "output": printed}),
+        );
+        let follow = json!({"model": "m", "input": history, "stream": stream});
+        let (status, body) = post_with(&client, &responses, &follow, &tools).await;
+        assert_eq!(status, StatusCode::OK);
+        let (call, text) = responses_call(&body, stream);
+        assert!(call.is_none());
+        assert_eq!(text, "The code printed: 6765");
+
+        let (status, body) =
+            post_with(&client, &responses, &ask, &[("x-sandgate-tools", "none")]).await;
+        assert_eq!(status, StatusCode::OK);
+        let (call, text) = responses_call(&body, stream);
+        assert!(call.is_none());
+        assert_eq!(link_payloads(&text), [demo::FIBONACCI_CODE]);
+    }
+    server.shutdown().await.unwrap();
+}

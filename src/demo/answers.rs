@@ -4,6 +4,11 @@
 //! the tests send them) and the keywords that select it. [`answer_for`] tries the answers in table
 //! order, so the more specific ones (Plotly before matplotlib, which both match "plot") come first;
 //! a prompt that matches nothing gets [`DEFAULT`], which lists what to ask.
+//!
+//! With the `python` tool offered, the script also takes part in the agentic loop: a prompt about
+//! Fibonacci numbers is answered with a call of `python` ([`python_call_for`]), and a request whose
+//! last message is the tool's result is answered with what the code printed
+//! ([`answer_to_tool_result`]).
 
 /// One scripted answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,9 +56,16 @@ pub const ANSWERS: &[Canned] = &[
         python_blocks: 1,
     },
     Canned {
+        name: "fibonacci",
+        prompt: "What is the 20th Fibonacci number?",
+        keywords: &["fibonacci"],
+        markdown: FIBONACCI,
+        python_blocks: 1,
+    },
+    Canned {
         name: "steps",
         prompt: "Walk me through primes step by step",
-        keywords: &["step", "several", "prime", "fibonacci", "list"],
+        keywords: &["step", "several", "prime", "list"],
         markdown: STEPS,
         python_blocks: 3,
     },
@@ -66,6 +78,25 @@ pub const ANSWERS: &[Canned] = &[
     },
 ];
 
+/// The code the scripted model runs with the `python` tool: it prints the 20th Fibonacci number,
+/// 6765 (counting F(1) = F(2) = 1).
+pub const FIBONACCI_CODE: &str =
+    "a, b = 0, 1\nfor _ in range(20):\n    a, b = b, a + b\nprint(a)\n";
+
+/// What the scripted model answers, with the `python` tool offered, by calling it: the code for a
+/// prompt about Fibonacci numbers (case-insensitive), `None` for any other prompt (answered as
+/// without the tool).
+pub fn python_call_for(prompt: &str) -> Option<&'static str> {
+    prompt.to_lowercase().contains("fibonacci").then_some(FIBONACCI_CODE)
+}
+
+/// The answer to a request whose last message is a tool result: "The code printed: " and the first
+/// line of the result that is not blank (the whole result is the text the client sent back).
+pub fn answer_to_tool_result(result: &str) -> String {
+    let first = result.lines().map(str::trim_end).find(|l| !l.trim().is_empty()).unwrap_or("");
+    format!("The code printed: {first}")
+}
+
 /// The answer to a prompt that matches no keyword.
 pub const DEFAULT: &str = r#"Hello! I am **sandgate's demo model**: a script, not an LLM, so nothing you type leaves this machine. Each of my answers streams through sandgate, which adds a **▶ Run in sandbox** link under every Python block. The code then runs with Pyodide in *your* browser, not on a server.
 
@@ -76,6 +107,7 @@ Ask me for one of these:
 - **"Summarise some sales in a pandas table"**: a DataFrame shown as a table;
 - **"Show me a script that raises an error"**: a traceback with your own line numbers;
 - **"Walk me through primes step by step"**: several blocks in a numbered list;
+- **"What is the 20th Fibonacci number?"**: with the `python` tool offered (`x-sandgate-tools: python`), I call it and answer with what the code printed;
 - **"Explain how sandgate keeps my machine safe"**: an answer without Python, left as it is.
 
 Point any OpenAI client at this server's `/v1` and you get the same answers, rewritten the same way.
@@ -194,6 +226,18 @@ return sum(scores) / len(scores) if scores else float("nan")
 ```
 "#;
 
+const FIBONACCI: &str = r#"The Fibonacci numbers start with 1, 1, and each next one is the sum of the two before it. This loop walks twenty steps:
+
+```python
+a, b = 0, 1
+for _ in range(20):
+    a, b = b, a + b
+print(a)
+```
+
+It prints **6765**, the 20th Fibonacci number. Run it in the sandbox and change `20` to try others.
+"#;
+
 const STEPS: &str = r#"Let's find the prime numbers below 50 in three steps.
 
 1. **Test one number.** A number n > 1 is prime when no d with d² ≤ n divides it:
@@ -284,6 +328,23 @@ mod tests {
     fn keywords_ignore_case() {
         assert_eq!(answer_for("PLOTLY please"), PLOTLY);
         assert_eq!(answer_for("a Matplotlib figure"), MATPLOTLIB);
+    }
+
+    #[test]
+    fn fibonacci_prompts_call_python_with_the_code_of_the_answer() {
+        assert_eq!(python_call_for("What is the 20th FIBONACCI number?"), Some(FIBONACCI_CODE));
+        assert_eq!(python_call_for("primes please"), None);
+        assert_eq!(canned_for("what is the 20th fibonacci number?").unwrap().name, "fibonacci");
+        // The call runs the same code the answer without the tool shows.
+        let block = FIBONACCI.split("```python\n").nth(1).unwrap().split("```").next().unwrap();
+        assert_eq!(block, FIBONACCI_CODE);
+    }
+
+    #[test]
+    fn a_tool_result_is_answered_with_its_first_line() {
+        assert_eq!(answer_to_tool_result("6765\n"), "The code printed: 6765");
+        assert_eq!(answer_to_tool_result("\n  \r\n6765  \nmore\n"), "The code printed: 6765");
+        assert_eq!(answer_to_tool_result(""), "The code printed: ");
     }
 
     #[test]

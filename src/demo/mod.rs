@@ -20,7 +20,10 @@ use std::path::Path;
 
 use crate::config::{Config, Overrides};
 
-pub use answers::{answer_for, canned_for, Canned, ANSWERS, DEFAULT};
+pub use answers::{
+    answer_for, answer_to_tool_result, canned_for, python_call_for, Canned, ANSWERS, DEFAULT,
+    FIBONACCI_CODE,
+};
 pub use playground::{
     handle as playground, is_playground_path, playground_response, render_markdown,
 };

@@ -6,6 +6,13 @@
 //! `POST /v1/completions` and `POST /v1/responses` (JSON and streams, one choice), and
 //! `GET /v1/models`. The text comes from [`super::answers::answer_for`] applied to the last user
 //! message. Anything else gets an OpenAI-shaped error.
+//!
+//! Tools: when a chat or Responses request offers a tool named `python` and the last user message
+//! asks for it ([`super::answers::python_call_for`]), the answer is a call of `python` instead of
+//! text (`tool_calls`, streamed as argument deltas; a Responses `function_call` item, streamed as
+//! `response.function_call_arguments.*` events). When the request's last message is a tool result
+//! (chat role `tool`, a Responses `function_call_output` item), the answer is
+//! [`super::answers::answer_to_tool_result`] of it.
 
 use std::convert::Infallible;
 use std::io;
@@ -26,7 +33,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
-use super::answers::answer_for;
+use super::answers::{answer_for, answer_to_tool_result, python_call_for};
 
 /// The model name the scripted upstream lists and answers as when a request names none.
 pub const DEMO_MODEL: &str = "sandgate-demo";
@@ -188,6 +195,34 @@ pub fn last_user_text(path: &str, request: &Value) -> Option<String> {
     }
 }
 
+/// Whether a chat or Responses request offers a tool named `python` (`function.name` in Chat
+/// Completions, `name` in the Responses API).
+pub fn offers_python(request: &Value) -> bool {
+    let Some(tools) = request.get("tools").and_then(Value::as_array) else { return false };
+    tools.iter().any(|t| {
+        t.get("name").and_then(Value::as_str) == Some("python")
+            || t.pointer("/function/name").and_then(Value::as_str) == Some("python")
+    })
+}
+
+/// The text of the tool result a request ends with: its last chat message with role `tool`, or its
+/// last Responses `input` item of type `function_call_output`; `None` when it ends otherwise.
+pub fn last_tool_result(path: &str, request: &Value) -> Option<String> {
+    match path {
+        "/v1/chat/completions" => {
+            let last = request.get("messages")?.as_array()?.last()?;
+            (last.get("role").and_then(Value::as_str) == Some("tool"))
+                .then(|| last.get("content").map(content_text).unwrap_or_default())
+        }
+        "/v1/responses" => {
+            let last = request.get("input")?.as_array()?.last()?;
+            (last.get("type").and_then(Value::as_str) == Some("function_call_output"))
+                .then(|| last.get("output").map(content_text).unwrap_or_default())
+        }
+        _ => None,
+    }
+}
+
 /// The text of a message's content: a string, or the text parts of an array joined by newlines.
 fn content_text(content: &Value) -> String {
     match content {
@@ -213,7 +248,10 @@ struct Ask {
     id: String,
     created: u64,
     model: String,
-    text: &'static str,
+    /// The answer's text, or with [`Ask::call`] the call's arguments (JSON text).
+    text: String,
+    /// The answer is a call of the `python` tool.
+    call: bool,
     prompt_tokens: u64,
     n: u64,
     stream: bool,
@@ -280,13 +318,21 @@ impl Script {
                 )
             }
         };
-        let Some(prompt) = last_user_text(path, &request) else {
+        let tool_result = last_tool_result(path, &request);
+        let Some(prompt) = last_user_text(path, &request).or_else(|| tool_result.clone()) else {
             let what = match path {
                 "/v1/chat/completions" => "messages: no user message",
                 "/v1/completions" => "prompt: missing",
                 _ => "input: missing",
             };
             return error_response(StatusCode::BAD_REQUEST, what, "invalid_request_error", None);
+        };
+        let (text, call) = match (&tool_result, python_call_for(&prompt)) {
+            (Some(result), _) => (answer_to_tool_result(result), false),
+            (None, Some(code)) if offers_python(&request) => {
+                (json!({"code": code}).to_string(), true)
+            }
+            (None, _) => (answer_for(&prompt).to_owned(), false),
         };
         let n = match request.get("n") {
             None | Some(Value::Null) => 1,
@@ -312,7 +358,8 @@ impl Script {
                 .filter(|m| !m.is_empty())
                 .unwrap_or(DEMO_MODEL)
                 .to_owned(),
-            text: answer_for(&prompt),
+            text,
+            call,
             prompt_tokens: tokens(&prompt),
             // Only Chat Completions answers with several choices here.
             n: if path == "/v1/chat/completions" { n } else { 1 },
@@ -377,7 +424,7 @@ fn tokens(text: &str) -> u64 {
 }
 
 fn usage_chat(ask: &Ask) -> Value {
-    let completion = tokens(ask.text) * ask.n;
+    let completion = tokens(&ask.text) * ask.n;
     json!({
         "prompt_tokens": ask.prompt_tokens,
         "completion_tokens": completion,
@@ -385,15 +432,24 @@ fn usage_chat(ask: &Ask) -> Value {
     })
 }
 
+/// The id of choice `i`'s call of `python`.
+fn call_id(ask: &Ask, i: u64) -> String {
+    format!("call_demo{}_{i}", ask.id)
+}
+
 fn chat_json(ask: &Ask) -> Value {
     let choices: Vec<Value> = (0..ask.n)
         .map(|i| {
-            json!({
-                "index": i,
-                "message": {"role": "assistant", "content": ask.text, "refusal": null},
-                "logprobs": null,
-                "finish_reason": "stop",
-            })
+            let (message, finish) = if ask.call {
+                let call = json!({"id": call_id(ask, i), "type": "function",
+                                  "function": {"name": "python", "arguments": ask.text}});
+                let message = json!({"role": "assistant", "content": null, "refusal": null,
+                                     "tool_calls": [call]});
+                (message, "tool_calls")
+            } else {
+                (json!({"role": "assistant", "content": ask.text, "refusal": null}), "stop")
+            };
+            json!({"index": i, "message": message, "logprobs": null, "finish_reason": finish})
         })
         .collect();
     json!({
@@ -426,27 +482,39 @@ fn chat_events(ask: &Ask) -> Vec<(Option<&'static str>, String)> {
         }
         (None, v.to_string())
     };
-    let pieces = deltas(ask.text);
+    let pieces = deltas(&ask.text);
     let mut out = Vec::with_capacity((pieces.len() + 3) * ask.n as usize);
     for i in 0..ask.n {
+        // A call opens with its id and name, as the real API streams one, and no content.
+        let delta = if ask.call {
+            json!({"role": "assistant", "content": null, "refusal": null, "tool_calls": [
+                {"index": 0, "id": call_id(ask, i), "type": "function",
+                 "function": {"name": "python", "arguments": ""}}]})
+        } else {
+            json!({"role": "assistant", "content": "", "refusal": null})
+        };
         out.push(chunk(
-            json!([{"index": i, "delta": {"role": "assistant", "content": "", "refusal": null},
-                    "logprobs": null, "finish_reason": null}]),
+            json!([{"index": i, "delta": delta, "logprobs": null, "finish_reason": null}]),
             None,
         ));
     }
     for piece in &pieces {
         for i in 0..ask.n {
+            let delta = if ask.call {
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+            } else {
+                json!({"content": piece})
+            };
             out.push(chunk(
-                json!([{"index": i, "delta": {"content": piece}, "logprobs": null,
-                        "finish_reason": null}]),
+                json!([{"index": i, "delta": delta, "logprobs": null, "finish_reason": null}]),
                 None,
             ));
         }
     }
+    let finish = if ask.call { "tool_calls" } else { "stop" };
     for i in 0..ask.n {
         out.push(chunk(
-            json!([{"index": i, "delta": {}, "logprobs": null, "finish_reason": "stop"}]),
+            json!([{"index": i, "delta": {}, "logprobs": null, "finish_reason": finish}]),
             None,
         ));
     }
@@ -463,7 +531,7 @@ fn completion_json(ask: &Ask) -> Value {
         "object": "text_completion",
         "created": ask.created,
         "model": ask.model,
-        "choices": [{"text": ask.text, "index": 0, "logprobs": null, "finish_reason": "stop"}],
+        "choices": [{"text": &ask.text, "index": 0, "logprobs": null, "finish_reason": "stop"}],
         "usage": usage_chat(ask),
     })
 }
@@ -484,7 +552,7 @@ fn completion_events(ask: &Ask) -> Vec<(Option<&'static str>, String)> {
         (None, v.to_string())
     };
     let mut out: Vec<_> =
-        deltas(ask.text).into_iter().map(|piece| chunk(piece, Value::Null)).collect();
+        deltas(&ask.text).into_iter().map(|piece| chunk(piece, Value::Null)).collect();
     out.push(chunk("", json!("stop")));
     if ask.include_usage {
         let v = json!({
@@ -518,7 +586,7 @@ fn message_item(ask: &Ask, text: &str, status: &str) -> Value {
 
 fn response_object(ask: &Ask, status: &str, output: Value) -> Value {
     let completed = status == "completed";
-    let output_tokens = tokens(ask.text);
+    let output_tokens = tokens(&ask.text);
     json!({
         "id": format!("resp_demo{}", ask.id),
         "object": "response",
@@ -545,12 +613,32 @@ fn response_object(ask: &Ask, status: &str, output: Value) -> Value {
     })
 }
 
+/// A Responses `function_call` item calling `python` with `arguments`.
+fn call_item(ask: &Ask, arguments: &str, status: &str) -> Value {
+    json!({
+        "id": format!("fc_demo{}", ask.id),
+        "type": "function_call",
+        "status": status,
+        "arguments": arguments,
+        "call_id": call_id(ask, 0),
+        "name": "python",
+    })
+}
+
 fn responses_json(ask: &Ask) -> Value {
-    response_object(ask, "completed", json!([message_item(ask, ask.text, "completed")]))
+    let item = if ask.call {
+        call_item(ask, &ask.text, "completed")
+    } else {
+        message_item(ask, &ask.text, "completed")
+    };
+    response_object(ask, "completed", json!([item]))
 }
 
 /// The events of a Responses stream, each with its `type` and `sequence_number`.
 fn responses_events(ask: &Ask) -> Vec<(Option<&'static str>, String)> {
+    if ask.call {
+        return responses_call_events(ask);
+    }
     let item_id = format!("msg_demo{}", ask.id);
     let mut out = Vec::new();
     let mut seq = 0u64;
@@ -574,7 +662,7 @@ fn responses_events(ask: &Ask) -> Vec<(Option<&'static str>, String)> {
         json!({"item_id": item_id, "output_index": 0, "content_index": 0,
                "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}),
     );
-    for piece in deltas(ask.text) {
+    for piece in deltas(&ask.text) {
         event(
             "response.output_text.delta",
             json!({"item_id": item_id, "output_index": 0, "content_index": 0,
@@ -584,16 +672,55 @@ fn responses_events(ask: &Ask) -> Vec<(Option<&'static str>, String)> {
     event(
         "response.output_text.done",
         json!({"item_id": item_id, "output_index": 0, "content_index": 0,
-               "text": ask.text, "logprobs": []}),
+               "text": &ask.text, "logprobs": []}),
     );
     event(
         "response.content_part.done",
         json!({"item_id": item_id, "output_index": 0, "content_index": 0,
-               "part": {"type": "output_text", "text": ask.text, "annotations": [], "logprobs": []}}),
+               "part": {"type": "output_text", "text": &ask.text, "annotations": [], "logprobs": []}}),
     );
     event(
         "response.output_item.done",
-        json!({"output_index": 0, "item": message_item(ask, ask.text, "completed")}),
+        json!({"output_index": 0, "item": message_item(ask, &ask.text, "completed")}),
+    );
+    event("response.completed", json!({"response": responses_json(ask)}));
+    out
+}
+
+/// The events of a Responses stream that calls `python`: the `function_call` item, its arguments
+/// in deltas, and the done events.
+fn responses_call_events(ask: &Ask) -> Vec<(Option<&'static str>, String)> {
+    let item_id = format!("fc_demo{}", ask.id);
+    let mut out = Vec::new();
+    let mut seq = 0u64;
+    let mut event = |name: &'static str, mut v: Value| {
+        v["type"] = json!(name);
+        v["sequence_number"] = json!(seq);
+        seq += 1;
+        out.push((Some(name), v.to_string()));
+    };
+    event("response.created", json!({"response": response_object(ask, "in_progress", json!([]))}));
+    event(
+        "response.in_progress",
+        json!({"response": response_object(ask, "in_progress", json!([]))}),
+    );
+    event(
+        "response.output_item.added",
+        json!({"output_index": 0, "item": call_item(ask, "", "in_progress")}),
+    );
+    for piece in deltas(&ask.text) {
+        event(
+            "response.function_call_arguments.delta",
+            json!({"item_id": item_id, "output_index": 0, "delta": piece}),
+        );
+    }
+    event(
+        "response.function_call_arguments.done",
+        json!({"item_id": item_id, "output_index": 0, "name": "python", "arguments": &ask.text}),
+    );
+    event(
+        "response.output_item.done",
+        json!({"output_index": 0, "item": call_item(ask, &ask.text, "completed")}),
     );
     event("response.completed", json!({"response": responses_json(ask)}));
     out
@@ -639,6 +766,32 @@ mod tests {
                 .all(|p| p.trim_start().chars().count() <= 8 || p.chars().count() <= 8));
         }
         assert_eq!(deltas("a bc  d"), ["a", " bc", "  d"]);
+    }
+
+    #[test]
+    fn tools_offered_and_tool_results_are_read_from_each_shape() {
+        let chat_tools = json!({"tools": [{"type": "function", "function": {"name": "python"}}]});
+        let responses_tools = json!({"tools": [{"type": "function", "name": "python"}]});
+        assert!(offers_python(&chat_tools) && offers_python(&responses_tools));
+        assert!(!offers_python(&json!({"tools": [{"type": "function", "name": "search"}]})));
+        assert!(!offers_python(&json!({})));
+
+        let chat = json!({"messages": [
+            {"role": "user", "content": "fibonacci"},
+            {"role": "assistant", "content": null, "tool_calls": []},
+            {"role": "tool", "tool_call_id": "c", "content": [{"type": "text", "text": "6765"}]}
+        ]});
+        assert_eq!(last_tool_result("/v1/chat/completions", &chat).as_deref(), Some("6765"));
+        let answered = json!({"messages": [{"role": "tool", "content": "1"}, {"role": "user", "content": "again"}]});
+        assert_eq!(last_tool_result("/v1/chat/completions", &answered), None);
+        let input = json!({"input": [
+            {"role": "user", "content": "fibonacci"},
+            {"type": "function_call", "call_id": "c", "name": "python", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c", "output": "6765\n"}
+        ]});
+        assert_eq!(last_tool_result("/v1/responses", &input).as_deref(), Some("6765\n"));
+        assert_eq!(last_tool_result("/v1/responses", &json!({"input": "hi"})), None);
+        assert_eq!(last_tool_result("/v1/completions", &chat), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! Requests: the client's credentials and provider headers (Authorization, api-key,
 //! OpenAI-Organization, OpenAI-Project, OpenAI-Beta, ...) go upstream unchanged; hop-by-hop headers,
-//! `Host` and `x-sandgate-mode` do not; with gateway keys the client's key is checked and replaced by
+//! `Host`, `x-sandgate-mode` and `x-sandgate-tools` do not; with gateway keys the client's key is checked and replaced by
 //! the configured upstream key (and then the client may not pick the organization or project that key
 //! is billed to). Responses: hop-by-hop headers are dropped; everything else (Retry-After,
 //! x-ratelimit-*, x-request-id, ...) reaches the client.
@@ -10,9 +10,13 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::Error;
+use crate::rewrite::api::Tool;
 
 /// The request header that overrides the mode for one request.
 pub const MODE_HEADER: &str = "x-sandgate-mode";
+
+/// The request header that says, for one request, whether sandgate adds its tools.
+pub const TOOLS_HEADER: &str = "x-sandgate-tools";
 
 /// Headers that describe one connection rather than the message (RFC 9110 section 7.6.1).
 const HOP_BY_HOP: &[&str] = &[
@@ -49,7 +53,23 @@ pub fn upstream_request(h: &mut HeaderMap, auth: &Auth) -> Result<(), Error> {
     strip_hop_by_hop(h);
     h.remove(header::HOST);
     h.remove(MODE_HEADER);
+    h.remove(TOOLS_HEADER);
     auth.apply(h)
+}
+
+/// The tools `x-sandgate-tools` asks for: `None` without the header (the configuration decides),
+/// `python` for the `python` tool, empty or `none` for no tool (ASCII case and surrounding
+/// whitespace ignored); anything else is an error.
+pub fn tools_header(h: &HeaderMap) -> Result<Option<Vec<Tool>>, Error> {
+    let Some(v) = h.get(TOOLS_HEADER) else { return Ok(None) };
+    let bad =
+        || Error::BadToolsHeader { value: String::from_utf8_lossy(v.as_bytes()).into_owned() };
+    let text = v.to_str().map_err(|_| bad())?.trim();
+    if text.is_empty() || text.eq_ignore_ascii_case("none") {
+        return Ok(Some(Vec::new()));
+    }
+    let tool: Tool = text.parse().map_err(|_| bad())?;
+    Ok(Some(vec![tool]))
 }
 
 /// Marks a rewritten route's request: its body was read whole (so there is nothing left to expect a
@@ -157,7 +177,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
 
     use super::*;
 
@@ -172,6 +192,7 @@ mod tests {
         h.insert("openai-organization", HeaderValue::from_static("org-1"));
         h.insert("host", HeaderValue::from_static("sandgate"));
         h.insert(MODE_HEADER, HeaderValue::from_static("off"));
+        h.insert(TOOLS_HEADER, HeaderValue::from_static("python"));
         upstream_request(&mut h, &Auth::default()).unwrap();
         let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         names.sort_unstable();
@@ -214,6 +235,28 @@ mod tests {
             assert!(matches!(auth.apply(&mut h), Err(Error::Unauthorized)), "{bad:?}");
         }
         assert!(matches!(auth.apply(&mut HeaderMap::new()), Err(Error::Unauthorized)));
+    }
+
+    #[test]
+    fn the_tools_header_is_python_none_or_empty() {
+        let parse = |v: &[u8]| {
+            let mut h = HeaderMap::new();
+            h.insert(TOOLS_HEADER, HeaderValue::from_bytes(v).unwrap());
+            tools_header(&h)
+        };
+        assert_eq!(tools_header(&HeaderMap::new()).unwrap(), None);
+        assert_eq!(parse(b"python").unwrap(), Some(vec![Tool::Python]));
+        assert_eq!(parse(b" Python ").unwrap(), Some(vec![Tool::Python]));
+        assert_eq!(parse(b"").unwrap(), Some(vec![]));
+        assert_eq!(parse(b"NONE").unwrap(), Some(vec![]));
+        for bad in [&b"pyth"[..], b"python,shell", b"true", b"python\xff", b"off"] {
+            match parse(bad) {
+                Err(Error::BadToolsHeader { value }) => {
+                    assert_eq!(value, String::from_utf8_lossy(bad), "{bad:?}")
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //!   [`upstream`]: the pooled upstream client and its timeouts.
 //!
 //! Rewritten routes (`POST /v1/chat/completions`, `/v1/completions`, `/v1/responses`): the request body
-//! is read whole (it is JSON, up to `request_body_limit`), earlier answers in it are restored, and the
-//! response is rewritten: JSON whole, event streams event by event. Every other `/v1/...` request and
+//! is read whole (it is JSON, up to `request_body_limit`), earlier answers in it are restored, the
+//! `python` tool is added where the configuration or `x-sandgate-tools` asks for it, and the response
+//! is rewritten: JSON whole, event streams event by event (tool calls pass untouched: the client
+//! runs them). Every other `/v1/...` request and
 //! its response stream through unchanged.
 
 pub mod body;
@@ -27,7 +29,7 @@ use hyper::body::Incoming;
 use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::rewrite::api::{self, Endpoint, SseRewriter};
+use crate::rewrite::api::{self, Endpoint, SseRewriter, Tool};
 use crate::rewrite::{Mode, Options};
 use crate::sandbox::Sandbox;
 use body::{
@@ -194,6 +196,14 @@ impl Gateway {
         Ok(self.options[i].clone())
     }
 
+    /// Whether the `python` tool is added to a request: as configured, unless `x-sandgate-tools`
+    /// says otherwise.
+    fn python_tool_for(&self, req: &Request<Incoming>) -> Result<bool, Error> {
+        let tools = headers::tools_header(req.headers())?;
+        let tools = tools.as_deref().unwrap_or(&self.config.tools);
+        Ok(tools.contains(&Tool::Python))
+    }
+
     fn upstream_uri(&self, req: &Request<Incoming>) -> String {
         let rest = req.uri().path().strip_prefix("/v1").unwrap_or("").trim_start_matches('/');
         self.config.upstream.uri_for(rest, req.uri().query())
@@ -246,6 +256,7 @@ impl Gateway {
         start: Instant,
     ) -> Result<Response<ProxyBody>, Error> {
         let opts = self.options_for(&req)?;
+        let python_tool = self.python_tool_for(&req)?;
         let uri = self.upstream_uri(&req);
         let (method, mut up_headers, body, upload) = self.outgoing(req)?;
         let body = body
@@ -258,6 +269,10 @@ impl Gateway {
                 self.metrics.histories_restored(n);
                 Bytes::from(restored)
             }
+            None => body,
+        };
+        let body = match python_tool.then(|| api::add_python_tool(endpoint, &body)).flatten() {
+            Some(with_tool) => Bytes::from(with_tool),
             None => body,
         };
         if self.config.log_content {

@@ -5,7 +5,8 @@
 //! - `choices`: Chat Completions and legacy Completions (`choices[i]`, one rewriter per index);
 //! - `responses`: the Responses API (`output[].content[]`, one rewriter per content part);
 //! - `hold`: the event queue both stream shapes share, which decides what text each event carries;
-//! - `restore`: the way back, on the history a client sends.
+//! - `restore`: the way back, on the history a client sends;
+//! - [`tools`]: the `python` tool, added to a request's `tools` when asked for.
 //!
 //! Nothing here fails: a body or an event that is not what the endpoint should send passes through
 //! untouched, an event is never dropped or reordered, and an event whose text the engine leaves as
@@ -19,6 +20,7 @@ mod choices;
 mod hold;
 mod responses;
 mod restore;
+pub mod tools;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -30,6 +32,7 @@ use serde_json::Value;
 
 use super::sse::{Decoder, Event};
 use super::{Mode, Options, Rewriter};
+pub use tools::{add_python_tool, Tool};
 
 /// The three rewritten routes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

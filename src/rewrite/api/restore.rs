@@ -83,3 +83,76 @@ fn restore_text(text: &mut Value, restored: &mut usize) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::rewrite::{rewrite, Options};
+
+    const ANSWER: &str = "Run this:\n\n```python\nprint(6765)\n```\n";
+
+    fn rewritten() -> String {
+        let out = rewrite(&Options::default(), ANSWER);
+        assert!(out.contains("#py="), "{out}");
+        out
+    }
+
+    #[test]
+    fn tool_messages_and_tool_calls_are_left_alone() {
+        let link = rewritten();
+        let call = json!({"code": link}).to_string();
+        let body = json!({"messages": [
+            {"role": "user", "content": "fibonacci?"},
+            {"role": "assistant", "content": link},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "python", "arguments": call}}
+            ]},
+            {"role": "tool", "tool_call_id": "call_1", "content": link},
+            {"role": "tool", "tool_call_id": "call_1", "content": [{"type": "text", "text": link}]},
+        ]});
+        let (out, n) =
+            restore_request(Endpoint::ChatCompletions, body.to_string().as_bytes()).unwrap();
+        assert_eq!(n, 1);
+        let out: Value = serde_json::from_slice(&out).unwrap();
+        let mut want = body.clone();
+        want["messages"][1]["content"] = json!(ANSWER);
+        assert_eq!(out, want);
+
+        // Links only in tool messages and tool calls: nothing to restore, the bytes go on as they are.
+        let mut only_tools = body;
+        only_tools["messages"].as_array_mut().unwrap().remove(1);
+        assert_eq!(
+            restore_request(Endpoint::ChatCompletions, only_tools.to_string().as_bytes()),
+            None
+        );
+    }
+
+    #[test]
+    fn function_call_items_and_their_outputs_are_left_alone() {
+        let link = rewritten();
+        let call = json!({"code": link}).to_string();
+        let body = json!({"input": [
+            {"role": "user", "content": "fibonacci?"},
+            {"type": "function_call", "call_id": "call_1", "name": "python", "arguments": call},
+            {"type": "function_call_output", "call_id": "call_1", "output": link},
+            {"type": "function_call_output", "call_id": "call_1",
+             "output": [{"type": "input_text", "text": link}]},
+        ]});
+        assert_eq!(restore_request(Endpoint::Responses, body.to_string().as_bytes()), None);
+
+        let mut with_answer = body.clone();
+        with_answer["input"].as_array_mut().unwrap().push(json!({
+            "role": "assistant", "content": [{"type": "output_text", "text": link}]
+        }));
+        let (out, n) =
+            restore_request(Endpoint::Responses, with_answer.to_string().as_bytes()).unwrap();
+        assert_eq!(n, 1);
+        let out: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(out["input"][4]["content"][0]["text"], ANSWER);
+        assert_eq!(out["input"].as_array().unwrap()[..4], body["input"].as_array().unwrap()[..]);
+    }
+}
