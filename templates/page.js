@@ -151,7 +151,7 @@
   // object's own messages (all that js.postMessage from Python can reach) are not listened to.
   // Python can still call the runner's callbacks, so the page trusts the messages for their data
   // only: it owns the clock, and a run ends when the page says so.
-  function bootWorker(preload) {
+  function bootWorker(preload, session) {
     const slot = { worker: null, port: null, ready: null, failed: false, discarded: false };
     slot.ready = (async () => {
       const source = await loadWorkerSource();
@@ -184,7 +184,8 @@
         };
         w.postMessage({ type: 'boot', port: channel.port2, pyodideUrl: config.pyodideUrl,
           indexes: config.indexes, offline: config.offline,
-          preload: typeof preload === 'string' ? preload : '' }, [channel.port2]);
+          preload: typeof preload === 'string' ? preload : '', session: session === true },
+        [channel.port2]);
       });
     })();
     slot.ready.catch(() => { slot.failed = true; });
@@ -498,8 +499,281 @@
     run(code);
   }
 
-  window.addEventListener('hashchange', loadFromHash);
-  setState('loading', 'Loading Python…');
-  spare = bootWorker(); // Boots while the page decodes the link.
-  loadFromHash();
+  // The runner mode: the page opened as #runner=1 (no py=), in an iframe, is driven over
+  // postMessage by the window that embeds it (templates/runner.js, or any page that speaks the
+  // protocol; README "The runner"). It shows nothing: it runs what its parent sends in one
+  // session worker, whose interpreter lives on from run to run until a timeout, Stop or reset
+  // terminates it, and answers with what the worker produced.
+  //
+  // Messages are objects {protocol: 'sandgate-runner', version: 1, type, ...}; anything else,
+  // and anything not from the parent window, is ignored. Replies go to the parent only, to the
+  // origin its hello came from. Every RunResult is built here, from the worker's messages: the
+  // program's output is data in it, the status and the clock are the page's, and nothing Python
+  // does reaches the parent (the worker has no handle on any window).
+  const RUNNER_PROTOCOL = 'sandgate-runner';
+  const RUNNER_VERSION = 1;
+  // What one RunResult carries at most: stdout and stderr each MAX_STREAM_CHARS, MAX_RESULTS
+  // values, Plotly JSON MAX_PLOTLY_JSON_CHARS in all.
+
+  function isRunnerLink() {
+    const params = location.hash.replace(/^#/, '').split('&');
+    return params.includes('runner=1') && !params.some((p) => p.startsWith('py='));
+  }
+
+  const validRunId = (id) => (typeof id === 'string' && id.length > 0 && id.length <= 200) ||
+    Number.isSafeInteger(id);
+
+  // The PNG's size, from its IHDR chunk (null if the bytes are not a PNG).
+  function pngSize(bytes) {
+    const magic = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+    if (bytes.length < 24 || magic.some((b, i) => bytes[i] !== b)) return null;
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    return { width: view.getUint32(16), height: view.getUint32(20) };
+  }
+
+  function base64(bytes) {
+    let binary = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) {
+      binary += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+    }
+    return btoa(binary);
+  }
+
+  // The markup of a tree `sanitized()` built, as text for the parent: only the allowlisted
+  // elements and attributes are in it, every text and value escaped.
+  function markupOf(node) {
+    const escape = (text) => text.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
+    const VOID = new Set(['br', 'hr', 'col']);
+    let out = '';
+    for (const child of node.childNodes) {
+      if (child.nodeType === Node.TEXT_NODE) {
+        out += escape(child.nodeValue);
+      } else if (child.nodeType === Node.ELEMENT_NODE) {
+        const tag = child.tagName.toLowerCase();
+        out += '<' + tag;
+        for (const attr of child.attributes) out += ' ' + attr.name + '="' + escape(attr.value) + '"';
+        out += '>';
+        if (!VOID.has(tag)) out += markupOf(child) + '</' + tag + '>';
+      }
+    }
+    return out;
+  }
+
+  function runnerMode() {
+    document.body.dataset.mode = 'runner';
+    setState('ready', 'Waiting for the page that embeds this runner.');
+    const parentWindow = window.parent !== window ? window.parent : null;
+    let peer = null; // {origin, target}: who said hello, and where replies go.
+    let session = null; // The session worker's slot; null until needed again after a kill.
+    let fresh = true; // Whether the session worker has run nothing yet.
+    let generation = 0; // Bumped by reset: runs queued before it do not run.
+    let active = null; // The run in progress.
+    let queue = Promise.resolve();
+
+    const reply = (msg) => {
+      if (peer) parentWindow.postMessage({ ...msg, protocol: RUNNER_PROTOCOL, version: RUNNER_VERSION }, peer.target);
+    };
+    const newSession = () => {
+      discard(session);
+      session = bootWorker('', true);
+      fresh = true;
+    };
+
+    // Output is sent in batches (a print loop would otherwise post a message per line) and
+    // always before the value or result that follows it.
+    function output(rec, stream, text) {
+      const used = rec[stream].length;
+      if (used >= MAX_STREAM_CHARS || !text) return;
+      let chunk = text;
+      if (used + chunk.length > MAX_STREAM_CHARS) chunk = chunk.slice(0, MAX_STREAM_CHARS - used) + '\n… output truncated\n';
+      rec[stream] += chunk;
+      rec.pending.push([stream, chunk]);
+      if (!rec.flushTimer) rec.flushTimer = setTimeout(() => flushOutput(rec), 30);
+    }
+    function flushOutput(rec) {
+      clearTimeout(rec.flushTimer);
+      rec.flushTimer = null;
+      const merged = [];
+      for (const [stream, text] of rec.pending) {
+        const last = merged[merged.length - 1];
+        if (last && last.stream === stream) last.text += text;
+        else merged.push({ stream, text });
+      }
+      rec.pending = [];
+      for (const m of merged) reply({ type: 'output', id: rec.id, stream: m.stream, text: m.text });
+    }
+    function addValue(rec, value) {
+      rec.values += 1;
+      if (rec.values > MAX_RESULTS) {
+        if (rec.values === MAX_RESULTS + 1) output(rec, 'stderr', 'Only the first ' + MAX_RESULTS + ' values are kept.\n');
+        return;
+      }
+      rec.results.push(value);
+      flushOutput(rec);
+      reply({ type: 'display', id: rec.id, result: value });
+    }
+
+    // Ends `rec`, however it ends; `kill` terminates the interpreter (the next run gets a fresh one).
+    function finish(rec, status, note, kill) {
+      if (rec.ended) return;
+      rec.ended = true;
+      if (active === rec) active = null;
+      clearTimeout(rec.loadTimer);
+      clearTimeout(rec.runTimer);
+      if (note) output(rec, 'stderr', note + '\n');
+      flushOutput(rec);
+      if (rec.slot && rec.slot.port) rec.slot.port.onmessage = null;
+      if (kill && rec.slot && session === rec.slot) newSession();
+      const durationMs = rec.startedAt ? Math.round(performance.now() - rec.startedAt) : 0;
+      reply({ type: 'result', id: rec.id, result: {
+        status, stdout: rec.stdout, stderr: rec.stderr, results: rec.results, files: rec.files,
+        durationMs, fresh: rec.fresh,
+      } });
+      rec.resolve();
+    }
+
+    function onSessionMessage(rec, m) {
+      if (rec.ended || !m || typeof m !== 'object') return;
+      const text = typeof m.text === 'string' ? m.text : '';
+      switch (m.type) {
+        case 'started':
+          // The clock is the page's: armed at the first 'started', never re-armed.
+          if (rec.startedAt) break;
+          rec.startedAt = performance.now();
+          clearTimeout(rec.loadTimer);
+          rec.runTimer = setTimeout(() => finish(rec, 'timeout', 'The code ran longer than ' +
+            rec.limitMs / 1000 + ' s and was stopped.', true), rec.limitMs);
+          break;
+        case 'stdout': output(rec, 'stdout', text); break;
+        case 'stderr': output(rec, 'stderr', text); break;
+        case 'info': output(rec, 'stderr', text.endsWith('\n') ? text : text + '\n'); break;
+        case 'result': addValue(rec, { type: 'text', data: text }); break;
+        case 'html':
+          if (typeof m.html === 'string') addValue(rec, { type: 'html', data: markupOf(sanitized(m.html)) });
+          break;
+        case 'png': {
+          if (!(m.bytes instanceof Uint8Array) || m.bytes.length === 0) break;
+          const size = pngSize(m.bytes);
+          if (size) addValue(rec, { type: 'png', data: base64(m.bytes), width: size.width, height: size.height });
+          break;
+        }
+        case 'plotly': {
+          const chars = typeof m.json === 'string' ? m.json.length : Number(m.chars);
+          if (!(chars > 0)) break;
+          if (typeof m.json !== 'string' || rec.plotlyChars + chars > MAX_PLOTLY_JSON_CHARS) {
+            output(rec, 'stderr', 'A Plotly figure was left out: its data (' + megabytes(chars) + ') is over the limit of ' +
+              megabytes(MAX_PLOTLY_JSON_CHARS) + ' for the figures of one run.\n');
+            break;
+          }
+          let fig = null;
+          try { fig = JSON.parse(m.json); } catch (e) { fig = null; }
+          if (!fig || typeof fig !== 'object' || !Array.isArray(fig.data)) break;
+          rec.plotlyChars += chars;
+          addValue(rec, { type: 'plotly', data: m.json });
+          break;
+        }
+        case 'finished':
+          finish(rec, m.ok === true ? 'done' : 'error', null, false);
+          break;
+        default: break;
+      }
+    }
+
+    async function runOne(req) {
+      const rec = {
+        id: req.id, limitMs: req.limitMs, stdout: '', stderr: '', results: [], files: [], values: 0,
+        plotlyChars: 0, pending: [], flushTimer: null, startedAt: 0, loadTimer: null, runTimer: null,
+        slot: null, fresh: false, ended: false, resolve: null,
+      };
+      const done = new Promise((resolve) => { rec.resolve = resolve; });
+      if (req.generation !== generation) {
+        finish(rec, 'stopped', 'The runner was reset before this code ran.', false);
+        return done;
+      }
+      active = rec;
+      if (!session || session.failed) newSession();
+      rec.slot = session;
+      rec.fresh = fresh;
+      fresh = false;
+      // Loading Python and the packages has its cap, as on the link page; the clock starts after.
+      rec.loadTimer = setTimeout(() => finish(rec, 'error', 'Python or its packages did not load within ' +
+        Math.round(prepareLimitMs / 1000) + ' s.', true), prepareLimitMs);
+      try {
+        await rec.slot.ready;
+      } catch (e) {
+        finish(rec, 'error', String(e.message || e), true);
+        return done;
+      }
+      if (rec.ended) return done;
+      rec.slot.port.onmessage = (ev) => onSessionMessage(rec, ev.data);
+      rec.slot.port.postMessage({ type: 'run', code: req.code, stdin: req.stdin });
+      return done;
+    }
+
+    // A run request: checked here, so that a bad one is answered rather than left hanging.
+    function runRequest(m) {
+      const problem =
+        typeof m.code !== 'string' ? 'code must be a string' :
+        new Blob([m.code]).size > MAX_CODE_BYTES ? 'code is larger than 1 MiB' :
+        m.timeoutMs !== undefined && !(typeof m.timeoutMs === 'number' && m.timeoutMs > 0) ? 'timeoutMs must be a positive number' :
+        m.stdin !== undefined && m.stdin !== null && typeof m.stdin !== 'string' ? 'stdin must be a string' : null;
+      const req = {
+        id: m.id, code: m.code, stdin: typeof m.stdin === 'string' ? m.stdin : null, generation,
+        // The page's own limit caps the caller's.
+        limitMs: Math.min(config.timeoutMs, typeof m.timeoutMs === 'number' && m.timeoutMs > 0 ? Math.ceil(m.timeoutMs) : Infinity),
+      };
+      if (problem) {
+        reply({ type: 'result', id: m.id, result: { status: 'error', stdout: '', stderr: 'sandgate runner: ' + problem + '\n',
+          results: [], files: [], durationMs: 0, fresh: false } });
+        return;
+      }
+      queue = queue.then(() => runOne(req));
+    }
+
+    window.addEventListener('message', (ev) => {
+      if (!parentWindow || ev.source !== parentWindow) return;
+      const m = ev.data;
+      if (!m || typeof m !== 'object' || m.protocol !== RUNNER_PROTOCOL || typeof m.type !== 'string') return;
+      if (m.type === 'hello') {
+        if (m.version !== RUNNER_VERSION) return;
+        // A parent of another origin than the one before gets an interpreter of its own.
+        if (peer && peer.origin !== ev.origin) {
+          generation += 1;
+          if (active) finish(active, 'stopped', 'A new page took over this runner.', true);
+          newSession();
+        }
+        peer = { origin: ev.origin, target: ev.origin === 'null' ? '*' : ev.origin };
+        setState('ready', 'Driven by the page that embeds it.');
+        reply({ type: 'ready', timeoutMs: config.timeoutMs, pyodideVersion: root.dataset.pyodideVersion || '' });
+        return;
+      }
+      if (!peer || ev.origin !== peer.origin || m.version !== RUNNER_VERSION || !validRunId(m.id)) return;
+      switch (m.type) {
+        case 'run':
+          runRequest(m);
+          break;
+        case 'stop':
+          if (active) finish(active, 'stopped', 'Stopped.', true);
+          reply({ type: 'ack', id: m.id, of: 'stop' });
+          break;
+        case 'reset':
+          generation += 1;
+          if (active) finish(active, 'stopped', 'Stopped: the runner was reset.', true);
+          else newSession();
+          reply({ type: 'ack', id: m.id, of: 'reset' });
+          break;
+        default: break;
+      }
+    });
+    session = bootWorker('', true); // Boots while the parent gets ready.
+  }
+
+  if (isRunnerLink()) {
+    runnerMode();
+  } else {
+    window.addEventListener('hashchange', loadFromHash);
+    setState('loading', 'Loading Python…');
+    spare = bootWorker(); // Boots while the page decodes the link.
+    loadFromHash();
+  }
 })();

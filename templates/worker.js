@@ -3,8 +3,9 @@
 // works inside an opaque-origin iframe). A worker runs at most one program: the page terminates it
 // when the run ends, however it ends, and a fresh one boots for the next run.
 //
-// Messages in: {type: 'boot', port, pyodideUrl, indexes, offline, preload} on the worker, then at
-//   most one {type: 'run', code} on `port`. `preload` is code whose packages are loaded right after
+// Messages in: {type: 'boot', port, pyodideUrl, indexes, offline, preload, session?} on the
+//   worker, then at most one {type: 'run', code} on `port` (a session worker, for the page's
+//   runner mode, takes any number of runs, one after another: see onSessionRun). `preload` is code whose packages are loaded right after
 //   booting (the previous run's code, likely to run again), silently.
 // Messages out, only on `port`, a private MessagePort captured before any Python runs (what Python
 // posts with js.postMessage goes to the Worker object, which the page does not listen to):
@@ -164,7 +165,7 @@ def prepare(code):
         return "Figure capture is unavailable: " + repr(e)
     return None
 
-async def run(code, post):
+async def run(code, post, env=None):
     _Run.post = post
     _Run.shown = []
     # The compiler ends lines only at \n, \r\n and \r, not at \f, \x1c-\x1e, \x85, \u2028 or \u2029
@@ -172,7 +173,11 @@ async def run(code, post):
     lines = io.StringIO(code, newline=None).readlines()
     linecache.cache[FILENAME] = (len(code), None, lines, FILENAME)
     builtins.display = display
-    env = {"__name__": "__main__", "__file__": FILENAME, "__builtins__": __builtins__}
+    if env is None:
+        env = _fresh_globals()
+    # A Plotly figure left in a variable is shown at the end, unless it was there (the same
+    # object under the same name) before this run: in a session, earlier runs showed it already.
+    before = {name: id(obj) for name, obj in env.items() if _is_plotly(obj)}
     ok = True
     value = None
     post("started", None)
@@ -209,12 +214,28 @@ async def run(code, post):
         if value is not None:
             _show_value(value)
         for name, obj in list(env.items()):
-            if not name.startswith("_") and _is_plotly(obj):
+            if not name.startswith("_") and _is_plotly(obj) and before.get(name) != id(obj):
                 _emit_plotly(obj)
         _emit_matplotlib()
     except Exception as e:
         post("info", "Could not display a result: " + repr(e))
     return ok
+
+def _fresh_globals():
+    return {"__name__": "__main__", "__file__": FILENAME, "__builtins__": __builtins__}
+
+# The runner mode's session: one namespace for all the runs of one worker, like a Jupyter kernel.
+_session = _fresh_globals()
+
+async def run_session(code, post, stdin=None):
+    # Text given beforehand is what input() and sys.stdin read during this run (then end of file).
+    saved = sys.stdin
+    if stdin is not None:
+        sys.stdin = io.StringIO(stdin)
+    try:
+        return await run(code, post, _session)
+    finally:
+        sys.stdin = saved
 
 def display(*objs, **kwargs):
     """Shows each object, in order, as Jupyter would: a figure as a figure, else its _repr_html_,
@@ -406,12 +427,12 @@ async function preload(code) {
   }
 }
 
-async function run(code) {
+async function run(code, stdin) {
   await load(code);
   post('status', { text: 'Running…' });
   let ok = false;
   try {
-    ok = await runner.get('run')(code, fromPython);
+    ok = await (session ? runner.get('run_session')(code, fromPython, stdin) : runner.get('run')(code, fromPython));
   } finally {
     stdout.end();
     stderr.end();
@@ -431,6 +452,25 @@ function onRun(msg) {
   });
 }
 
+// The runner mode (boot with `session: true`): the worker runs the programs of one runner, one
+// after another, in one namespace (variables, imports and files persist), until the page
+// terminates it (a timeout, Stop, reset). Each {type: 'run', code, stdin?} is answered like a
+// run of the link page, ending with its own 'finished'; the page sends the next one only after.
+let session = false;
+let sessionRuns = null;
+
+function onSessionRun(msg) {
+  if (!msg || typeof msg !== 'object' || msg.type !== 'run') return;
+  const code = String(msg.code);
+  const stdin = typeof msg.stdin === 'string' ? msg.stdin : null;
+  sessionRuns = (sessionRuns || booting).then(() => run(code, stdin)).catch((e) => {
+    stdout.end();
+    stderr.end();
+    post('stderr', { text: 'sandgate: ' + String((e && e.message) || e) + '\n' });
+    post('finished', { ok: false });
+  });
+}
+
 self.onmessage = (event) => {
   const msg = event.data;
   if (!msg || typeof msg !== 'object' || msg.type !== 'boot' || booting !== null) return;
@@ -438,7 +478,8 @@ self.onmessage = (event) => {
   if (!(port instanceof MessagePort)) return;
   send = port.postMessage.bind(port);
   // The run request comes on the port too: nothing Python could send reaches this handler.
-  port.onmessage = (e) => onRun(e.data);
+  session = msg.session === true;
+  port.onmessage = (e) => (session ? onSessionRun(e.data) : onRun(e.data));
   booting = boot(msg).then(
     () => {
       post('booted', {});

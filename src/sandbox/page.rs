@@ -32,6 +32,7 @@ const TEMPLATE: &str = include_str!("../../templates/sandbox.html");
 const PAGE_JS: &str = include_str!("../../templates/page.js");
 const WORKER_JS: &str = include_str!("../../templates/worker.js");
 const PAGE_CSS: &str = include_str!("../../templates/page.css");
+const RUNNER_JS: &str = include_str!("../../templates/runner.js");
 
 /// The page, rendered, with the policies its responses carry.
 #[derive(Debug)]
@@ -51,18 +52,20 @@ impl Rendered {
         res
     }
 
-    /// `GET /sandbox/<name>`: the page's script, style and worker script.
+    /// `GET /sandbox/<name>`: the page's script, style and worker script, and the runner module
+    /// other pages import (`runner.js`).
     pub(crate) fn asset(&self, name: &str) -> Option<Response<Full<Bytes>>> {
         let (content_type, body) = match name {
             "page.js" => ("text/javascript; charset=utf-8", PAGE_JS),
             "worker.js" => ("text/javascript; charset=utf-8", WORKER_JS),
             "page.css" => ("text/css; charset=utf-8", PAGE_CSS),
+            "runner.js" => ("text/javascript; charset=utf-8", RUNNER_JS),
             _ => return None,
         };
         let mut res = response(StatusCode::OK, content_type, Bytes::from_static(body.as_bytes()));
         let h = res.headers_mut();
         // The page fetches the worker source to start it from a `data:` URL, which must also work
-        // from an opaque origin (a widget iframe).
+        // from an opaque origin (a widget iframe); pages of any origin import the runner module.
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         // A worker started from this URL directly takes its policy from this response.

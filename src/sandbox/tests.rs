@@ -184,6 +184,24 @@ async fn page_assets_and_worker_policy() {
 }
 
 #[tokio::test]
+async fn runner_module_is_served_to_any_origin() {
+    let (_tmp, sandbox) = fixture();
+    let (status, h, body) = get(&sandbox, "/sandbox/runner.js").await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "content-type"), "text/javascript; charset=utf-8");
+    assert_eq!(header(&h, "access-control-allow-origin"), "*");
+    let module = String::from_utf8(body).unwrap();
+    assert!(module.contains("export function connect("), "{module}");
+    assert!(module.contains("export const PROTOCOL_VERSION = 1;"), "{module}");
+    // The page it embeds is the sandbox page of the same server, in an opaque-origin iframe.
+    assert!(module.contains("new URL('../sandbox#runner=1', import.meta.url)"), "{module}");
+    assert!(module.contains("frame.setAttribute('sandbox', 'allow-scripts')"), "{module}");
+    let res = sandbox.handle(&Method::HEAD, "/sandbox/runner.js").await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-length"], module.len().to_string().as_str());
+}
+
+#[tokio::test]
 async fn static_files_have_types_and_cors() {
     let (_tmp, sandbox) = fixture();
     let (status, h, body) = get(&sandbox, "/pyodide/pyodide.asm.wasm").await;
