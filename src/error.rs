@@ -44,6 +44,10 @@ pub enum Error {
     BadModeHeader { value: String },
     #[error("invalid x-sandgate-tools header {value:?}: expected python, none or an empty value")]
     BadToolsHeader { value: String },
+    #[error(
+        "invalid x-sandgate-context header {value:?}: expected one of off, answer, conversation"
+    )]
+    BadContextHeader { value: String },
     #[error("missing or unknown API key: send one of this gateway's keys as `Authorization: Bearer <key>`")]
     Unauthorized,
     #[error("cannot connect to the upstream: {0}")]
@@ -85,6 +89,7 @@ impl Error {
             Error::ClientBody(_)
             | Error::BadModeHeader { .. }
             | Error::BadToolsHeader { .. }
+            | Error::BadContextHeader { .. }
             | Error::BadPath(_) => StatusCode::BAD_REQUEST,
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
             Error::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -119,6 +124,7 @@ impl Error {
             Error::ClientBody(_) => "invalid_body",
             Error::BadModeHeader { .. } => "invalid_sandgate_mode",
             Error::BadToolsHeader { .. } => "invalid_sandgate_tools",
+            Error::BadContextHeader { .. } => "invalid_sandgate_context",
             Error::Unauthorized => "invalid_api_key",
             Error::UpstreamConnect(_) => "upstream_connect_error",
             Error::UpstreamTimeout { phase: TimeoutPhase::Connect, .. } => {
@@ -141,6 +147,7 @@ impl Error {
         match self {
             Error::BadModeHeader { .. } => Some("x-sandgate-mode"),
             Error::BadToolsHeader { .. } => Some("x-sandgate-tools"),
+            Error::BadContextHeader { .. } => Some("x-sandgate-context"),
             _ => None,
         }
     }

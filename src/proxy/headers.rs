@@ -2,9 +2,9 @@
 //!
 //! Requests: the client's credentials and provider headers (Authorization, api-key,
 //! OpenAI-Organization, OpenAI-Project, OpenAI-Beta, ...) go upstream unchanged; hop-by-hop headers,
-//! `Host`, `x-sandgate-mode` and `x-sandgate-tools` do not; with gateway keys the client's key is checked and replaced by
-//! the configured upstream key (and then the client may not pick the organization or project that key
-//! is billed to). Responses: hop-by-hop headers are dropped; everything else (Retry-After,
+//! `Host`, `x-sandgate-mode`, `x-sandgate-context` and `x-sandgate-tools` do not; with gateway keys
+//! the client's key is checked and replaced by the configured upstream key (and then the client may
+//! not pick the organization or project that key is billed to). Responses: hop-by-hop headers are dropped; everything else (Retry-After,
 //! x-ratelimit-*, x-request-id, ...) reaches the client.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -17,6 +17,8 @@ pub const MODE_HEADER: &str = "x-sandgate-mode";
 
 /// The request header that says, for one request, whether sandgate adds its tools.
 pub const TOOLS_HEADER: &str = "x-sandgate-tools";
+/// The request header that overrides the cells context (`context`) for one request.
+pub const CONTEXT_HEADER: &str = "x-sandgate-context";
 
 /// Headers that describe one connection rather than the message (RFC 9110 section 7.6.1).
 const HOP_BY_HOP: &[&str] = &[
@@ -54,6 +56,7 @@ pub fn upstream_request(h: &mut HeaderMap, auth: &Auth) -> Result<(), Error> {
     h.remove(header::HOST);
     h.remove(MODE_HEADER);
     h.remove(TOOLS_HEADER);
+    h.remove(CONTEXT_HEADER);
     auth.apply(h)
 }
 
@@ -193,6 +196,7 @@ mod tests {
         h.insert("host", HeaderValue::from_static("sandgate"));
         h.insert(MODE_HEADER, HeaderValue::from_static("off"));
         h.insert(TOOLS_HEADER, HeaderValue::from_static("python"));
+        h.insert(CONTEXT_HEADER, HeaderValue::from_static("conversation"));
         upstream_request(&mut h, &Auth::default()).unwrap();
         let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         names.sort_unstable();

@@ -30,21 +30,22 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::rewrite::api::{self, Endpoint, SseRewriter, Tool};
-use crate::rewrite::{Mode, Options};
+use crate::rewrite::{Cells, Context, Mode, Options};
 use crate::sandbox::Sandbox;
 use body::{
     full, ClientBody, ClientFault, Collected, IdleBody, Prefixed, ProxyBody, SseBody, StreamGuard,
     UploadWatch,
 };
-use headers::{Auth, MODE_HEADER};
+use headers::{Auth, CONTEXT_HEADER, MODE_HEADER};
 
 /// Everything a request needs: one per worker thread. The workers' gateways share everything but
 /// the upstream client, whose pooled connections stay on the thread that opened them.
 #[derive(Debug)]
 pub struct Gateway {
     config: Arc<Config>,
-    /// Rewrite options for each mode, built once: the configured one and the per-request overrides.
-    options: [Arc<Options>; 4],
+    /// Rewrite options for each mode and context, built once: the configured ones and the
+    /// per-request overrides (`options[mode][context]`).
+    options: [[Arc<Options>; 3]; 4],
     upstream: upstream::Upstream,
     auth: Arc<Auth>,
     sandbox: Arc<Sandbox>,
@@ -55,13 +56,10 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Self, Error> {
         let base = config.rewrite_options();
-        let with_mode = |mode: Mode| Arc::new(Options { mode, ..base.clone() });
-        let options = [
-            with_mode(Mode::Off),
-            with_mode(Mode::Link),
-            with_mode(Mode::Widget),
-            with_mode(Mode::Artifact),
-        ];
+        let options = [Mode::Off, Mode::Link, Mode::Widget, Mode::Artifact].map(|mode| {
+            [Context::Off, Context::Answer, Context::Conversation]
+                .map(|context| Arc::new(Options { mode, context, ..base.clone() }))
+        });
         let upstream = upstream::Upstream::new(&config)?;
         let auth = Auth::new(config.api_keys.clone(), config.upstream_api_key.as_deref())?;
         let sandbox = Sandbox::new(config.sandbox_config()).map_err(Error::Sandbox)?;
@@ -179,13 +177,25 @@ impl Gateway {
         }
     }
 
-    /// The rewrite options for a request: the configured mode unless `x-sandgate-mode` says otherwise.
+    /// The rewrite options for a request: the configured mode and context unless `x-sandgate-mode`
+    /// or `x-sandgate-context` say otherwise.
     fn options_for(&self, req: &Request<Incoming>) -> Result<Arc<Options>, Error> {
+        let lossy = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
         let mode = match req.headers().get(MODE_HEADER) {
             None => self.config.mode,
-            Some(v) => v.to_str().ok().and_then(|s| s.parse::<Mode>().ok()).ok_or_else(|| {
-                Error::BadModeHeader { value: String::from_utf8_lossy(v.as_bytes()).into_owned() }
-            })?,
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(|s| s.parse::<Mode>().ok())
+                .ok_or_else(|| Error::BadModeHeader { value: lossy(v) })?,
+        };
+        let context = match req.headers().get(CONTEXT_HEADER) {
+            None => self.config.context,
+            Some(v) => v
+                .to_str()
+                .ok()
+                .and_then(|s| s.parse::<Context>().ok())
+                .ok_or_else(|| Error::BadContextHeader { value: lossy(v) })?,
         };
         let i = match mode {
             Mode::Off => 0,
@@ -193,7 +203,12 @@ impl Gateway {
             Mode::Widget => 2,
             Mode::Artifact => 3,
         };
-        Ok(self.options[i].clone())
+        let j = match context {
+            Context::Off => 0,
+            Context::Answer => 1,
+            Context::Conversation => 2,
+        };
+        Ok(self.options[i][j].clone())
     }
 
     /// Whether the `python` tool is added to a request: as configured, unless `x-sandgate-tools`
@@ -255,7 +270,7 @@ impl Gateway {
         req: Request<Incoming>,
         start: Instant,
     ) -> Result<Response<ProxyBody>, Error> {
-        let opts = self.options_for(&req)?;
+        let mut opts = self.options_for(&req)?;
         let python_tool = self.python_tool_for(&req)?;
         let uri = self.upstream_uri(&req);
         let (method, mut up_headers, body, upload) = self.outgoing(req)?;
@@ -264,7 +279,18 @@ impl Gateway {
             .await
             .map_err(|e| self.client_fault(&upload).unwrap_or(Error::ClientBody(e.to_string())))?
             .to_bytes();
-        let body = match api::restore_request(endpoint, &body) {
+        // With the conversation context, the history's Python blocks become the answer's first
+        // cells: they travel in the options of this request only.
+        let mut history = Cells::default();
+        let restored = if opts.mode != Mode::Off && opts.context == Context::Conversation {
+            api::restore_request_with_cells(endpoint, &body, &opts, &mut history)
+        } else {
+            api::restore_request(endpoint, &body)
+        };
+        if !history.is_empty() {
+            opts = Arc::new(Options { history, ..Options::clone(&opts) });
+        }
+        let body = match restored {
             Some((restored, n)) => {
                 self.metrics.histories_restored(n);
                 Bytes::from(restored)

@@ -31,7 +31,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::sse::{Decoder, Event};
-use super::{Mode, Options, Rewriter};
+use super::{Cells, Mode, Options, Rewriter};
 pub use tools::{add_python_tool, Tool};
 
 /// The three rewritten routes.
@@ -212,6 +212,19 @@ impl fmt::Debug for SseRewriter {
 /// which replacements were undone.
 pub fn restore_request(endpoint: Endpoint, body: &[u8]) -> Option<(Vec<u8>, usize)> {
     restore::restore_request(endpoint, body)
+}
+
+/// [`restore_request`], also collecting into `cells` the Python blocks of the history's assistant
+/// texts (chat `messages[]`, Responses `input[]`), oldest first, as `opts` would rewrite them and
+/// within its budget: the conversation context, which the answer's rewriters get as
+/// [`Options::history`]. A body that holds no fence and no replacement is not even parsed.
+pub fn restore_request_with_cells(
+    endpoint: Endpoint,
+    body: &[u8],
+    opts: &Arc<Options>,
+    cells: &mut Cells,
+) -> Option<(Vec<u8>, usize)> {
+    restore::restore_request_collecting(endpoint, body, Some((opts, cells)))
 }
 
 /// The per-endpoint stream state.

@@ -6,17 +6,41 @@
 //! Responses: `input[]` items with role `assistant`, content a string or parts of type
 //! `output_text`, `input_text` or `text`; legacy Completions: `prompt`, a string or an array of
 //! strings (token arrays are left alone).
+//!
+//! With the conversation context, the same walk also collects the Python blocks of the assistant
+//! texts (as restored: the original markdown), oldest first, into [`Cells`] for the answer's
+//! rewriters. A legacy `prompt` is not an answer of the model's (nor can its answers be told from the
+//! rest), so it gives no cells.
+
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::Endpoint;
-use crate::rewrite::restore;
+use crate::rewrite::{collect_cells, restore, Cells, Options};
+
+/// Where the cells of the history go, and the options that decide what a Python block is.
+pub(super) type Collect<'a> = Option<(&'a Arc<Options>, &'a mut Cells)>;
 
 /// See [`super::restore_request`].
 pub(super) fn restore_request(endpoint: Endpoint, body: &[u8]) -> Option<(Vec<u8>, usize)> {
+    restore_request_collecting(endpoint, body, None)
+}
+
+/// See [`super::restore_request_with_cells`].
+pub(super) fn restore_request_collecting(
+    endpoint: Endpoint,
+    body: &[u8],
+    mut collect: Collect<'_>,
+) -> Option<(Vec<u8>, usize)> {
     // Every replacement's URL holds `#py=`. Most requests carry no earlier answer of sandgate's, and
     // this spares them the parse (for a long conversation, most of sandgate's time on the request).
-    if !super::json_may_spell(body, &[b"#py="]) {
+    // Collecting cells needs a fence somewhere.
+    let needles: &[&[u8]] = match collect {
+        None => &[b"#py="],
+        Some(_) => &[b"#py=", b"```", b"~~~"],
+    };
+    if !super::json_may_spell(body, needles) {
         return None;
     }
     let mut value: Value = serde_json::from_slice(body).ok()?;
@@ -25,23 +49,24 @@ pub(super) fn restore_request(endpoint: Endpoint, body: &[u8]) -> Option<(Vec<u8
         Endpoint::ChatCompletions => {
             let messages = value.get_mut("messages")?.as_array_mut()?;
             for message in messages.iter_mut().filter(|m| is_assistant(m)) {
-                restore_content(message.get_mut("content"), &["text"], &mut restored);
+                let content = message.get_mut("content");
+                restore_content(content, &["text"], &mut restored, &mut collect);
             }
         }
         Endpoint::Responses => {
             let input = value.get_mut("input")?.as_array_mut()?;
             for item in input.iter_mut().filter(|m| is_assistant(m)) {
                 let kinds = ["output_text", "input_text", "text"];
-                restore_content(item.get_mut("content"), &kinds, &mut restored);
+                restore_content(item.get_mut("content"), &kinds, &mut restored, &mut collect);
             }
         }
         Endpoint::Completions => match value.get_mut("prompt")? {
             Value::Array(prompts) => {
                 for prompt in prompts {
-                    restore_text(prompt, &mut restored);
+                    restore_text(prompt, &mut restored, &mut None);
                 }
             }
-            prompt => restore_text(prompt, &mut restored),
+            prompt => restore_text(prompt, &mut restored, &mut None),
         },
     }
     if restored == 0 {
@@ -56,30 +81,38 @@ fn is_assistant(message: &Value) -> bool {
 }
 
 /// Restores a content that is a string, or the `text` of its parts whose type is in `kinds`.
-fn restore_content(content: Option<&mut Value>, kinds: &[&str], restored: &mut usize) {
+fn restore_content(
+    content: Option<&mut Value>,
+    kinds: &[&str],
+    restored: &mut usize,
+    collect: &mut Collect<'_>,
+) {
     match content {
         Some(Value::Array(parts)) => {
             for part in parts {
                 let kind = part.get("type").and_then(Value::as_str);
                 if kind.is_some_and(|k| kinds.contains(&k)) {
                     if let Some(text) = part.get_mut("text") {
-                        restore_text(text, restored);
+                        restore_text(text, restored, collect);
                     }
                 }
             }
         }
-        Some(text) => restore_text(text, restored),
+        Some(text) => restore_text(text, restored, collect),
         None => {}
     }
 }
 
-/// Restores `text` if it is a string, counting it when it changed.
-fn restore_text(text: &mut Value, restored: &mut usize) {
+/// Restores `text` if it is a string, counting it when it changed; then collects its cells.
+fn restore_text(text: &mut Value, restored: &mut usize, collect: &mut Collect<'_>) {
     if let Value::String(text) = text {
         let new = restore(text);
         if new != *text {
             *text = new;
             *restored += 1;
+        }
+        if let Some((opts, cells)) = collect {
+            collect_cells(opts, text, cells);
         }
     }
 }
