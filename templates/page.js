@@ -501,7 +501,7 @@
 
   // The runner mode: the page opened as #runner=1 (no py=), in an iframe, is driven over
   // postMessage by the window that embeds it (templates/runner.js, or any page that speaks the
-  // protocol; README "The runner"). It shows nothing: it runs what its parent sends in one
+  // protocol; README "The runner API"). It shows nothing: it runs what its parent sends in one
   // session worker, whose interpreter lives on from run to run until a timeout, Stop or reset
   // terminates it, and answers with what the worker produced.
   //

@@ -8,7 +8,7 @@
 //
 // connect() embeds the sandbox page ({public_url}/sandbox#runner=1) in a hidden iframe with
 // sandbox="allow-scripts" (an opaque origin: it shares nothing with the embedding page) and drives
-// it over postMessage with the versioned protocol below (README "The runner"), which a page can
+// it over postMessage with the versioned protocol below (README "The runner API"), which a page can
 // also speak without this module. The page runs the code in a Pyodide worker whose interpreter
 // lives on from run to run (variables, imports, files) until reset(), a timeout or stop().
 //

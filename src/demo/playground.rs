@@ -33,10 +33,12 @@ pub const RENDER_BODY_LIMIT: usize = 4 << 20;
 /// How long `POST /playground/render` waits for its whole body.
 pub const RENDER_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The page's Content-Security-Policy: its own script, style and API, nothing else.
+/// The page's Content-Security-Policy: its own script (the runner module `sandbox/runner.js`
+/// included), style and API, and frames of its own origin only (the runner's hidden sandbox page,
+/// opaque-origin through its `sandbox` attribute); nothing else.
 pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
-     frame-ancestors 'none'";
+     connect-src 'self'; img-src 'self' data:; frame-src 'self'; base-uri 'none'; \
+     form-action 'none'; frame-ancestors 'none'";
 
 /// The policy of every other playground answer (scripts, style, rendered JSON).
 const ASSET_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
