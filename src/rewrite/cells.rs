@@ -187,6 +187,10 @@ mod tests {
         assert_eq!(Cells::decode(&cx), Some(cells));
         assert_eq!(Cells::decode(&payload::encode(r#"{"cells":[1],"omitted":0}"#)), None);
         assert_eq!(Cells::decode("!!"), None);
+        // As the README's Python builds it: `json.dumps` (spaces, `\u` escapes), zlib's raw DEFLATE.
+        let python = "q1ZKTs3JKVayUohWSlSwVVCPKTUwSLVUj8lTitVRUMrPzSwpSU0BShvUAgA";
+        let cells = Cells::decode(python).unwrap();
+        assert_eq!((cells.cells().collect::<Vec<_>>(), cells.omitted()), (vec!["a = 'é'\n"], 0));
     }
 
     #[test]
