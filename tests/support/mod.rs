@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod openai;
+pub mod tools;
 
 use std::convert::Infallible;
 use std::io;
