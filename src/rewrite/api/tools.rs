@@ -5,9 +5,10 @@
 //!
 //! Chat Completions: `{"type":"function","function":{"name":"python","description":…,"parameters":…}}`;
 //! Responses: `{"type":"function","name":"python","description":…,"parameters":…}`. A request that
-//! already has a tool named `python` (of any type), a body that is not a JSON object, a `tools` that
-//! is neither absent, `null` nor an array, and the legacy Completions route are left untouched: the
-//! caller then sends the original bytes. The tool calls that come back are the client's to run;
+//! already has a tool named `python` (of any type), a chat request that uses the deprecated
+//! `functions` (which the API does not let it mix with `tools`), a body that is not a JSON object, a
+//! `tools` that is neither absent, `null` nor an array, and the legacy Completions route are left
+//! untouched: the caller then sends the original bytes. The tool calls that come back are the client's to run;
 //! nothing here looks at answers.
 
 use std::str::FromStr;
@@ -101,6 +102,9 @@ pub fn add_python_tool(endpoint: Endpoint, body: &[u8]) -> Option<Vec<u8>> {
     let tool = python_tool(endpoint)?;
     let mut value: Value = serde_json::from_slice(body).ok()?;
     let request = value.as_object_mut()?;
+    if request.get("functions").is_some_and(|f| !f.is_null()) {
+        return None;
+    }
     let tools = match request.get_mut("tools") {
         None | Some(Value::Null) => {
             request.insert("tools".to_owned(), Value::Array(Vec::new()));
@@ -197,6 +201,11 @@ mod tests {
             assert_eq!(add_python_tool(Endpoint::Responses, body.as_bytes()), None, "{body:?}");
         }
         assert_eq!(add_python_tool(Endpoint::Completions, br#"{"prompt":"x"}"#), None);
+        // The deprecated `functions` cannot be mixed with `tools`.
+        let functions = r#"{"messages":[],"functions":[{"name":"search","parameters":{}}]}"#;
+        assert_eq!(add_python_tool(Endpoint::ChatCompletions, functions.as_bytes()), None);
+        let null = r#"{"messages":[],"functions":null}"#;
+        assert!(add_python_tool(Endpoint::ChatCompletions, null.as_bytes()).is_some());
     }
 
     #[test]
