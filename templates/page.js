@@ -3,6 +3,8 @@
 //
 // Test contract: document.body.dataset.state goes 'loading' -> 'running' -> 'done' | 'error' |
 // 'timeout' (or 'stopped' after Stop); #stdout, #stderr, #result and #figures hold the outputs.
+// document.body.dataset.spare is 'booting' or 'ready' (the spare worker), dataset.worker 'warm'
+// when the current run took a spare that had already booted, else 'cold'.
 //
 // Every message from the worker is untrusted data (the Python code can post anything): text goes
 // into textContent; HTML (_repr_html_) is rebuilt from an allowlist of elements and attributes;
@@ -152,7 +154,7 @@
   // Python can still call the runner's callbacks, so the page trusts the messages for their data
   // only: it owns the clock, and a run ends when the page says so.
   function bootWorker(preload, session) {
-    const slot = { worker: null, port: null, ready: null, failed: false, discarded: false };
+    const slot = { worker: null, port: null, ready: null, failed: false, discarded: false, booted: false };
     slot.ready = (async () => {
       const source = await loadWorkerSource();
       if (slot.discarded) throw new Error('the worker was discarded');
@@ -188,7 +190,10 @@
         [channel.port2]);
       });
     })();
-    slot.ready.catch(() => { slot.failed = true; });
+    slot.ready.then(() => {
+      slot.booted = true;
+      showSpare();
+    }, () => { slot.failed = true; });
     return slot;
   }
 
@@ -205,6 +210,15 @@
   let spare = null; // A fresh worker that has run nothing: the next run takes it.
   let current = null; // The run in progress.
 
+  function setSpare(slot) {
+    spare = slot;
+    showSpare();
+  }
+
+  function showSpare() {
+    document.body.dataset.spare = spare && spare.booted ? 'ready' : 'booting';
+  }
+
   // Ends `rec` if it is the run in progress: its timers stop, its worker is terminated and a
   // fresh spare boots. Returns whether it was.
   function release(rec) {
@@ -213,7 +227,7 @@
     clearTimeout(rec.loadTimer);
     clearTimeout(rec.runTimer);
     discard(rec.slot);
-    if (!spare) spare = bootWorker(rec.code);
+    if (!spare) setSpare(bootWorker(rec.code));
     return true;
   }
 
@@ -243,7 +257,8 @@
     clearOutputs();
     setState('loading', 'Loading Python…');
     let slot = spare;
-    spare = null;
+    setSpare(null);
+    document.body.dataset.worker = slot && slot.booted ? 'warm' : 'cold';
     if (!slot || slot.failed) {
       discard(slot);
       slot = bootWorker();
@@ -324,14 +339,17 @@
   // _repr_html_ (a DataFrame table, say) is rebuilt from an allowlist: tables and text markup
   // with a few layout attributes survive; scripts, styles, links, images, frames, forms, event
   // handlers and every other attribute are dropped. The page's policy would block scripts and
-  // remote loads anyway; this keeps Python's markup from even trying.
+  // remote loads anyway; this keeps Python's markup from even trying. `class` and `id` are
+  // dropped too: with them the page's own stylesheet (or a library's) would apply, and a rule
+  // such as `position: fixed` could lay the markup over the controls. #result is also
+  // `contain: paint`, so nothing in it is painted outside its box.
   const HTML_KEEP = new Set(['TABLE', 'THEAD', 'TBODY', 'TFOOT', 'TR', 'TH', 'TD', 'CAPTION', 'COLGROUP',
     'COL', 'B', 'I', 'EM', 'STRONG', 'U', 'S', 'SMALL', 'SUB', 'SUP', 'CODE', 'PRE', 'KBD', 'SAMP', 'VAR',
     'P', 'DIV', 'SPAN', 'BR', 'HR', 'UL', 'OL', 'LI', 'DL', 'DT', 'DD', 'H1', 'H2', 'H3', 'H4', 'H5', 'H6',
     'BLOCKQUOTE', 'DETAILS', 'SUMMARY', 'ABBR', 'MARK', 'Q', 'TIME']);
   const HTML_DROP = new Set(['SCRIPT', 'STYLE', 'TEMPLATE', 'NOSCRIPT', 'IFRAME', 'FRAME', 'OBJECT', 'EMBED',
     'SVG', 'MATH', 'TEXTAREA', 'SELECT', 'OPTION', 'BUTTON', 'TITLE', 'HEAD']);
-  const ATTR_KEEP = new Set(['class', 'colspan', 'rowspan', 'align', 'valign', 'title', 'open', 'start',
+  const ATTR_KEEP = new Set(['colspan', 'rowspan', 'align', 'valign', 'title', 'open', 'start',
     'span', 'scope', 'lang', 'dir']);
   function sanitized(html) {
     const source = new DOMParser().parseFromString(html, 'text/html');
@@ -773,7 +791,7 @@
   } else {
     window.addEventListener('hashchange', loadFromHash);
     setState('loading', 'Loading Python…');
-    spare = bootWorker(); // Boots while the page decodes the link.
+    setSpare(bootWorker()); // Boots while the page decodes the link.
     loadFromHash();
   }
 })();

@@ -596,8 +596,8 @@ async fn sandbox_page_in_headless_chromium() {
             {"do": "observe", "label": "first"},
             {"do": "click", "selector": "#edit"},
             {"do": "fill", "selector": "#code", "value": FIND_STATE_CODE},
-            // Time for the spare worker to boot, as a reader takes to press Run again.
-            {"do": "sleep", "ms": 4000},
+            // The spare worker boots meanwhile, as a reader takes to press Run again.
+            {"do": "until", "timeoutMs": 60000, "js": "document.body.dataset.spare === 'ready'"},
             {"do": "click", "selector": "#run"},
             {"do": "wait", "states": done, "timeoutMs": 30000},
             {"do": "observe", "label": "second"},
@@ -915,8 +915,8 @@ async fn sandbox_page_in_headless_chromium() {
     assert!(after > 3, "the interval and the task did not call home during the run: {after}");
     assert_eq!(fetched("lingering", "ticks-later"), after, "timers outlived the run");
 
-    // Run again gets a fresh interpreter: nothing run 1 left anywhere is visible, and the spare
-    // worker makes it quick.
+    // Run again gets a fresh interpreter: nothing run 1 left anywhere is visible, and it is the
+    // spare worker, booted while the reader read (how long that saves is printed, not checked).
     let first = obs("fresh-interpreter", "first");
     assert_eq!(str_of(&first, "stdout"), "left\n", "{first:#}");
     let second = obs("fresh-interpreter", "second");
@@ -930,7 +930,12 @@ async fn sandbox_page_in_headless_chromium() {
         "browser: first run {first_to:.0} ms from page start to done; Run again {:.0} ms with a spare worker",
         again_to - again_from
     );
-    assert!(again_to - again_from < 3000.0, "Run again took {} ms", again_to - again_from);
+    assert_eq!(str_of(&first, "worker"), "cold", "{first:#}");
+    assert_eq!(
+        str_of(&second, "worker"),
+        "warm",
+        "Run again did not take the booted spare: {second:#}"
+    );
 
     // Tracebacks quote the line the compiler counted, whatever characters line 1 holds.
     let end = obs("line-separators", "end");

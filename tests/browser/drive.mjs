@@ -15,6 +15,8 @@
 //   {"do": "screenshot", "path"}               write a PNG of the page
 //   {"do": "sleep", "ms"}                      wait
 //   {"do": "fetch", "url", "label"}            GET a URL from Node (a test server's counter), record the text
+//   {"do": "eval", "label", "js", "frame"?}    evaluate a JavaScript expression in the page, record its value
+//   {"do": "until", "js", "timeoutMs", "frame"?}  wait until a JavaScript expression is truthy
 // "frame": true means the sandbox page inside the first iframe (the widget case).
 import { readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
@@ -53,6 +55,7 @@ async function observe(frame) {
     const outputs = ['stdout', 'stderr', 'result'].map((id) => document.getElementById(id));
     return {
       state: document.body.dataset.state,
+      worker: document.body.dataset.worker || null,
       origin: self.origin,
       status: text('status'),
       stdout: text('stdout'),
@@ -96,7 +99,7 @@ async function runCase(browser, c) {
   page.on('console', (m) => events.console.push(m.type() + ': ' + m.text()));
   page.on('pageerror', (e) => events.pageErrors.push(String(e)));
   page.on('popup', (p) => events.navigations.push({ popup: true, url: p.url() }));
-  const out = { name: c.name, observations: {}, probes: {}, fetches: {}, events, error: null };
+  const out = { name: c.name, observations: {}, probes: {}, fetches: {}, evals: {}, events, error: null };
   try {
     for (const step of c.steps) {
       switch (step.do) {
@@ -153,6 +156,22 @@ async function runCase(browser, c) {
         case 'fetch': {
           const r = await fetch(step.url);
           out.fetches[step.label] = await r.text();
+          break;
+        }
+        case 'eval':
+          out.evals[step.label] = await target(page, step).evaluate(step.js);
+          break;
+        case 'until': {
+          const deadline = Date.now() + (step.timeoutMs || 60000);
+          for (;;) {
+            let ok = false;
+            try {
+              ok = await target(page, step).evaluate(step.js);
+            } catch (e) { /* The frame may not exist yet. */ }
+            if (ok) break;
+            if (Date.now() > deadline) throw new Error(`not true after ${step.timeoutMs} ms: ${step.js}`);
+            await new Promise((r) => setTimeout(r, 50));
+          }
           break;
         }
         case 'fill':
