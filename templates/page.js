@@ -530,6 +530,7 @@
   // does reaches the parent (the worker has no handle on any window).
   const RUNNER_PROTOCOL = 'sandgate-runner';
   const RUNNER_VERSION = 1;
+  const MAX_INPUT_FILE_BYTES = 50 * 1000 * 1000;
   // What one RunResult carries at most: stdout and stderr each MAX_STREAM_CHARS, MAX_RESULTS
   // values, Plotly JSON MAX_PLOTLY_JSON_CHARS in all.
 
@@ -690,6 +691,12 @@
           addValue(rec, { type: 'plotly', data: m.json });
           break;
         }
+        case 'file':
+          // A file the run wrote in its working directory: its bytes, or why they were left out.
+          if (typeof m.name !== 'string' || !(Number(m.size) >= 0)) break;
+          if (m.bytes instanceof Uint8Array) rec.files.push({ name: m.name, size: Number(m.size), data: base64(m.bytes) });
+          else rec.files.push({ name: m.name, size: Number(m.size), skipped: String(m.skipped || 'not sent') });
+          break;
         case 'finished':
           finish(rec, m.ok === true ? 'done' : 'error', null, false);
           break;
@@ -724,19 +731,44 @@
       }
       if (rec.ended) return done;
       rec.slot.port.onmessage = (ev) => onSessionMessage(rec, ev.data);
-      rec.slot.port.postMessage({ type: 'run', code: req.code, stdin: req.stdin });
+      rec.slot.port.postMessage({ type: 'run', code: req.code, stdin: req.stdin, files: req.files });
       return done;
+    }
+
+    // The files of a run request, [{name, data: text | bytes}], as the worker takes them
+    // ([{name, bytes}]); a string says what is wrong.
+    function runFiles(files) {
+      if (files === undefined || files === null) return [];
+      if (!Array.isArray(files) || files.length > 1000) return 'files must be an array of at most 1000 {name, data}';
+      const out = [];
+      let total = 0;
+      for (const f of files) {
+        const name = f && f.name;
+        if (typeof name !== 'string' || name === '' || name === '.' || name === '..' || name.length > 255 || /[/\\\0]/.test(name)) {
+          return 'files: each name must be a plain file name (no directories)';
+        }
+        const data = f.data;
+        const bytes = typeof data === 'string' ? new TextEncoder().encode(data) :
+          data instanceof Uint8Array ? data : data instanceof ArrayBuffer ? new Uint8Array(data) : null;
+        if (!bytes) return 'files: each data must be a string, a Uint8Array or an ArrayBuffer';
+        total += bytes.length;
+        if (total > MAX_INPUT_FILE_BYTES) return 'files: more than 50 MB in all';
+        out.push({ name, bytes });
+      }
+      return out;
     }
 
     // A run request: checked here, so that a bad one is answered rather than left hanging.
     function runRequest(m) {
+      const files = runFiles(m.files);
       const problem =
+        typeof files === 'string' ? files :
         typeof m.code !== 'string' ? 'code must be a string' :
         new Blob([m.code]).size > MAX_CODE_BYTES ? 'code is larger than 1 MiB' :
         m.timeoutMs !== undefined && !(typeof m.timeoutMs === 'number' && m.timeoutMs > 0) ? 'timeoutMs must be a positive number' :
         m.stdin !== undefined && m.stdin !== null && typeof m.stdin !== 'string' ? 'stdin must be a string' : null;
       const req = {
-        id: m.id, code: m.code, stdin: typeof m.stdin === 'string' ? m.stdin : null, generation,
+        id: m.id, code: m.code, stdin: typeof m.stdin === 'string' ? m.stdin : null, files, generation,
         // The page's own limit caps the caller's.
         limitMs: Math.min(config.timeoutMs, typeof m.timeoutMs === 'number' && m.timeoutMs > 0 ? Math.ceil(m.timeoutMs) : Infinity),
       };
@@ -745,7 +777,8 @@
           results: [], files: [], durationMs: 0, fresh: false } });
         return;
       }
-      queue = queue.then(() => runOne(req));
+      // Whatever happens to one run, the queue goes on.
+      queue = queue.then(() => runOne(req)).catch(() => {});
     }
 
     window.addEventListener('message', (ev) => {

@@ -13,7 +13,7 @@
 // lives on from run to run (variables, imports, files) until reset(), a timeout or stop().
 //
 // Protocol, version 1. Every message is {protocol: 'sandgate-runner', version: 1, type, ...}.
-//   parent -> page: {type: 'hello'}; {type: 'run', id, code, timeoutMs?, stdin?};
+//   parent -> page: {type: 'hello'}; {type: 'run', id, code, timeoutMs?, stdin?, files?};
 //                   {type: 'stop', id}; {type: 'reset', id}.
 //   page -> parent: {type: 'ready', timeoutMs, pyodideVersion} (the answer to hello);
 //                   {type: 'output', id, stream: 'stdout' | 'stderr', text};
@@ -50,7 +50,7 @@ export function connect(options = {}) {
     let hello = null;
     const timer = setTimeout(() => {
       clearInterval(hello);
-      frame.remove();
+      runner.close();
       reject(new Error('the sandgate runner at ' + PAGE_URL + ' did not answer within ' + waitMs / 1000 + ' s'));
     }, waitMs);
     const runner = new Runner(frame, (info) => {
@@ -87,12 +87,14 @@ class Runner {
   /**
    * Runs `code` and resolves with its RunResult: {status: 'done' | 'error' | 'timeout' |
    * 'stopped', stdout, stderr, results: [{type: 'text' | 'html' | 'png' | 'plotly', data}],
-   * files, durationMs, fresh}. Runs of one runner go one after another.
-   * options: {timeoutMs?, stdin?, onOutput?({stream, text}), onDisplay?({type, data})}.
+   * files: [{name, size, data?: base64, skipped?}], durationMs, fresh}. Runs of one runner go
+   * one after another. options: {timeoutMs?, stdin?, files?: [{name, data: string | Uint8Array |
+   * ArrayBuffer}] (written to the working directory first), onOutput?({stream, text}),
+   * onDisplay?({type, data})}.
    */
   run(code, options = {}) {
-    const { timeoutMs, stdin, onOutput, onDisplay } = options;
-    return this.#request({ type: 'run', code: String(code), timeoutMs, stdin }, { onOutput, onDisplay });
+    const { timeoutMs, stdin, files, onOutput, onDisplay } = options;
+    return this.#request({ type: 'run', code: String(code), timeoutMs, stdin, files }, { onOutput, onDisplay });
   }
 
   /** Stops the run in progress (its result says 'stopped'); the next run starts fresh. */
