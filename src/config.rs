@@ -15,9 +15,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::rewrite::api::Tool;
+use crate::rewrite::sign::MIN_KEY_BYTES;
 use crate::rewrite::{
-    Cells, Context, Mode, Options, DEFAULT_CONTEXT_BYTES, DEFAULT_LANGUAGES, DEFAULT_LINK_TEXT,
-    DEFAULT_MAX_BLOCK_BYTES,
+    Cells, Context, LinkKey, Mode, Options, DEFAULT_CONTEXT_BYTES, DEFAULT_LANGUAGES,
+    DEFAULT_LINK_TEXT, DEFAULT_MAX_BLOCK_BYTES,
 };
 use crate::sandbox::SandboxConfig;
 
@@ -61,6 +62,10 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: String,
     pub log_content: bool,
+    /// The key that signs run links; restore and the page trust only links it signed.
+    pub link_key: LinkKey,
+    /// Whether `link_key` was left unset, so that the key is random for this process.
+    pub link_key_random: bool,
 }
 
 /// The upstream base URL, split once so that requests only append to it.
@@ -170,6 +175,7 @@ pub const KEYS: &[&str] = &[
     "log_format",
     "log_level",
     "log_content",
+    "link_key",
     "timeouts.connect",
     "timeouts.first_byte",
     "timeouts.idle",
@@ -243,6 +249,9 @@ pub struct RawConfig {
     pub log_level: String,
     #[serde(default)]
     pub log_content: bool,
+    /// Empty: a random key per process.
+    #[serde(default)]
+    pub link_key: String,
     #[serde(default)]
     pub timeouts: RawTimeouts,
     #[serde(default)]
@@ -376,6 +385,7 @@ impl Default for RawConfig {
             log_format: default_log_format(),
             log_level: default_log_level(),
             log_content: false,
+            link_key: String::new(),
             timeouts: RawTimeouts::default(),
             tls: RawTls::default(),
         }
@@ -453,6 +463,7 @@ impl RawConfig {
             "log_format" => self.log_format = v,
             "log_level" => self.log_level = v,
             "log_content" => self.log_content = parse_bool(key, value)?,
+            "link_key" => self.link_key = v,
             "timeouts.connect" => self.timeouts.connect = v,
             "timeouts.first_byte" => self.timeouts.first_byte = v,
             "timeouts.idle" => self.timeouts.idle = v,
@@ -656,6 +667,23 @@ impl RawConfig {
         if log_level.is_empty() {
             return Err(ConfigError::key("log_level", "must not be empty"));
         }
+        let link_key_random = self.link_key.is_empty();
+        let link_key = if link_key_random {
+            LinkKey::random().ok_or_else(|| {
+                ConfigError::key("link_key", "unset, and the system gave no random key")
+            })?
+        } else {
+            LinkKey::new(self.link_key.as_bytes()).ok_or_else(|| {
+                ConfigError::key(
+                    "link_key",
+                    format!(
+                        "is {} bytes long; it must be at least {MIN_KEY_BYTES} (better 32 random \
+                         bytes, e.g. from `openssl rand -base64 32`)",
+                        self.link_key.len()
+                    ),
+                )
+            })?
+        };
 
         Ok(Config {
             listen,
@@ -685,6 +713,8 @@ impl RawConfig {
             log_format,
             log_level,
             log_content: self.log_content,
+            link_key,
+            link_key_random,
         })
     }
 }
@@ -726,6 +756,7 @@ impl Config {
             context: self.context,
             context_bytes: self.context_bytes,
             history: Cells::default(),
+            link_key: self.link_key.clone(),
         }
     }
 
@@ -919,8 +950,25 @@ mod tests {
         assert_eq!(c.timeouts.connect, Duration::from_secs(10));
         assert_eq!(c.request_body_limit, 32 << 20);
         assert!(c.api_keys.is_empty() && c.upstream_api_key.is_none() && c.tls.is_none());
-        assert_eq!(c.rewrite_options(), Options::default());
+        assert!(c.link_key_random && !c.link_key.is_public());
+        assert_eq!(
+            c.rewrite_options(),
+            Options { link_key: c.link_key.clone(), ..Options::default() }
+        );
         assert_eq!(c.sandbox_config().timeout_ms, 30_000);
+    }
+
+    #[test]
+    fn a_configured_link_key_is_the_same_everywhere() {
+        let mut raw = RawConfig::default();
+        raw.set("link_key", "a shared key for the replicas").unwrap();
+        let (a, b) = (raw.validate().unwrap(), raw.validate().unwrap());
+        assert!(!a.link_key_random);
+        assert_eq!(a.link_key, b.link_key);
+        assert_eq!(a.link_key, LinkKey::new(b"a shared key for the replicas").unwrap());
+        let unset = RawConfig::default();
+        assert_ne!(unset.validate().unwrap().link_key, unset.validate().unwrap().link_key);
+        assert!(!format!("{a:?}").contains("shared key"), "the key is never printed");
     }
 
     #[test]
@@ -1006,6 +1054,12 @@ mod tests {
                 "python, shell",
                 "config: tools: unknown tool \"shell\": the only tool is python",
             ),
+            (
+                "link_key",
+                "0123456789abcde",
+                "config: link_key: is 15 bytes long; it must be at least 16",
+            ),
+            ("link_key", "0123456789abcdef", "ok"),
         ];
         for (key, value, want) in cases {
             if *want == "ok" {

@@ -48,6 +48,8 @@ pub enum Error {
         "invalid x-sandgate-context header {value:?}: expected one of off, answer, conversation"
     )]
     BadContextHeader { value: String },
+    #[error("this route takes only `Content-Type: application/json`; the request had {}", match .got { Some(t) => format!("{t:?}"), None => "none".to_owned() })]
+    UnsupportedMediaType { got: Option<String> },
     #[error("missing or unknown API key: send one of this gateway's keys as `Authorization: Bearer <key>`")]
     Unauthorized,
     #[error("cannot connect to the upstream: {0}")]
@@ -85,6 +87,7 @@ impl Error {
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::ClientTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Error::ClientBody(_)
             | Error::BadModeHeader { .. }
@@ -120,6 +123,7 @@ impl Error {
             Error::BadPath(_) => "invalid_path",
             Error::MethodNotAllowed(_) => "method_not_allowed",
             Error::BodyTooLarge { .. } => "request_too_large",
+            Error::UnsupportedMediaType { .. } => "unsupported_media_type",
             Error::ClientTimeout { .. } => "request_timeout",
             Error::ClientBody(_) => "invalid_body",
             Error::BadModeHeader { .. } => "invalid_sandgate_mode",
@@ -148,6 +152,7 @@ impl Error {
             Error::BadModeHeader { .. } => Some("x-sandgate-mode"),
             Error::BadToolsHeader { .. } => Some("x-sandgate-tools"),
             Error::BadContextHeader { .. } => Some("x-sandgate-context"),
+            Error::UnsupportedMediaType { .. } => Some("content-type"),
             _ => None,
         }
     }

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use sandgate::config::{Config, LogFormat, Overrides};
+use sandgate::rewrite::sign::MIN_KEY_BYTES;
+use sandgate::rewrite::LinkKey;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -62,6 +64,10 @@ struct TextArgs {
     config: Option<PathBuf>,
     #[command(flatten)]
     text: RewriteFlags,
+    /// The key that signs the links (rewrite) and that restore trusts. Default: the public
+    /// well-known key, not the server's `link_key`, so links made here are unsigned in trust terms.
+    #[arg(long, value_name = "KEY")]
+    link_key: Option<String>,
 }
 
 #[derive(Args, Debug, Default)]
@@ -84,9 +90,7 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Demo(args)) => demo(args),
         Some(Command::Rewrite(args)) => text_command(args, sandgate::rewrite::rewrite),
-        Some(Command::Restore(args)) => {
-            text_command(args, |_, input| sandgate::rewrite::restore(input))
-        }
+        Some(Command::Restore(args)) => text_command(args, sandgate::rewrite::restore),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -188,7 +192,13 @@ fn text_command(
     let mut input = Vec::new();
     std::io::stdin().read_to_end(&mut input).map_err(|e| format!("cannot read stdin: {e}"))?;
     let input = String::from_utf8(input).map_err(|e| format!("stdin is not UTF-8: {e}"))?;
-    let output = run(&config.rewrite_options(), &input);
+    let mut opts = config.rewrite_options();
+    opts.link_key = match &args.link_key {
+        None => LinkKey::public(),
+        Some(key) => LinkKey::new(key.as_bytes())
+            .ok_or_else(|| format!("--link-key: must be at least {MIN_KEY_BYTES} bytes long"))?,
+    };
+    let output = run(&opts, &input);
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(output.as_bytes())

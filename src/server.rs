@@ -131,6 +131,12 @@ impl Server {
                     mode = %config.mode,
                     "sandgate listening"
                 );
+                if config.link_key_random {
+                    tracing::info!(
+                        "link_key not set: links are signed with a per-process key; set link_key \
+                         for replicas to share"
+                    );
+                }
                 tokio::select! {
                     () = shutdown => {
                         tracing::info!(

@@ -980,16 +980,16 @@ fn check_restore(endpoint: Endpoint, file: &str, paths: &[&str]) {
         let mut expected = original.clone();
         for path in paths {
             let slot = expected.pointer_mut(path).unwrap();
-            *slot = Value::String(rewrite::restore(slot.as_str().unwrap()));
+            *slot = Value::String(rewrite::restore(&opts, slot.as_str().unwrap()));
         }
-        match restore_request(endpoint, body.as_bytes()) {
+        match restore_request(endpoint, &opts, body.as_bytes(), usize::MAX) {
             None => assert_eq!(expected, original, "None only when nothing was restored"),
             Some((bytes, count)) => {
                 let got: Value = serde_json::from_slice(&bytes).unwrap();
                 assert_eq!(got, expected);
                 assert_eq!(count, paths.len());
                 // With an engine that can undo itself, the history is the original markdown.
-                if rewrite::restore(&rewritten) == MD_A {
+                if rewrite::restore(&opts, &rewritten) == MD_A {
                     for path in paths {
                         assert_eq!(got.pointer(path).unwrap(), MD_A);
                     }
@@ -1024,20 +1024,23 @@ fn restore_legacy_prompt() {
 
 #[test]
 fn restore_finds_replacements_spelled_with_json_escapes() {
-    let rewritten = rewrite::rewrite(&Options::default(), MD_A);
+    let opts = Options::default();
+    let rewritten = rewrite::rewrite(&opts, MD_A);
     assert_ne!(rewritten, MD_A);
     let body = with_assistant_text(&fixture("chat_request.json"), &rewritten);
     // The same JSON text with `#` and `=` written as escapes, as some encoders may.
     let escaped = body.replace('#', "\\u0023").replace('=', "\\u003D");
     assert!(!escaped.contains("#py="));
-    let plain = restore_request(Endpoint::ChatCompletions, body.as_bytes()).unwrap();
-    let from_escaped = restore_request(Endpoint::ChatCompletions, escaped.as_bytes()).unwrap();
+    let restore =
+        |body: &str| restore_request(Endpoint::ChatCompletions, &opts, body.as_bytes(), 1 << 20);
+    let plain = restore(&body).unwrap();
+    let from_escaped = restore(&escaped).unwrap();
     let plain: Value = serde_json::from_slice(&plain.0).unwrap();
     let from_escaped: Value = serde_json::from_slice(&from_escaped.0).unwrap();
     assert_eq!(plain, from_escaped);
     assert_eq!(
         plain.pointer("/messages/2/content").unwrap(),
-        &Value::String(rewrite::restore(&rewritten))
+        &Value::String(rewrite::restore(&opts, &rewritten))
     );
 }
 
@@ -1070,7 +1073,8 @@ fn restore_leaves_other_bodies_alone() {
     ];
     for endpoint in [Endpoint::ChatCompletions, Endpoint::Completions, Endpoint::Responses] {
         for body in &bodies {
-            assert!(restore_request(endpoint, body).is_none(), "{}", String::from_utf8_lossy(body));
+            let restored = restore_request(endpoint, &Options::default(), body, usize::MAX);
+            assert!(restored.is_none(), "{}", String::from_utf8_lossy(body));
         }
     }
 }

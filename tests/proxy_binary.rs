@@ -139,8 +139,18 @@ async fn rewrite_and_restore_subcommands_use_the_engine() {
             ..Default::default()
         };
         assert_eq!(rewritten, sandgate::rewrite::rewrite(&opts, md), "{mode}");
-        let restored = pipe(&["restore"], &rewritten).await;
-        assert_eq!(restored, sandgate::rewrite::restore(&rewritten));
+        let url = ["--public-url", "https://sg.example"];
+        let restored = pipe(&[&["restore"][..], &url].concat(), &rewritten).await;
+        assert_eq!(restored, md, "{mode}: the public key signs and restores");
+        assert_eq!(restored, sandgate::rewrite::restore(&opts, &rewritten));
+        // Links for another public URL, or signed with another key, are foreign: left as they are.
+        assert_eq!(pipe(&["restore"], &rewritten).await, rewritten, "{mode}");
+        let key = ["--link-key", "another key, 16+ bytes"];
+        let other = pipe(&[&["restore"][..], &url, &key].concat(), &rewritten).await;
+        assert_eq!(other, rewritten, "{mode}");
+        let signed = pipe(&[&["rewrite"][..], &args, &key].concat(), md).await;
+        assert_ne!(signed, rewritten, "{mode}: another key, another MAC");
+        assert_eq!(pipe(&[&["restore"][..], &url, &key].concat(), &signed).await, md);
     }
     let out = Command::new(env!("CARGO_BIN_EXE_sandgate"))
         .args(["rewrite", "--mode", "sideways"])

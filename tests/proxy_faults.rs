@@ -347,6 +347,7 @@ async fn shutdown_closes_streams_still_open_after_the_grace_period() {
     })
     .await;
     let req = http::Request::post(format!("http://{}/v1/chat/completions", sg.addr()))
+        .header("content-type", "application/json")
         .body(support::full(serde_json::to_vec(&stream_request()).unwrap()))
         .unwrap();
     let resp = support::client().request(req).await.unwrap();
@@ -443,6 +444,7 @@ async fn an_h2_client_resetting_its_stream_closes_the_upstream_connection() {
     .unwrap();
     tokio::spawn(conn);
     let req = http::Request::post(format!("http://{}/v1/chat/completions", sg.addr()))
+        .header("content-type", "application/json")
         .body(support::full(serde_json::to_vec(&stream_request()).unwrap()))
         .unwrap();
     let resp = send.send_request(req).await.unwrap();
@@ -603,6 +605,7 @@ async fn an_encoded_event_stream_on_a_transparent_route_is_passed_on_as_it_comes
     let sg = start_sandgate(&up.base_url(), |_| {}).await;
     let req = http::Request::post(format!("http://{}/v1/threads/runs", sg.addr()))
         .header("accept-encoding", "gzip")
+        .header("content-type", "application/json")
         .body(support::full(serde_json::to_vec(&stream_request()).unwrap()))
         .unwrap();
     let resp = support::client().request(req).await.unwrap();

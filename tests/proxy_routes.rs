@@ -218,7 +218,9 @@ async fn history_reaches_the_upstream_as_the_original_text() {
     assert_eq!(v["messages"][1]["content"].as_str().unwrap(), ORIGINALS[0], "byte-exact");
     assert_eq!(v["messages"][3]["content"][0]["text"].as_str().unwrap(), ORIGINALS[1]);
     assert_eq!(v["messages"][2]["content"], "now in red");
-    let restored_count = api::restore_request(Endpoint::ChatCompletions, &sent).map_or(0, |r| r.1);
+    let opts = test_options();
+    let restored_count = api::restore_request(Endpoint::ChatCompletions, &opts, &sent, usize::MAX)
+        .map_or(0, |r| r.1);
     assert_eq!(got.header("content-length").unwrap(), got.body.len().to_string());
 
     // Responses API: assistant items in `input`.
@@ -237,9 +239,13 @@ async fn history_reaches_the_upstream_as_the_original_text() {
     // The metric counts what the engine restored.
     let (_, _, metrics) = call(sg.addr(), "GET", "/metrics", &[], "").await;
     let metrics = String::from_utf8(metrics.to_vec()).unwrap();
-    let restored_responses =
-        api::restore_request(Endpoint::Responses, &serde_json::to_vec(&second).unwrap())
-            .map_or(0, |r| r.1);
+    let restored_responses = api::restore_request(
+        Endpoint::Responses,
+        &opts,
+        &serde_json::to_vec(&second).unwrap(),
+        usize::MAX,
+    )
+    .map_or(0, |r| r.1);
     assert!(
         metrics.contains(&format!(
             "sandgate_histories_restored_total {}\n",
@@ -512,7 +518,10 @@ async fn the_request_body_limit_answers_413() {
             }
         });
         let body = http_body_util::StreamBody::new(tokio_stream_from(rx)).boxed_unsync();
-        let req = http::Request::post(format!("http://{}{path}", sg.addr())).body(body).unwrap();
+        let req = http::Request::post(format!("http://{}{path}", sg.addr()))
+            .header("content-type", "application/json")
+            .body(body)
+            .unwrap();
         let resp = support::client().request(req).await.unwrap();
         assert_eq!(resp.status(), 413, "{path}");
         let body = resp.into_body().collect().await.unwrap().to_bytes();

@@ -134,9 +134,13 @@ fn fixtures_restore_to_the_input() {
     for (name, input) in cases() {
         for (variant, opts) in all_variants() {
             let rewritten = rewrite(&opts, &input);
-            assert_eq!(restore(&rewritten), input, "{name}/{variant}: restore(rewrite(x)) != x");
+            assert_eq!(
+                restore(&opts, &rewritten),
+                input,
+                "{name}/{variant}: restore(rewrite(x)) != x"
+            );
             // Restoring what holds no replacement changes nothing.
-            assert_eq!(restore(&input), input, "{name}: restore of the input itself");
+            assert_eq!(restore(&opts, &input), input, "{name}: restore of the input itself");
         }
     }
 }
@@ -198,7 +202,7 @@ fn configured_text_and_url_are_escaped() {
         link.starts_with(r"[Run \[it\] \(now\) \*](https://sand.example/a%20b%29%28/sandbox#py="),
         "{link}"
     );
-    assert_eq!(restore(&out), "```python\n1\n```\n");
+    assert_eq!(restore(&opts, &out), "```python\n1\n```\n");
 }
 
 #[test]
@@ -264,7 +268,7 @@ fn later_blocks_carry_the_earlier_ones() {
             [None, cells(&[make], 0), cells(&[make, each], 0)],
             "{variant}: the first link has no cx, the later ones their earlier blocks, oldest first"
         );
-        assert_eq!(restore(&out), STEPS, "{variant}: restore ignores cx");
+        assert_eq!(restore(&opts, &out), STEPS, "{variant}: restore ignores cx");
     }
 }
 
@@ -285,7 +289,7 @@ fn the_budget_leaves_out_the_oldest_blocks() {
     let opts = Options { context_bytes: 0, show_code: false, ..Options::default() };
     let out = rewrite(&opts, STEPS);
     assert_eq!(cx_of(&out), [None, cells(&[], 1), cells(&[], 2)]);
-    assert_eq!(restore(&out), STEPS);
+    assert_eq!(restore(&opts, &out), STEPS);
     assert_eq!(rewrite_char_by_char(&opts, STEPS), out);
 }
 
@@ -295,8 +299,16 @@ fn context_off_gives_version_1_links() {
     let out = rewrite(&opts, STEPS);
     assert!(!out.contains("&cx="), "{out}");
     assert_eq!(cx_of(&out), [None, None, None]);
-    // The code links are the same as with the context, less `cx`.
-    let with = rewrite(&Options::default(), STEPS);
+    // The code links are the same as with the context, less `cx` (and so with another `mac`).
+    let unsigned = |text: &str| -> String {
+        text.lines()
+            .map(|l| match l.find("&mac=") {
+                Some(at) => format!("{}{}\n", &l[..at], &l[at + "&mac=".len() + 22..]),
+                None => format!("{l}\n"),
+            })
+            .collect()
+    };
+    let with = unsigned(&rewrite(&Options::default(), STEPS));
     let stripped: String = with
         .lines()
         .map(|l| match l.find("&cx=") {
@@ -304,7 +316,7 @@ fn context_off_gives_version_1_links() {
             None => format!("{l}\n"),
         })
         .collect();
-    assert_eq!(stripped, out);
+    assert_eq!(stripped, unsigned(&out));
 }
 
 #[test]
@@ -321,7 +333,7 @@ fn a_block_too_large_to_rewrite_cuts_the_context() {
         assert_eq!(payload_blocks(&out), ["a = 1\n", "b = 2\n", "print(a, b)\n"], "{show_code}");
         assert_eq!(cx_of(&out), [None, cells(&[], 2), cells(&["b = 2\n"], 2)], "{show_code}");
         assert_eq!(rewrite_char_by_char(&opts, &input), out);
-        assert_eq!(restore(&out), input);
+        assert_eq!(restore(&opts, &out), input);
     }
 }
 
@@ -334,14 +346,15 @@ fn cx_comes_after_md_and_sg() {
     let link = out.lines().find(|l| l.contains("&cx=")).expect("a link with cx");
     let (md, sg, cx) =
         (link.find("&md=").unwrap(), link.find("&sg=").unwrap(), link.find("&cx=").unwrap());
-    assert!(md < sg && sg < cx, "{link}");
-    assert_eq!(restore(&out), input);
+    let mac = link.find("&mac=").unwrap();
+    assert!(md < sg && sg < cx && cx < mac, "{link}");
+    assert_eq!(restore(&opts, &out), input);
 }
 
 #[test]
-fn version_1_replacements_still_restore() {
-    // Links, widgets and artifacts made before format version 2: no `cx`, and iframes with
-    // `sandbox="allow-scripts"` only.
+fn replacements_without_cx_and_old_iframes_still_restore() {
+    // Links, widgets and artifacts without `cx`, and iframes with `sandbox="allow-scripts"` only, as
+    // before cells: signed, they restore (unsigned version-1 links do not: tests/restore_trust.rs).
     let off = sandgate::rewrite::Context::Off;
     for (variant, opts) in variants() {
         let opts = Options { context: off, ..opts };
@@ -350,7 +363,7 @@ fn version_1_replacements_still_restore() {
             "<iframe sandbox=\"allow-scripts\"",
         );
         assert_ne!(v1, STEPS, "{variant}");
-        assert_eq!(restore(&v1), STEPS, "{variant}");
+        assert_eq!(restore(&opts, &v1), STEPS, "{variant}");
     }
 }
 

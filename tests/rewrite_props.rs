@@ -344,14 +344,14 @@ proptest! {
         let opts = Options { context_bytes: budget, ..opts };
         let whole = rewrite(&opts, &input);
         prop_assert_eq!(rewrite_chunked(&opts, &input, &cuts), whole.clone(), "{} budget {} on {:?} cut at {:?}", name, budget, input, cuts);
-        prop_assert_eq!(restore(&whole), input.clone(), "{} budget {} on {:?}", name, budget, input);
+        prop_assert_eq!(restore(&opts, &whole), input.clone(), "{} budget {} on {:?}", name, budget, input);
     }
 
     #[test]
     fn restore_undoes_rewrite(input in markdown(), variant in 0usize..6) {
         let (name, opts) = variants().swap_remove(variant);
         let out = rewrite(&opts, &input);
-        prop_assert_eq!(restore(&out), input.clone(), "{} on {:?}", name, input);
+        prop_assert_eq!(restore(&opts, &out), input.clone(), "{} on {:?}", name, input);
     }
 
     #[test]
@@ -363,7 +363,7 @@ proptest! {
         let (name, opts) = variants().swap_remove(variant);
         prop_assert!(opts.show_code);
         let whole = rewrite(&opts, &input);
-        let mut rewriter = Rewriter::new(Arc::new(opts));
+        let mut rewriter = Rewriter::new(Arc::new(opts.clone()));
         let mut out = String::new();
         let mut last = 0;
         for pushed in chunk_ends(&input, &cuts) {
@@ -372,7 +372,7 @@ proptest! {
             prop_assert!(whole.starts_with(&out), "{} on {:?}: {:?} is not a prefix of the output", name, input, out);
             // The output so far is the input so far with whole units added: undone, it is a prefix of
             // the input that lacks at most the line being received (and a `\r` that may start `\r\n`).
-            let emitted = restore(&out);
+            let emitted = restore(&opts, &out);
             let so_far = &input[..pushed];
             prop_assert!(so_far.starts_with(&emitted), "{} on {:?}: restore({:?}) is not a prefix of {:?}", name, input, out, so_far);
             let line_start = so_far.strip_suffix('\r').unwrap_or(so_far).rfind(['\n', '\r']).map_or(0, |at| at + 1);
@@ -387,7 +387,7 @@ proptest! {
         for (name, opts) in variants() {
             let whole = rewrite(&opts, &input);
             prop_assert_eq!(rewrite_chunked(&opts, &input, &cuts), whole, "{}", name);
-            let _ = restore(&input);
+            let _ = restore(&opts, &input);
         }
     }
 }

@@ -4,18 +4,22 @@
 //! - [`Gateway::handle`] answers one request; it never fails: every error becomes an OpenAI-shaped
 //!   response, logged once here;
 //! - [`headers`]: the header policy; [`body`]: the body adapters (the streaming rewrite lives there);
-//!   [`upstream`]: the pooled upstream client and its timeouts.
+//!   [`upstream`]: the pooled upstream client and its timeouts; [`verify`]: the link check the
+//!   sandbox page asks for.
 //!
 //! Rewritten routes (`POST /v1/chat/completions`, `/v1/completions`, `/v1/responses`): the request body
-//! is read whole (it is JSON, up to `request_body_limit`), earlier answers in it are restored, the
-//! `python` tool is added where the configuration or `x-sandgate-tools` asks for it, and the response
-//! is rewritten: JSON whole, event streams event by event (tool calls pass untouched: the client
-//! runs them). Every other `/v1/...` request and
+//! must be `application/json` (415 otherwise, also when the header is missing: a web page can send any
+//! other body without a CORS preflight), is read whole (up to `request_body_limit`), earlier answers in
+//! it signed by this sandgate are restored (at most `request_body_limit` bytes of them), the `python`
+//! tool is added where the configuration or `x-sandgate-tools` asks for it, and the response is
+//! rewritten: JSON whole, event streams event by event (tool calls pass untouched: the client runs
+//! them). Every other `/v1/...` request and
 //! its response stream through unchanged.
 
 pub mod body;
 pub mod headers;
 pub mod upstream;
+pub mod verify;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -161,6 +165,15 @@ impl Gateway {
                 );
                 ("metrics", Ok(resp))
             }
+            verify::PATH => {
+                let resp = if matches!(*req.method(), Method::GET | Method::HEAD) {
+                    let key = &self.config.link_key;
+                    Ok(verify::answer(key, req.uri().query()).map(full))
+                } else {
+                    Err(Error::MethodNotAllowed(req.method().to_string()))
+                };
+                ("sandbox", resp)
+            }
             p if is_sandbox_path(p) => {
                 let resp = self.sandbox.handle(req.method(), p).await;
                 let result = resp
@@ -272,8 +285,20 @@ impl Gateway {
     ) -> Result<Response<ProxyBody>, Error> {
         let mut opts = self.options_for(&req)?;
         let python_tool = self.python_tool_for(&req)?;
+        // Only JSON, checked after the gateway key: a web page can send other bodies without a CORS
+        // preflight, so a missing type is refused too (the openai SDKs always send it).
+        let media = headers::media_type(req.headers());
+        let wrong_type = (media != "application/json").then(|| {
+            let got = req.headers().get(header::CONTENT_TYPE);
+            Error::UnsupportedMediaType {
+                got: got.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            }
+        });
         let uri = self.upstream_uri(&req);
         let (method, mut up_headers, body, upload) = self.outgoing(req)?;
+        if let Some(e) = wrong_type {
+            return Err(e);
+        }
         let body = body
             .collect()
             .await
@@ -282,10 +307,11 @@ impl Gateway {
         // With the conversation context, the history's Python blocks become the answer's first
         // cells: they travel in the options of this request only.
         let mut history = Cells::default();
+        let budget = self.config.request_body_limit;
         let restored = if opts.mode != Mode::Off && opts.context == Context::Conversation {
-            api::restore_request_with_cells(endpoint, &body, &opts, &mut history)
+            api::restore_request_with_cells(endpoint, &opts, &body, budget, &mut history)
         } else {
-            api::restore_request(endpoint, &body)
+            api::restore_request(endpoint, &opts, &body, budget)
         };
         if !history.is_empty() {
             opts = Arc::new(Options { history, ..Options::clone(&opts) });

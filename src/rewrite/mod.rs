@@ -5,6 +5,7 @@
 //! - [`payload`]: the link payload (raw DEFLATE + base64url) and its decoding;
 //! - [`cells`]: the earlier blocks a replacement carries (`cx=`), and the [`Context`] that picks them;
 //! - [`replace`]: what a Python block turns into in each [`Mode`], and [`restore`], the way back;
+//! - [`sign`]: the MAC that signs each link, and the check the sandbox page asks for;
 //! - [`sse`]: a WHATWG event-stream codec;
 //! - [`api`]: the OpenAI API shapes (Chat Completions, Completions, Responses), JSON and SSE.
 
@@ -13,6 +14,7 @@ pub mod cells;
 mod markdown;
 pub mod payload;
 mod replace;
+pub mod sign;
 pub mod sse;
 mod stream;
 
@@ -20,7 +22,8 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use cells::{Cells, Context};
-pub use replace::restore;
+pub use replace::{restore, restore_counted};
+pub use sign::LinkKey;
 pub use stream::{collect_cells, Rewriter};
 
 /// What a Python block is turned into.
@@ -92,6 +95,9 @@ pub struct Options {
     /// With [`Context::Conversation`]: the earlier answers' blocks, from the request's history
     /// (see [`api::restore_request_with_cells`]); they come before the answer's own. Per request.
     pub history: Cells,
+    /// The key that signs every link; [`restore`] expands only links it signed.
+    /// [`LinkKey::public`] by default, which makes links as good as unsigned.
+    pub link_key: LinkKey,
 }
 
 pub const DEFAULT_LINK_TEXT: &str = "▶ Run in sandbox";
@@ -111,6 +117,7 @@ impl Default for Options {
             context: Context::Answer,
             context_bytes: DEFAULT_CONTEXT_BYTES,
             history: Cells::default(),
+            link_key: LinkKey::public(),
         }
     }
 }

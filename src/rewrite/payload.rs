@@ -64,9 +64,15 @@ fn deflate(input: &[u8]) -> Vec<u8> {
 /// Decodes a payload back to text; `None` if it is not base64url of raw DEFLATE of UTF-8 text no larger
 /// than [`MAX_DECODED_BYTES`].
 pub fn decode(payload: &str) -> Option<String> {
+    decode_limited(payload, MAX_DECODED_BYTES)
+}
+
+/// [`decode`] with a smaller limit: `None` as soon as the text would grow past `limit` bytes (inflating
+/// stops there, so a DEFLATE bomb costs at most `limit` bytes of memory).
+pub fn decode_limited(payload: &str, limit: usize) -> Option<String> {
     let deflated = URL_SAFE_NO_PAD.decode(payload.as_bytes()).ok()?;
-    let raw =
-        miniz_oxide::inflate::decompress_to_vec_with_limit(&deflated, MAX_DECODED_BYTES).ok()?;
+    let limit = limit.min(MAX_DECODED_BYTES);
+    let raw = miniz_oxide::inflate::decompress_to_vec_with_limit(&deflated, limit).ok()?;
     String::from_utf8(raw).ok()
 }
 
@@ -97,6 +103,16 @@ mod tests {
                 miniz_oxide::deflate::compress_to_vec(text.as_bytes(), LEVEL)
             );
         }
+    }
+
+    #[test]
+    fn the_limit_stops_inflating() {
+        let big = "A".repeat(1 << 20);
+        let p = encode(&big);
+        assert!(p.len() < 2048, "{}", p.len());
+        assert_eq!(decode_limited(&p, 1 << 20).map(|s| s.len()), Some(1 << 20));
+        assert_eq!(decode_limited(&p, (1 << 20) - 1), None);
+        assert_eq!(decode_limited(&p, 0), None);
     }
 
     #[test]

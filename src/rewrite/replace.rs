@@ -8,14 +8,19 @@
 //! - `artifact`: a ```` ```html ```` fenced block whose one line is a small HTML document embedding
 //!   the sandbox page.
 //!
-//! The URL is `{public_url}/sandbox#py=PAYLOAD[&md=PAYLOAD][&sg=FLAGS][&cx=PAYLOAD]` (see
-//! [`super::payload`]):
+//! The URL is `{public_url}/sandbox#py=PAYLOAD[&md=PAYLOAD][&sg=FLAGS][&cx=PAYLOAD]&mac=MAC` (see
+//! [`super::payload`] and [`super::sign`]):
 //! `py` is the code; `md`, present when the code is hidden, is the original markdown of the block from
 //! its opening fence to its end; `sg` lists what the engine added around the unit so that [`restore`]
 //! can take it away again: `n` a line ending, `c` a closing fence (an unclosed block must be closed for
 //! the unit to render outside it), `b` a blank line after a link (so the next line does not continue
 //! the link's paragraph lazily). `cx`, the earlier blocks (see [`super::cells`]), is for the page
-//! only: `restore` ignores it.
+//! only: `restore` ignores it. `mac`, always last, signs everything before it with the link key.
+//!
+//! [`restore`] trusts only its own links: it expands a unit only when its URL starts with this
+//! sandgate's `{public_url}/sandbox#`, its MAC is valid for the key, and (when it carries `md`) the
+//! markdown, read in the place of the unit, is exactly one Python fenced block whose code is `py`; and
+//! only up to a budget of restored bytes. Anything else passes through as the text it is.
 //!
 //! Everything that comes from the code travels inside payloads, whose alphabet is `[A-Za-z0-9_-]`, so
 //! hostile code cannot break out of the link, the attribute or the html block. The configured public
@@ -23,6 +28,8 @@
 
 use std::borrow::Cow;
 
+use super::markdown::{info_string, BlockParser, LineKind};
+use super::sign::{self, LinkKey};
 use super::{payload, Mode, Options};
 
 /// How a Python block ended.
@@ -69,21 +76,12 @@ pub(crate) struct Renderer {
     base: String,
     /// The link text, escaped for markdown.
     link_text: String,
+    key: LinkKey,
 }
 
 impl Renderer {
     pub(crate) fn new(opts: &Options) -> Self {
-        let mut base = String::with_capacity(opts.public_url.len() + SANDBOX_PATH.len());
-        for ch in opts.public_url.trim_end_matches('/').chars() {
-            match ch {
-                ' ' | '(' | ')' | '<' | '>' | '"' | '\'' | '\\' | '`' | '[' | ']' => {
-                    base.push_str(&format!("%{:02X}", ch as u32));
-                }
-                c if c.is_control() => base.push_str(&format!("%{:02X}", c as u32)),
-                c => base.push(c),
-            }
-        }
-        base.push_str(SANDBOX_PATH);
+        let base = link_base(&opts.public_url);
         let mut link_text = String::with_capacity(opts.link_text.len());
         for ch in opts.link_text.chars() {
             if ch.is_ascii_punctuation() {
@@ -95,7 +93,7 @@ impl Renderer {
                 link_text.push(ch);
             }
         }
-        Renderer { mode: opts.mode, base, link_text }
+        Renderer { mode: opts.mode, base, link_text, key: opts.link_key.clone() }
     }
 
     /// Appends what the block turns into. With the code shown this goes right after the block; with
@@ -137,6 +135,10 @@ impl Renderer {
             url.push_str("&cx=");
             url.push_str(cx);
         }
+        // The signed text starts after `#`, which `base` ends with `py=` after.
+        let mac = self.key.mac(&url[self.base.len() - "py=".len()..]);
+        url.push_str(sign::MAC_PARAM);
+        url.push_str(&mac);
         let eol = block.eol;
         match self.mode {
             Mode::Link | Mode::Off => {
@@ -190,6 +192,22 @@ impl Renderer {
     }
 }
 
+/// `{public_url}/sandbox#py=`, the public URL escaped for a markdown link destination.
+fn link_base(public_url: &str) -> String {
+    let mut base = String::with_capacity(public_url.len() + SANDBOX_PATH.len());
+    for ch in public_url.trim_end_matches('/').chars() {
+        match ch {
+            ' ' | '(' | ')' | '<' | '>' | '"' | '\'' | '\\' | '`' | '[' | ']' => {
+                base.push_str(&format!("%{:02X}", ch as u32));
+            }
+            c if c.is_control() => base.push_str(&format!("%{:02X}", c as u32)),
+            c => base.push(c),
+        }
+    }
+    base.push_str(SANDBOX_PATH);
+    base
+}
+
 fn push_attr(value: &str, out: &mut String) {
     for ch in value.chars() {
         match ch {
@@ -212,78 +230,165 @@ fn unescape_attr(value: &str) -> String {
         .replace("&amp;", "&")
 }
 
-/// Turns every replacement sandgate made back into the original markdown: byte-exact when the text
-/// comes back as sandgate sent it. Text that merely looks like a replacement but does not decode is
-/// left as it is.
-pub fn restore(input: &str) -> String {
-    restore_counted(input).0.into_owned()
+/// Turns every replacement this sandgate made (signed with `opts.link_key` for `opts.public_url`)
+/// back into the original markdown: byte-exact when the text comes back as sandgate sent it. Anything
+/// else, including text that merely looks like a replacement, is left as it is.
+pub fn restore(opts: &Options, input: &str) -> String {
+    let mut budget = usize::MAX;
+    restore_counted(opts, input, &mut budget).0.into_owned()
 }
 
 /// [`restore`], also telling how many replacements were undone; borrows when there were none.
-pub fn restore_counted(input: &str) -> (Cow<'_, str>, usize) {
+/// `budget` is how many bytes of hidden markdown (`md=`) may still be inflated: a replacement that
+/// would need more is left as it is, and every `md` of a signed link inflated is taken from it.
+pub fn restore_counted<'a>(
+    opts: &Options,
+    input: &'a str,
+    budget: &mut usize,
+) -> (Cow<'a, str>, usize) {
     if memchr::memmem::find(input.as_bytes(), SANDBOX_PATH.as_bytes()).is_none() {
         return (Cow::Borrowed(input), 0);
     }
+    let base = link_base(&opts.public_url);
     let lines = split_lines(input);
     let mut out = String::with_capacity(input.len());
     // Where each line already copied to `out` starts in `out`, to take back an added closing fence.
     let mut starts: Vec<usize> = Vec::with_capacity(lines.len());
+    // The block structure of `out`, read as far as a hidden block needed it.
+    let mut doc = Doc::default();
     let mut count = 0;
     let mut i = 0;
     while i < lines.len() {
         let (line, eol) = lines[i];
-        match parse_unit(&lines, i) {
-            Some(unit) => {
-                let fragment = Fragment::parse(&unit.url);
-                let md = fragment.md.and_then(payload::decode);
-                let mut next = i + unit.lines;
-                if fragment.flags.contains('b') && next < lines.len() && lines[next].0.is_empty() {
-                    next += 1;
-                }
-                if let Some(md) = md {
-                    out.push_str(&line[..unit.start]);
+        let unit = parse_unit(&lines, i);
+        let fragment = unit.as_ref().and_then(|unit| Fragment::trusted(opts, &base, &unit.url));
+        let (Some(unit), Some(fragment)) = (unit.as_ref(), fragment) else {
+            starts.push(out.len());
+            out.push_str(line);
+            out.push_str(eol);
+            i += 1;
+            continue;
+        };
+        let mut next = i + unit.lines;
+        if fragment.flags.contains('b') && next < lines.len() && lines[next].0.is_empty() {
+            next += 1;
+        }
+        if let Some(md) = fragment.md {
+            let prefix = &line[..unit.start];
+            match doc.expand(opts, &out, prefix, md, fragment.py, budget) {
+                Some(md) => {
+                    out.push_str(prefix);
                     out.push_str(&md);
-                } else if fragment.md.is_some() || fragment.py.is_none() {
-                    // An `md` that does not decode: leave the text alone.
+                }
+                None => {
                     starts.push(out.len());
                     out.push_str(line);
                     out.push_str(eol);
                     i += 1;
                     continue;
-                } else {
-                    let mut fence_ok = true;
-                    if fragment.flags.contains('c') {
-                        fence_ok = false;
-                        if let Some(&start) = starts.last() {
-                            if is_fence_line(&out[start..]) {
-                                out.truncate(start);
-                                starts.pop();
-                                fence_ok = true;
-                            }
-                        }
-                    }
-                    if fence_ok && fragment.flags.contains('n') {
-                        trim_one_eol(&mut out);
-                    }
                 }
-                count += 1;
-                for _ in i..next {
-                    starts.push(out.len());
-                }
-                i = next;
             }
-            None => {
-                starts.push(out.len());
-                out.push_str(line);
-                out.push_str(eol);
-                i += 1;
+        } else {
+            let mut fence_ok = true;
+            if fragment.flags.contains('c') {
+                fence_ok = false;
+                if let Some(&start) = starts.last() {
+                    if is_fence_line(&out[start..]) {
+                        out.truncate(start);
+                        starts.pop();
+                        fence_ok = true;
+                    }
+                }
+            }
+            if fence_ok && fragment.flags.contains('n') {
+                trim_one_eol(&mut out);
             }
         }
+        count += 1;
+        for _ in i..next {
+            starts.push(out.len());
+        }
+        i = next;
     }
     if count == 0 {
         return (Cow::Borrowed(input), 0);
     }
     (Cow::Owned(out), count)
+}
+
+/// The block structure of the restored text so far, to read a hidden block where it goes.
+#[derive(Default)]
+struct Doc {
+    parser: BlockParser,
+    /// How much of the restored text the parser has read.
+    read: usize,
+}
+
+impl Doc {
+    /// The hidden markdown of a trusted unit, if it fits the budget and is, read after `out` with the
+    /// unit's first-line `prefix`, exactly one Python fenced block whose code is `py`.
+    fn expand(
+        &mut self,
+        opts: &Options,
+        out: &str,
+        prefix: &str,
+        md: &str,
+        py: &str,
+        budget: &mut usize,
+    ) -> Option<String> {
+        let md = payload::decode_limited(md, *budget)?;
+        // What was inflated is spent, whether or not it turns out to be restored.
+        *budget -= md.len();
+        let py = payload::decode_limited(py, md.len().saturating_mul(4))?;
+        // A unit that took back an added fence may have shortened `out`: read on from there.
+        self.read = self.read.min(out.len());
+        for (line, _) in split_lines(&out[self.read..]) {
+            self.parser.line(line);
+        }
+        self.read = out.len();
+        is_one_block(opts, self.parser.clone(), prefix, &md, &py).then_some(md)
+    }
+}
+
+/// Whether `md`, read with `parser` after `prefix`, is one Python fenced block whose code is `py`
+/// (the code taken as the rewriter takes it).
+fn is_one_block(opts: &Options, mut parser: BlockParser, prefix: &str, md: &str, py: &str) -> bool {
+    let lines = split_lines(md);
+    let Some(((first, _), rest)) = lines.split_first() else {
+        return false;
+    };
+    let open = format!("{prefix}{first}");
+    match parser.line(&open).kind {
+        LineKind::FenceOpen { start, info, .. }
+            if start == prefix.len() && opts.is_python_info(info_string(&open, info)) => {}
+        _ => return false,
+    }
+    let mut code = String::with_capacity(py.len());
+    for (k, (line, eol)) in rest.iter().enumerate() {
+        let parsed = parser.line(line);
+        if parsed.fence_closed_before {
+            return false;
+        }
+        match parsed.kind {
+            LineKind::FenceContent { start, spaces, indent } => {
+                let content = line.get(start..).unwrap_or("");
+                if !eol.is_empty() {
+                    code.extend(std::iter::repeat_n(' ', spaces));
+                    code.push_str(content);
+                    code.push('\n');
+                } else if indent >= 4 || !content.trim_matches([' ', '\t']).is_empty() {
+                    code.extend(std::iter::repeat_n(' ', spaces));
+                    code.push_str(content);
+                }
+            }
+            LineKind::FenceClose if k + 1 == rest.len() => {}
+            _ => return false,
+        }
+        if code.len() > py.len() {
+            return false;
+        }
+    }
+    code == py
 }
 
 /// Splits text into lines and their endings (`\n`, `\r\n` or `\r`).
@@ -375,28 +480,34 @@ fn parse_unit(lines: &[(&str, &str)], i: usize) -> Option<Unit> {
     None
 }
 
-/// The fragment parameters of a sandbox URL.
+/// The fragment parameters of a sandbox URL this sandgate signed.
 struct Fragment<'a> {
-    py: Option<&'a str>,
+    py: &'a str,
     md: Option<&'a str>,
     flags: &'a str,
 }
 
 impl<'a> Fragment<'a> {
-    fn parse(url: &'a str) -> Self {
-        let mut fragment = Fragment { py: None, md: None, flags: "" };
-        let Some((_, params)) = url.split_once('#') else {
-            return fragment;
-        };
-        for param in params.split('&') {
+    /// The parameters of `url` if it is `{base}…` (`base` ends with `#py=`) with a valid MAC.
+    fn trusted(opts: &Options, base: &str, url: &'a str) -> Option<Self> {
+        url.strip_prefix(base)?;
+        let (_, params) = url.split_once('#')?;
+        let (signed, mac) = sign::split(params)?;
+        if !opts.link_key.is_valid(signed, mac) {
+            return None;
+        }
+        let mut py = None;
+        let mut fragment = Fragment { py: "", md: None, flags: "" };
+        for param in signed.split('&') {
             match param.split_once('=') {
-                Some(("py", v)) => fragment.py = Some(v),
+                Some(("py", v)) => py = Some(v),
                 Some(("md", v)) => fragment.md = Some(v),
                 Some(("sg", v)) => fragment.flags = v,
                 _ => {}
             }
         }
-        fragment
+        fragment.py = py?;
+        Some(fragment)
     }
 }
 

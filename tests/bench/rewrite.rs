@@ -66,7 +66,7 @@ fn one_shot(c: &mut Criterion) {
     group.bench_with_input(
         BenchmarkId::new("restore", "prose_with_python"),
         &rewritten,
-        |b, doc| b.iter(|| black_box(restore(black_box(doc)))),
+        |b, doc| b.iter(|| black_box(restore(&opts, black_box(doc)))),
     );
     group.finish();
 }

@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod openai;
 pub mod tools;
 
@@ -445,6 +446,9 @@ pub fn tls_connector(alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
     tokio_rustls::TlsConnector::from(Arc::new(cfg))
 }
 
+/// The `link_key` of every test sandgate: links made with [`test_options`] are its own.
+pub const TEST_LINK_KEY: &str = "sandgate test link key, 32 bytes";
+
 /// Starts sandgate in-process against an upstream, with `tweak` applied to the raw configuration.
 pub async fn start_sandgate(
     upstream: &str,
@@ -454,6 +458,7 @@ pub async fn start_sandgate(
     raw.set("listen", "127.0.0.1:0").unwrap();
     raw.set("upstream", upstream).unwrap();
     raw.set("public_url", "http://sandgate.test").unwrap();
+    raw.set("link_key", TEST_LINK_KEY).unwrap();
     tweak(&mut raw);
     let config = raw.validate().unwrap();
     sandgate::server::spawn(config).await.unwrap()
@@ -463,6 +468,7 @@ pub async fn start_sandgate(
 pub fn test_options() -> sandgate::rewrite::Options {
     sandgate::rewrite::Options {
         public_url: "http://sandgate.test".to_owned(),
+        link_key: sandgate::rewrite::LinkKey::new(TEST_LINK_KEY.as_bytes()).unwrap(),
         ..sandgate::rewrite::Options::default()
     }
 }

@@ -209,9 +209,16 @@ impl fmt::Debug for SseRewriter {
 /// Restores earlier rewritten answers in a request body (chat `messages[]` with role `assistant`,
 /// Responses `input[]` assistant items, legacy `prompt`). `None` when the body is not JSON or nothing
 /// was restored: the caller then forwards the original bytes. The count is the number of texts in
-/// which replacements were undone.
-pub fn restore_request(endpoint: Endpoint, body: &[u8]) -> Option<(Vec<u8>, usize)> {
-    restore::restore_request(endpoint, body)
+/// which replacements were undone. Only links signed with `opts.link_key` for `opts.public_url` are
+/// restored, and at most `budget` bytes of hidden markdown in all (the server gives
+/// `request_body_limit`).
+pub fn restore_request(
+    endpoint: Endpoint,
+    opts: &Options,
+    body: &[u8],
+    budget: usize,
+) -> Option<(Vec<u8>, usize)> {
+    restore::restore_request(endpoint, opts, body, budget)
 }
 
 /// [`restore_request`], also collecting into `cells` the Python blocks of the history's assistant
@@ -220,11 +227,12 @@ pub fn restore_request(endpoint: Endpoint, body: &[u8]) -> Option<(Vec<u8>, usiz
 /// [`Options::history`]. A body that holds no fence and no replacement is not even parsed.
 pub fn restore_request_with_cells(
     endpoint: Endpoint,
-    body: &[u8],
     opts: &Arc<Options>,
+    body: &[u8],
+    budget: usize,
     cells: &mut Cells,
 ) -> Option<(Vec<u8>, usize)> {
-    restore::restore_request_collecting(endpoint, body, Some((opts, cells)))
+    restore::restore_request_collecting(endpoint, opts, body, budget, Some((opts, cells)))
 }
 
 /// The per-endpoint stream state.

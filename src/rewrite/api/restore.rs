@@ -1,6 +1,7 @@
 //! The way back on request bodies: earlier answers that a client sends as history get every
 //! replacement sandgate made turned back into the original markdown (with [`restore`]), so the model
-//! never sees links or iframes.
+//! never sees links or iframes. Only links this sandgate signed are expanded, and at most `budget`
+//! bytes of hidden markdown per request (see [`restore_counted`]).
 //!
 //! Chat Completions: `messages[]` with role `assistant`, content a string or parts of type `text`;
 //! Responses: `input[]` items with role `assistant`, content a string or parts of type
@@ -17,21 +18,28 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::Endpoint;
-use crate::rewrite::{collect_cells, restore, Cells, Options};
+use crate::rewrite::{collect_cells, restore_counted, Cells, Options};
 
 /// Where the cells of the history go, and the options that decide what a Python block is.
 pub(super) type Collect<'a> = Option<(&'a Arc<Options>, &'a mut Cells)>;
 
 /// See [`super::restore_request`].
-pub(super) fn restore_request(endpoint: Endpoint, body: &[u8]) -> Option<(Vec<u8>, usize)> {
-    restore_request_collecting(endpoint, body, None)
+pub(super) fn restore_request(
+    endpoint: Endpoint,
+    opts: &Options,
+    body: &[u8],
+    budget: usize,
+) -> Option<(Vec<u8>, usize)> {
+    restore_request_collecting(endpoint, opts, body, budget, None)
 }
 
 /// See [`super::restore_request_with_cells`].
 pub(super) fn restore_request_collecting(
     endpoint: Endpoint,
+    opts: &Options,
     body: &[u8],
-    mut collect: Collect<'_>,
+    budget: usize,
+    collect: Collect<'_>,
 ) -> Option<(Vec<u8>, usize)> {
     // Every replacement's URL holds `#py=`. Most requests carry no earlier answer of sandgate's, and
     // this spares them the parse (for a long conversation, most of sandgate's time on the request).
@@ -44,75 +52,88 @@ pub(super) fn restore_request_collecting(
         return None;
     }
     let mut value: Value = serde_json::from_slice(body).ok()?;
-    let mut restored = 0;
+    let mut restore = Restore { opts, budget, restored: 0, collect };
     match endpoint {
         Endpoint::ChatCompletions => {
             let messages = value.get_mut("messages")?.as_array_mut()?;
             for message in messages.iter_mut().filter(|m| is_assistant(m)) {
-                let content = message.get_mut("content");
-                restore_content(content, &["text"], &mut restored, &mut collect);
+                restore.content(message.get_mut("content"), &["text"]);
             }
         }
         Endpoint::Responses => {
             let input = value.get_mut("input")?.as_array_mut()?;
             for item in input.iter_mut().filter(|m| is_assistant(m)) {
                 let kinds = ["output_text", "input_text", "text"];
-                restore_content(item.get_mut("content"), &kinds, &mut restored, &mut collect);
+                restore.content(item.get_mut("content"), &kinds);
             }
         }
-        Endpoint::Completions => match value.get_mut("prompt")? {
-            Value::Array(prompts) => {
-                for prompt in prompts {
-                    restore_text(prompt, &mut restored, &mut None);
+        Endpoint::Completions => {
+            // A prompt is no answer of the model's: no cells from it.
+            restore.collect = None;
+            match value.get_mut("prompt")? {
+                Value::Array(prompts) => {
+                    for prompt in prompts {
+                        restore.text(prompt);
+                    }
                 }
+                prompt => restore.text(prompt),
             }
-            prompt => restore_text(prompt, &mut restored, &mut None),
-        },
+        }
     }
-    if restored == 0 {
+    if restore.restored == 0 {
         return None;
     }
     let out = serde_json::to_vec(&value).ok()?;
-    Some((out, restored))
+    Some((out, restore.restored))
 }
 
 fn is_assistant(message: &Value) -> bool {
     message.get("role").and_then(Value::as_str) == Some("assistant")
 }
 
-/// Restores a content that is a string, or the `text` of its parts whose type is in `kinds`.
-fn restore_content(
-    content: Option<&mut Value>,
-    kinds: &[&str],
-    restored: &mut usize,
-    collect: &mut Collect<'_>,
-) {
-    match content {
-        Some(Value::Array(parts)) => {
-            for part in parts {
-                let kind = part.get("type").and_then(Value::as_str);
-                if kind.is_some_and(|k| kinds.contains(&k)) {
-                    if let Some(text) = part.get_mut("text") {
-                        restore_text(text, restored, collect);
+/// The texts of one request, restored under one budget.
+struct Restore<'a> {
+    opts: &'a Options,
+    /// Bytes of hidden markdown that may still be inflated.
+    budget: usize,
+    /// How many texts changed.
+    restored: usize,
+    collect: Collect<'a>,
+}
+
+impl Restore<'_> {
+    /// Restores a content that is a string, or the `text` of its parts whose type is in `kinds`.
+    fn content(&mut self, content: Option<&mut Value>, kinds: &[&str]) {
+        match content {
+            Some(Value::Array(parts)) => {
+                for part in parts {
+                    let kind = part.get("type").and_then(Value::as_str);
+                    if kind.is_some_and(|k| kinds.contains(&k)) {
+                        if let Some(text) = part.get_mut("text") {
+                            self.text(text);
+                        }
                     }
                 }
             }
+            Some(text) => self.text(text),
+            None => {}
         }
-        Some(text) => restore_text(text, restored, collect),
-        None => {}
     }
-}
 
-/// Restores `text` if it is a string, counting it when it changed; then collects its cells.
-fn restore_text(text: &mut Value, restored: &mut usize, collect: &mut Collect<'_>) {
-    if let Value::String(text) = text {
-        let new = restore(text);
-        if new != *text {
-            *text = new;
-            *restored += 1;
-        }
-        if let Some((opts, cells)) = collect {
-            collect_cells(opts, text, cells);
+    /// Restores `text` if it is a string, counting it when it changed; then collects its cells.
+    fn text(&mut self, text: &mut Value) {
+        if let Value::String(text) = text {
+            let (new, n) = restore_counted(self.opts, text, &mut self.budget);
+            if n > 0 {
+                let new = new.into_owned();
+                if new != *text {
+                    *text = new;
+                    self.restored += 1;
+                }
+            }
+            if let Some((opts, cells)) = &mut self.collect {
+                collect_cells(opts, text, cells);
+            }
         }
     }
 }
@@ -127,6 +148,11 @@ mod tests {
     use crate::rewrite::{rewrite, Options};
 
     const ANSWER: &str = "Run this:\n\n```python\nprint(6765)\n```\n";
+
+    fn restore(endpoint: Endpoint, body: &Value) -> Option<(Vec<u8>, usize)> {
+        let body = body.to_string();
+        restore_request(endpoint, &Options::default(), body.as_bytes(), usize::MAX)
+    }
 
     fn rewritten() -> String {
         let out = rewrite(&Options::default(), ANSWER);
@@ -147,8 +173,7 @@ mod tests {
             {"role": "tool", "tool_call_id": "call_1", "content": link},
             {"role": "tool", "tool_call_id": "call_1", "content": [{"type": "text", "text": link}]},
         ]});
-        let (out, n) =
-            restore_request(Endpoint::ChatCompletions, body.to_string().as_bytes()).unwrap();
+        let (out, n) = restore(Endpoint::ChatCompletions, &body).unwrap();
         assert_eq!(n, 1);
         let out: Value = serde_json::from_slice(&out).unwrap();
         let mut want = body.clone();
@@ -158,10 +183,7 @@ mod tests {
         // Links only in tool messages and tool calls: nothing to restore, the bytes go on as they are.
         let mut only_tools = body;
         only_tools["messages"].as_array_mut().unwrap().remove(1);
-        assert_eq!(
-            restore_request(Endpoint::ChatCompletions, only_tools.to_string().as_bytes()),
-            None
-        );
+        assert_eq!(restore(Endpoint::ChatCompletions, &only_tools), None);
     }
 
     #[test]
@@ -175,14 +197,13 @@ mod tests {
             {"type": "function_call_output", "call_id": "call_1",
              "output": [{"type": "input_text", "text": link}]},
         ]});
-        assert_eq!(restore_request(Endpoint::Responses, body.to_string().as_bytes()), None);
+        assert_eq!(restore(Endpoint::Responses, &body), None);
 
         let mut with_answer = body.clone();
         with_answer["input"].as_array_mut().unwrap().push(json!({
             "role": "assistant", "content": [{"type": "output_text", "text": link}]
         }));
-        let (out, n) =
-            restore_request(Endpoint::Responses, with_answer.to_string().as_bytes()).unwrap();
+        let (out, n) = restore(Endpoint::Responses, &with_answer).unwrap();
         assert_eq!(n, 1);
         let out: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(out["input"][4]["content"][0]["text"], ANSWER);

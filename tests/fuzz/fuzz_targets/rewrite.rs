@@ -44,6 +44,6 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(out, whole, "chunked output differs from one-shot output");
 
     if opts.max_block_bytes > 64 {
-        assert_eq!(restore(&whole), text, "restore(rewrite(x)) != x");
+        assert_eq!(restore(&opts, &whole), text, "restore(rewrite(x)) != x");
     }
 });
