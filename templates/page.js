@@ -8,7 +8,8 @@
 //
 // Every message from the worker is untrusted data (the Python code can post anything): text goes
 // into textContent; HTML (_repr_html_) is rebuilt from an allowlist of elements and attributes;
-// figures are PNG bytes shown through blob: URLs, or Plotly JSON (size-capped) handed to plotly.js.
+// figures are PNG bytes shown through blob: URLs, or Plotly JSON (size-capped) handed by
+// postMessage to a sandboxed child frame (sandbox/figure) that draws it with plotly.js.
 'use strict';
 
 (() => {
@@ -20,9 +21,13 @@
   };
   const MAX_CODE_BYTES = 1 << 20;
   const MAX_STREAM_CHARS = 2_000_000;
-  // Plotly figures are drawn on this page's thread, so their JSON is capped: at most this many
-  // characters for all the figures of one run (the worker does not even send a larger figure).
+  // Plotly figures' JSON is capped: at most this many characters for all the figures of one run
+  // (the worker does not even send a larger figure).
   const MAX_PLOTLY_JSON_CHARS = 5_000_000;
+  // At most this many Plotly figures per run (each is a frame, with a process of its own).
+  const MAX_PLOTLY_FIGURES = 20;
+  const MIN_FIGURE_PX = 100;
+  const MAX_FIGURE_PX = 4000;
   // At most this many values in #result (display() calls and the last expression).
   const MAX_RESULTS = 200;
 
@@ -35,7 +40,6 @@
   };
   const config = {
     pyodideUrl: absolute(root.dataset.pyodideUrl || ''),
-    plotlyUrl: absolute(root.dataset.plotlyUrl || ''),
     indexes: (root.dataset.packageIndexes || '').split(' ').filter(Boolean).map(absolute),
     timeoutMs: Math.max(1, parseInt(root.dataset.timeoutMs, 10) || 30000),
     offline: root.dataset.offline === 'true',
@@ -86,6 +90,7 @@
 
   function clearOutputs() {
     flush();
+    clearFigures();
     for (const el of [ui.stdout, ui.stderr, ui.result, ui.figures]) {
       for (const img of el.querySelectorAll('img')) URL.revokeObjectURL(img.src);
       el.replaceChildren();
@@ -227,6 +232,7 @@
     clearTimeout(rec.loadTimer);
     clearTimeout(rec.runTimer);
     discard(rec.slot);
+    rec.removedFigures = stopFigures(rec);
     if (!spare) setSpare(bootWorker(rec.code));
     return true;
   }
@@ -235,6 +241,11 @@
     if (!release(rec)) return;
     flush();
     if (note) append(ui.stderr, note, 'info');
+    const removed = rec.removedFigures;
+    if (removed > 0) {
+      append(ui.stderr, removed === 1 ? 'A figure was still being drawn: it was removed.'
+        : removed + ' figures were still being drawn: they were removed.', 'info');
+    }
     setState(state, text);
   }
 
@@ -251,7 +262,8 @@
     if (current) release(current);
     const rec = {
       code, slot: null, phase: 'loading', loadTimer: null, runTimer: null, startedAt: 0,
-      images: [], drawing: Promise.resolve(), plotlyChars: 0, results: 0,
+      images: [], figures: [], figureEntries: [], plotlyChars: 0, plotlyFigures: 0, removedFigures: 0,
+      results: 0,
     };
     current = rec;
     clearOutputs();
@@ -313,7 +325,7 @@
         if (!rec.runTimer) rec.runTimer = setTimeout(() => timeUp(rec), config.timeoutMs);
         const took = ms < 1000 ? Math.max(1, Math.round(ms)) + ' ms' : (ms / 1000).toFixed(1) + ' s';
         if (rec.plotlyChars > 0) ui.status.textContent = 'Drawing figures…';
-        Promise.allSettled([...rec.images, rec.drawing]).then(() => {
+        Promise.allSettled([...rec.images, ...rec.figures]).then(() => {
           if (m.ok === true) end(rec, 'done', 'Done in ' + took);
           else end(rec, 'error', 'Finished with an error');
         });
@@ -394,22 +406,31 @@
     ui.figures.appendChild(img);
   }
 
-  let plotlyLoading = null;
-  function loadPlotly() {
-    if (!plotlyLoading) {
-      plotlyLoading = new Promise((resolve, reject) => {
-        const s = document.createElement('script');
-        s.src = config.plotlyUrl;
-        s.onload = () => (window.Plotly ? resolve(window.Plotly) : reject(new Error('plotly.js did not define Plotly')));
-        s.onerror = () => reject(new Error('plotly.js could not be loaded from ' + config.plotlyUrl));
-        document.head.appendChild(s);
-      });
-      plotlyLoading.catch(() => { plotlyLoading = null; });
-    }
-    return plotlyLoading;
-  }
-
   const megabytes = (chars) => (chars / 1e6).toFixed(1) + ' MB';
+
+  // Plotly figures. Each is drawn in a child frame of its own (`sandbox/figure`, sandboxed, with
+  // its own policy), which receives the figure's JSON by postMessage: plotly.js never runs on this
+  // page, and a figure it cannot finish drawing is stopped with its frame, which the page removes
+  // at the time limit and on Stop. The frame's document asks for a process of its own
+  // (Document-Isolation-Policy), so in Chromium a figure that freezes plotly.js does not freeze
+  // this page, its clock or its Stop button.
+  const figureFrames = new Map(); // The frames' windows -> {rec, frame, settle}.
+  window.addEventListener('message', (event) => {
+    const entry = figureFrames.get(event.source);
+    const m = event.data;
+    if (!entry || !m || typeof m !== 'object') return;
+    const height = Number(m.height);
+    if ((m.type === 'figure-drawn' || m.type === 'figure-size') && height > 0) {
+      entry.frame.style.height = Math.min(Math.max(Math.round(height), MIN_FIGURE_PX), MAX_FIGURE_PX) + 'px';
+    }
+    if (m.type === 'figure-drawn') {
+      entry.frame.dataset.drawn = 'true';
+      entry.settle();
+    } else if (m.type === 'figure-error') {
+      removeFigure(entry);
+      if (current === entry.rec) append(ui.stderr, 'The Plotly figure could not be drawn: ' + String(m.message), 'info');
+    }
+  });
 
   function showPlotly(rec, m) {
     const chars = typeof m.json === 'string' ? m.json.length : Number(m.chars);
@@ -419,64 +440,57 @@
         megabytes(MAX_PLOTLY_JSON_CHARS) + ' for the figures of one run. Plot fewer points.', 'info');
       return;
     }
-    rec.plotlyChars += chars;
-    // The figure keeps its place among the others; it is drawn after those before it.
-    const div = document.createElement('div');
-    div.className = 'plotly-figure';
-    div.setAttribute('role', 'img');
-    div.setAttribute('aria-label', 'Plotly figure ' + (ui.figures.children.length + 1));
-    ui.figures.appendChild(div);
-    rec.drawing = rec.drawing.then(() => drawPlotly(rec, div, m.json));
-  }
-
-  const PLOTLY_CONFIG = { responsive: true, displaylogo: false, showLink: false, showEditInChartStudio: false,
-    showSendToCloud: false };
-
-  // One figure at a time, each after a turn of the event loop, so that Stop and Esc are handled
-  // between figures; a run that has ended draws nothing more.
-  async function drawPlotly(rec, div, json) {
-    await new Promise((resolve) => setTimeout(resolve, 0));
-    let fig = null;
-    try {
-      if (current === rec) fig = JSON.parse(json);
-    } catch (e) {
-      fig = null;
-    }
-    if (!fig || typeof fig !== 'object' || !Array.isArray(fig.data)) {
-      div.remove();
+    rec.plotlyFigures += 1;
+    if (rec.plotlyFigures > MAX_PLOTLY_FIGURES) {
+      if (rec.plotlyFigures === MAX_PLOTLY_FIGURES + 1) {
+        append(ui.stderr, 'Only the first ' + MAX_PLOTLY_FIGURES + ' Plotly figures of a run are drawn.', 'info');
+      }
       return;
     }
-    try {
-      const Plotly = await loadPlotly();
-      if (current !== rec) {
-        div.remove();
-        return;
-      }
-      const layout = (fig.layout && typeof fig.layout === 'object') ? fig.layout : {};
-      await Plotly.newPlot(div, fig.data, layout, PLOTLY_CONFIG);
-      unlink(div);
-      if (typeof div.on === 'function') div.on('plotly_afterplot', () => unlink(div));
-    } catch (e) {
-      div.remove();
-      append(ui.stderr, 'The Plotly figure could not be drawn: ' + String(e.message || e), 'info');
-    }
+    rec.plotlyChars += chars;
+    // The figure keeps its place among the others.
+    const frame = document.createElement('iframe');
+    frame.className = 'plotly-figure';
+    frame.setAttribute('sandbox', 'allow-scripts');
+    frame.title = 'Plotly figure ' + (ui.figures.children.length + 1);
+    frame.src = new URL('sandbox/figure', location.href).href;
+    const entry = { rec, frame, settle: null, window: null };
+    rec.figures.push(new Promise((resolve) => { entry.settle = resolve; }));
+    let sent = false;
+    frame.addEventListener('load', () => {
+      // Sent once, to the document the frame first loaded (a later load is not the figure's).
+      if (sent || current !== rec) return;
+      sent = true;
+      frame.contentWindow.postMessage({ type: 'figure', json: m.json }, '*');
+    });
+    ui.figures.appendChild(frame);
+    entry.window = frame.contentWindow;
+    figureFrames.set(entry.window, entry);
+    rec.figureEntries.push(entry);
   }
 
-  // plotly.js turns <a href> in titles and annotations into SVG links, and one click on a link
-  // with target=_self would take the page away from the outputs. In figures links are text: their
-  // targets are removed after every redraw, and clicks on any that remain do nothing.
-  const XLINK = 'http://www.w3.org/1999/xlink';
-  function unlink(div) {
-    for (const a of div.querySelectorAll('a')) {
-      a.removeAttributeNS(XLINK, 'href');
-      for (const name of ['href', 'xlink:href', 'target', 'onclick']) a.removeAttribute(name);
-    }
+  function removeFigure(entry) {
+    figureFrames.delete(entry.window);
+    entry.frame.remove();
+    entry.settle();
   }
-  for (const type of ['click', 'auxclick']) {
-    ui.figures.addEventListener(type, (e) => {
-      const a = e.target instanceof Element ? e.target.closest('a') : null;
-      if (a && (a.hasAttribute('href') || a.hasAttributeNS(XLINK, 'href'))) e.preventDefault();
-    }, true);
+
+  // When a run ends before its figures are drawn (time limit, Stop, a new run), those still being
+  // drawn go with their frames; drawn ones stay. Answers how many went.
+  function stopFigures(rec) {
+    let removed = 0;
+    for (const entry of rec.figureEntries) {
+      if (entry.frame.dataset.drawn === 'true' || !entry.frame.isConnected) continue;
+      removeFigure(entry);
+      removed += 1;
+    }
+    return removed;
+  }
+
+  // Every figure frame goes with the outputs of the previous run.
+  function clearFigures() {
+    for (const entry of figureFrames.values()) entry.settle();
+    figureFrames.clear();
   }
 
   function setEditing(on) {

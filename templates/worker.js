@@ -5,8 +5,10 @@
 //
 // Messages in: {type: 'boot', port, pyodideUrl, indexes, offline, preload, session?} on the
 //   worker, then at most one {type: 'run', code} on `port` (a session worker, for the page's
-//   runner mode, takes any number of runs, one after another: see onSessionRun). `preload` is code whose packages are loaded right after
-//   booting (the previous run's code, likely to run again), silently.
+//   runner mode, takes any number of runs, one after another: see onSessionRun). `preload` is code
+//   whose packages are installed right after booting (the previous run's code, likely to run
+//   again), silently. Installed, never imported: an import runs the package's code, and the spare
+//   runs no code off the clock.
 // Messages out, only on `port`, a private MessagePort captured before any Python runs (what Python
 // posts with js.postMessage goes to the Worker object, which the page does not listen to):
 //   {type: 'booted'}, {type: 'boot-error', message}, {type: 'status', text}, {type: 'started'},
@@ -151,9 +153,10 @@ def _third_party_imports(code):
     return sorted(t for t in tops if t not in sys.builtin_module_names and t not in sys.stdlib_module_names)
 
 def prepare(code):
-    # The packages the code imports are imported here, before the time limit starts, so that the
-    # limit measures the code rather than how long pandas takes to import on this device. A
-    # failing import is left for the code itself to raise, with its own traceback.
+    # The packages the code imports are imported here, on the run's clock (an import runs the
+    # package's code, which may do anything), before the code itself, so that the messages of
+    # importing (matplotlib's font cache) are not shown as the program's output. A failing import
+    # is left for the code itself to raise, with its own traceback.
     for name in _third_party_imports(code):
         try:
             importlib.import_module(name)
@@ -180,7 +183,6 @@ async def run(code, post, env=None):
     before = {name: id(obj) for name, obj in env.items() if _is_plotly(obj)}
     ok = True
     value = None
-    post("started", None)
     try:
         tree = ast.parse(code, filename=FILENAME, mode="exec")
         last = None
@@ -345,7 +347,6 @@ function attachStreams() {
 
 function fromPython(kind, payload) {
   switch (kind) {
-    case 'started': post('started', {}); break;
     case 'error': post('stderr', { text: String(payload) }); break;
     case 'info': post('info', { text: String(payload) }); break;
     case 'result': post('result', { text: String(payload) }); break;
@@ -379,9 +380,9 @@ function reportLoadErrors(errors) {
   }
 }
 
-// Loads what `code` imports: Pyodide's packages, pure-Python wheels through micropip, then the
-// imports themselves (before the time limit starts). No user code runs here.
-async function load(code) {
+// Installs what `code` imports: Pyodide's packages, pure-Python wheels through micropip. Nothing is
+// imported here, so no package's code runs: this is what a spare may do off the clock.
+async function install(code) {
   const errors = [];
   post('status', { text: 'Loading packages…' });
   await pyodide.loadPackagesFromImports(code, {
@@ -408,18 +409,22 @@ async function load(code) {
       for (const line of failed) post('info', { text: line });
     }
   }
-  // Importing matplotlib may print 'building the font cache': not the program's output.
-  post('status', { text: 'Importing packages…' });
+}
+
+// Imports what `code` imports, and sets up figure capture: package code runs here, so only on the
+// run's clock (after 'started'). Importing matplotlib may print 'building the font cache': not the
+// program's output.
+async function importPackages(code) {
   const note = await quietly(async () => runner.get('prepare')(code));
   if (note) post('info', { text: String(note) });
 }
 
-// The previous run's packages, loaded while nobody waits, so that Run again starts at once.
+// The previous run's packages, installed while nobody waits, so that Run again starts sooner.
 async function preload(code) {
   if (typeof code !== 'string' || code === '') return;
   quiet = true;
   try {
-    await load(code);
+    await install(code);
   } catch (e) {
     // The run loads again and reports what fails.
   } finally {
@@ -428,10 +433,12 @@ async function preload(code) {
 }
 
 async function run(code, stdin) {
-  await load(code);
-  post('status', { text: 'Running…' });
+  await install(code);
+  // The clock starts before the imports: the page arms the time limit at this message.
+  post('started', {});
   let ok = false;
   try {
+    await importPackages(code);
     ok = await (session ? runner.get('run_session')(code, fromPython, stdin) : runner.get('run')(code, fromPython));
   } finally {
     stdout.end();

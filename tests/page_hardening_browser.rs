@@ -7,7 +7,8 @@
 )]
 //! The sandbox page's limits under hostile code (issue 10), in headless Chromium through
 //! tests/browser/drive.mjs, fully offline like tests/browser.rs: sanitized HTML cannot cover the
-//! controls.
+//! controls, the spare worker never imports a package off the run's clock, and figures that
+//! freeze plotly.js still end at the time limit and on Stop.
 //!
 //! The test server serves `Sandbox::handle` plus `/tick/<name>` (code in the sandbox calls it, to
 //! show that it is still running) and `/tick-count/<name>`. Each test runs its own browser; one at
@@ -171,6 +172,15 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or_default()
 }
 
+/// The time (ms) at which an observation's state history first entered `state`.
+fn entered(obs: &Value, state: &str) -> Option<f64> {
+    obs["states"]
+        .as_array()?
+        .iter()
+        .find(|s| s[0].as_str() == Some(state))
+        .and_then(|s| s[1].as_f64())
+}
+
 const ENDED: [&str; 4] = ["done", "error", "timeout", "stopped"];
 
 /// What is under the centre of each control: the control itself, or what covers it.
@@ -236,4 +246,197 @@ async fn sanitized_html_cannot_cover_the_controls() {
     let end = &case["observations"]["end"];
     assert_eq!(str_of(end, "state"), "stopped", "{end:#}");
     assert_eq!(str_of(end, "status"), "Stopped", "{end:#}");
+}
+
+/// A directory of pure-Python wheels made for one test: `(project, code of its __init__.py)`.
+/// Served as the sandbox's `wheels_dir`, so micropip installs them from the test server.
+fn wheels(name: &str, projects: &[(&str, &str)]) -> PathBuf {
+    let dir = repo().join(format!("target/page-hardening-wheels/{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // Python's zipfile writes the wheel (a zip with a .dist-info directory).
+    const MAKE_WHEEL: &str = r#"import sys, zipfile
+out, project, init = sys.argv[1], sys.argv[2], sys.argv[3]
+info = project + "-1.0.dist-info/"
+with zipfile.ZipFile(out + "/" + project + "-1.0-py3-none-any.whl", "w") as z:
+    z.writestr(project + "/__init__.py", init)
+    z.writestr(info + "METADATA", "Metadata-Version: 2.1\nName: " + project + "\nVersion: 1.0\n")
+    z.writestr(info + "WHEEL", "Wheel-Version: 1.0\nGenerator: sandgate-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+    z.writestr(info + "top_level.txt", project + "\n")
+    z.writestr(info + "RECORD", project + "/__init__.py,,\n" + info + "METADATA,,\n" + info + "WHEEL,,\n" + info + "top_level.txt,,\n" + info + "RECORD,,\n")
+"#;
+    for (project, init) in projects {
+        let status = std::process::Command::new("python3")
+            .args(["-c", MAKE_WHEEL])
+            .arg(&dir)
+            .args([project, init])
+            .status()
+            .expect("python3 must be installed (tests/setup/10-browser.sh)");
+        assert!(status.success(), "could not write the {project} wheel");
+    }
+    dir
+}
+
+/// A package whose import starts a timer that calls home (`{tick}`) every 100 ms, for as long as
+/// its worker lives.
+const CALL_HOME_INIT: &str = r#"import js
+from pyodide.ffi import create_proxy
+
+def _tick(*args):
+    try:
+        request = js.XMLHttpRequest.new()
+        request.open("GET", "{tick}", False)
+        request.send()
+    except Exception:
+        pass
+
+js.setInterval(create_proxy(_tick), 100)
+"#;
+
+/// A package whose import spins for 30 s.
+const SLOW_IMPORT_INIT: &str = r#"import time
+_until = time.time() + 30
+while time.time() < _until:
+    pass
+"#;
+
+/// Finding 6: a package's import runs on the run's clock only. The spare worker installs the
+/// last run's packages but does not import them, so a timer started by an import dies with the
+/// run's worker; and an import that spins is stopped by the run's time limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_run_only_on_the_runs_clock() {
+    let assets = assets();
+    // The package calls the server that serves it (the worker's policy allows only that one):
+    // its port is known before the wheel is written.
+    let (listener, base) = listen().await;
+    let call_home = CALL_HOME_INIT.replace("{tick}", &format!("{base}/tick/import"));
+    let dir = wheels("imports", &[("sgcallhome", &call_home), ("sgslowimport", SLOW_IMPORT_INIT)]);
+    serve_on(listener, sandbox(&assets, &dir, 30_000));
+    let short = serve(sandbox(&assets, &dir, 5_000)).await;
+    let count = format!("{base}/tick-count/import");
+    let call_home_code =
+        "import asyncio\nimport sgcallhome\nawait asyncio.sleep(1)\nprint('imported')\n";
+    let results = drive(
+        "imports",
+        json!({"cases": [
+            {"name": "call-home", "steps": [
+                {"do": "goto", "url": link(&base, call_home_code)},
+                {"do": "wait", "states": ENDED, "timeoutMs": 90000},
+                {"do": "observe", "label": "end"},
+                // Chromium may take a moment to stop a terminated worker.
+                {"do": "sleep", "ms": 1000},
+                {"do": "fetch", "url": count, "label": "after-run"},
+                // The spare boots, then installs sgcallhome (it was the last run's package).
+                {"do": "until", "timeoutMs": 90000, "js": "document.body.dataset.spare === 'ready'"},
+                {"do": "sleep", "ms": 4000},
+                {"do": "fetch", "url": count, "label": "spare-ready"},
+                {"do": "click", "selector": "#run"},
+                {"do": "wait", "states": ENDED, "timeoutMs": 90000},
+                {"do": "observe", "label": "again"},
+            ]},
+            {"name": "slow-import", "steps": [
+                {"do": "goto", "url": link(&short, "import sgslowimport\nprint('imported')\n")},
+                {"do": "wait", "states": ENDED, "timeoutMs": 90000},
+                {"do": "observe", "label": "end"},
+            ]},
+        ]}),
+    )
+    .await;
+    let number = |case: &str, label: &str| -> u64 {
+        str_of(&results[case]["fetches"], label).parse().unwrap()
+    };
+
+    let end = &results["call-home"]["observations"]["end"];
+    assert_eq!(str_of(end, "state"), "done", "{end:#}");
+    assert_eq!(str_of(end, "stdout"), "imported\n", "{end:#}");
+    let during = number("call-home", "after-run");
+    assert!(during >= 3, "the package's timer did not call home during the run: {during}");
+    let spare = number("call-home", "spare-ready") - during;
+    eprintln!("page: {during} calls home during the run, {spare} from the spare after it");
+    assert_eq!(spare, 0, "the spare worker ran the package's import off the clock");
+    // Run again in the spare: the package was installed there, and is imported on this run's clock.
+    let again = &results["call-home"]["observations"]["again"];
+    assert_eq!(str_of(again, "state"), "done", "{again:#}");
+    assert_eq!(str_of(again, "worker"), "warm", "{again:#}");
+    assert_eq!(str_of(again, "stdout"), "imported\n", "{again:#}");
+
+    // The spinning import is part of the run: stopped at the 5 s limit, not after 30 s.
+    let end = &results["slow-import"]["observations"]["end"];
+    assert_eq!(str_of(end, "state"), "timeout", "{end:#}");
+    let ran = entered(end, "timeout").unwrap() - entered(end, "running").unwrap();
+    eprintln!("page: a spinning import stopped {ran:.0} ms after the run started (limit 5000 ms)");
+    assert!((4900.0..7000.0).contains(&ran), "timeout after {ran} ms, the limit is 5000 ms");
+}
+
+/// Finding 7: two small figures that keep plotly.js busy for a long time (on the page, they froze
+/// it for 25 to 77 s): a histogram2d of 1e5 x 1e5 bins, and an axis with a tick every 1 over a
+/// range of 1e9.
+const HISTOGRAM_CODE: &str = r#"import plotly.graph_objects as go
+go.Figure(go.Histogram2d(x=[0, 1], y=[0, 1], xbins=dict(start=0, end=1, size=1e-5),
+                         ybins=dict(start=0, end=1, size=1e-5))).show()
+print("shown")
+"#;
+const DTICK_CODE: &str = r#"import plotly.graph_objects as go
+go.Figure(go.Scatter(x=[0, 1e9], y=[0, 1]), layout=dict(xaxis=dict(range=[0, 1e9], dtick=1))).show()
+print("shown")
+"#;
+
+/// Finding 7: each Plotly figure is drawn in a frame of its own, which the page removes at the
+/// time limit and on Stop; the frame has a process of its own, so the page keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freezing_figures_end_at_the_limit_and_on_stop() {
+    let assets = assets();
+    // 10 s: importing plotly is on the clock, and takes seconds on a busy machine.
+    let short = serve(sandbox(&assets, &assets.join("wheels"), 10_000)).await;
+    let frame_there = "!!document.querySelector('#figures iframe.plotly-figure')";
+    let mut cases = Vec::new();
+    for (name, code) in [("histogram2d", HISTOGRAM_CODE), ("dtick", DTICK_CODE)] {
+        cases.push(json!({"name": format!("{name}-limit"), "steps": [
+            {"do": "goto", "url": link(&short, code)},
+            {"do": "until", "timeoutMs": 90000, "js": frame_there},
+            {"do": "sleep", "ms": 1000},
+            // The page answers while the figure's frame is busy.
+            {"do": "probe", "label": "while-drawing"},
+            {"do": "wait", "states": ENDED, "timeoutMs": 30000},
+            {"do": "observe", "label": "end"},
+        ]}));
+        cases.push(json!({"name": format!("{name}-stop"), "steps": [
+            {"do": "goto", "url": link(&short, code)},
+            {"do": "until", "timeoutMs": 90000, "js": frame_there},
+            {"do": "sleep", "ms": 1000},
+            {"do": "eval", "label": "before-stop", "js": "({ now: performance.now(), state: document.body.dataset.state })"},
+            {"do": "click", "selector": "#stop"},
+            {"do": "wait", "states": ENDED, "timeoutMs": 5000},
+            {"do": "observe", "label": "end"},
+        ]}));
+    }
+    let results = drive("figures", json!({ "cases": cases })).await;
+    for name in ["histogram2d", "dtick"] {
+        let case = &results[&format!("{name}-limit")];
+        let probe = &case["probes"]["while-drawing"];
+        assert_eq!(str_of(probe, "pressed"), "true", "{name}: Edit did not respond: {probe}");
+        assert_eq!(str_of(probe, "state"), "running", "{name}: the figure was drawn: {probe}");
+        let end = &case["observations"]["end"];
+        assert_eq!(str_of(end, "state"), "timeout", "{name}: {end:#}");
+        assert_eq!(str_of(end, "stdout"), "shown\n", "{name}: {end:#}");
+        assert_eq!(end["figureFrames"], 0, "{name}: the busy figure's frame was not removed");
+        assert!(str_of(end, "stderr").contains("A figure was still being drawn"), "{end:#}");
+        let ran = entered(end, "timeout").unwrap() - entered(end, "running").unwrap();
+        eprintln!(
+            "page: {name}: timeout {ran:.0} ms after the run started (limit 10000 ms); while \
+             drawing, a round trip into the page took {} ms and a click on Edit {} ms",
+            probe["evalMs"], probe["clickMs"]
+        );
+        assert!((9900.0..12000.0).contains(&ran), "{name}: timeout after {ran} ms");
+
+        let case = &results[&format!("{name}-stop")];
+        let before = &case["evals"]["before-stop"];
+        assert_eq!(str_of(before, "state"), "running", "{name}: {before}");
+        let end = &case["observations"]["end"];
+        assert_eq!(str_of(end, "state"), "stopped", "{name}: {end:#}");
+        assert_eq!(end["figureFrames"], 0, "{name}: the busy figure's frame was not removed");
+        let took = entered(end, "stopped").unwrap() - before["now"].as_f64().unwrap();
+        // The bound is the wait step's: stopped within 5 s of the click, however busy the figure.
+        eprintln!("page: {name}: stopped {took:.0} ms after the Stop click began");
+    }
 }

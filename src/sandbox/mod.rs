@@ -85,6 +85,7 @@ impl Sandbox {
         let head = method == Method::HEAD;
         let response = match route {
             Route::Page => self.page.page(),
+            Route::Figure => self.page.figure(),
             Route::PageAsset(name) => match self.page.asset(name) {
                 Some(response) => response,
                 None => not_found(),
@@ -108,6 +109,8 @@ impl Sandbox {
 /// The paths this module owns.
 enum Route<'a> {
     Page,
+    /// `/sandbox/figure`: the frame one Plotly figure is drawn in.
+    Figure,
     PageAsset(&'a str),
     Pyodide(&'a str),
     Wheels(&'a str),
@@ -117,6 +120,9 @@ impl<'a> Route<'a> {
     fn of(path: &'a str) -> Option<Self> {
         if path == "/sandbox" {
             return Some(Route::Page);
+        }
+        if path == "/sandbox/figure" {
+            return Some(Route::Figure);
         }
         if let Some(rest) = path.strip_prefix("/sandbox/") {
             return Some(Route::PageAsset(rest));

@@ -29,6 +29,8 @@ pub const DEFAULT_PLOTLY_JS_URL: &str =
 const PYPI_ORIGINS: &str = "https://pypi.org https://files.pythonhosted.org";
 
 const TEMPLATE: &str = include_str!("../../templates/sandbox.html");
+const FIGURE_TEMPLATE: &str = include_str!("../../templates/figure.html");
+const FIGURE_JS: &str = include_str!("../../templates/figure.js");
 const PAGE_JS: &str = include_str!("../../templates/page.js");
 const WORKER_JS: &str = include_str!("../../templates/worker.js");
 const PAGE_CSS: &str = include_str!("../../templates/page.css");
@@ -40,6 +42,8 @@ pub(crate) struct Rendered {
     html: Bytes,
     page_csp: HeaderValue,
     worker_csp: HeaderValue,
+    figure_html: Bytes,
+    figure_csp: HeaderValue,
 }
 
 impl Rendered {
@@ -52,14 +56,32 @@ impl Rendered {
         res
     }
 
-    /// `GET /sandbox/<name>`: the page's script, style and worker script, and the runner module
-    /// other pages import (`runner.js`).
+    /// `GET /sandbox/figure`: the document of one Plotly figure's frame. Its policy lets it run
+    /// its own script and plotly.js and reach nothing at all; `Document-Isolation-Policy` asks the
+    /// browser for a process of its own (Chromium), so that a figure that freezes plotly.js
+    /// does not freeze the page that must stop it.
+    pub(crate) fn figure(&self) -> Response<Full<Bytes>> {
+        let mut res =
+            response(StatusCode::OK, "text/html; charset=utf-8", self.figure_html.clone());
+        let h = res.headers_mut();
+        h.insert(header::CONTENT_SECURITY_POLICY, self.figure_csp.clone());
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        h.insert(
+            header::HeaderName::from_static("document-isolation-policy"),
+            HeaderValue::from_static("isolate-and-credentialless"),
+        );
+        res
+    }
+
+    /// `GET /sandbox/<name>`: the page's script, style and worker script, the figure frame's
+    /// script, and the runner module other pages import (`runner.js`).
     pub(crate) fn asset(&self, name: &str) -> Option<Response<Full<Bytes>>> {
         let (content_type, body) = match name {
             "page.js" => ("text/javascript; charset=utf-8", PAGE_JS),
             "worker.js" => ("text/javascript; charset=utf-8", WORKER_JS),
             "page.css" => ("text/css; charset=utf-8", PAGE_CSS),
             "runner.js" => ("text/javascript; charset=utf-8", RUNNER_JS),
+            "figure.js" => ("text/javascript; charset=utf-8", FIGURE_JS),
             _ => return None,
         };
         let mut res = response(StatusCode::OK, content_type, Bytes::from_static(body.as_bytes()));
@@ -94,8 +116,9 @@ pub(crate) fn render(
         return Err(format!("pyodide_url must end with '/': {pyodide_url}"));
     }
     let pyodide_source = csp_source(pyodide_url).map_err(|e| format!("pyodide_url: {e}"))?;
+    // plotly.js runs only in the figure frames (`/sandbox/figure`, one directory below the page).
     let (plotly_url, plotly_source) = if plotly_local {
-        ("wheels/plotly.min.js".to_string(), "'self'".to_string())
+        ("../wheels/plotly.min.js".to_string(), "'self'".to_string())
     } else {
         let source = csp_source(DEFAULT_PLOTLY_JS_URL)?;
         (DEFAULT_PLOTLY_JS_URL.to_string(), source)
@@ -114,7 +137,8 @@ pub(crate) fn render(
     if online {
         connect.push(PYPI_ORIGINS.to_string());
     }
-    let scripts = vec!["'self'".to_string(), pyodide_source, plotly_source];
+    let figure_scripts = dedup(vec!["'self'".to_string(), plotly_source]).join(" ");
+    let scripts = vec!["'self'".to_string(), pyodide_source];
     let scripts = dedup(scripts).join(" ");
     let connect = dedup(connect).join(" ");
     // `sandbox allow-scripts` gives the page an opaque origin even when it is opened top-level:
@@ -123,7 +147,14 @@ pub(crate) fn render(
     let page_csp = format!(
         "default-src 'none'; script-src {scripts} 'wasm-unsafe-eval'; worker-src data:; \
          connect-src {connect}; style-src 'self' 'unsafe-inline'; img-src data: blob:; \
-         base-uri 'none'; form-action 'none'; sandbox allow-scripts"
+         frame-src 'self'; base-uri 'none'; form-action 'none'; sandbox allow-scripts"
+    );
+    // A figure frame loads plotly.js and its own script, and connects nowhere: the figure's JSON
+    // comes by postMessage.
+    let figure_csp = format!(
+        "default-src 'none'; script-src {figure_scripts}; style-src 'unsafe-inline'; \
+         img-src data: blob:; font-src data:; base-uri 'none'; form-action 'none'; \
+         sandbox allow-scripts"
     );
     let worker_csp = format!(
         "default-src 'none'; script-src {scripts} 'wasm-unsafe-eval'; connect-src {connect}"
@@ -136,7 +167,6 @@ pub(crate) fn render(
         element_content_handlers: vec![element!("main#sandgate", |el| {
             for (name, value) in [
                 ("data-pyodide-url", pyodide_url.as_str()),
-                ("data-plotly-url", plotly_url.as_str()),
                 ("data-package-indexes", indexes.as_str()),
                 ("data-timeout-ms", timeout.as_str()),
                 ("data-offline", offline),
@@ -152,11 +182,23 @@ pub(crate) fn render(
     if !html.contains("data-pyodide-url") {
         return Err("sandbox template: no <main id=\"sandgate\"> element".to_string());
     }
+    let settings = RewriteStrSettings {
+        element_content_handlers: vec![element!("script#plotly", |el| {
+            el.set_attribute("src", &escape_ampersand(&plotly_url))?;
+            Ok(())
+        })],
+        ..RewriteStrSettings::new()
+    };
+    let figure_html =
+        rewrite_str(FIGURE_TEMPLATE, settings).map_err(|e| format!("figure template: {e}"))?;
     Ok(Rendered {
         html: Bytes::from(html),
         page_csp: HeaderValue::from_str(&page_csp).map_err(|e| format!("page policy: {e}"))?,
         worker_csp: HeaderValue::from_str(&worker_csp)
             .map_err(|e| format!("worker policy: {e}"))?,
+        figure_html: Bytes::from(figure_html),
+        figure_csp: HeaderValue::from_str(&figure_csp)
+            .map_err(|e| format!("figure policy: {e}"))?,
     })
 }
 

@@ -92,12 +92,14 @@ async fn page_has_strict_headers_and_configuration_attributes() {
     assert!(csp.contains("worker-src data:;"), "{csp}");
     assert!(csp.contains("connect-src 'self';"), "{csp}");
     assert!(csp.contains("img-src data: blob:;"), "{csp}");
+    assert!(csp.contains("frame-src 'self';"), "{csp}");
     assert!(csp.ends_with("; sandbox allow-scripts"), "{csp}");
     assert!(!csp.contains(" 'unsafe-eval'"), "{csp}");
     let html = String::from_utf8(body).unwrap();
     assert!(html.contains(r#"data-pyodide-url="/pyodide/""#), "{html}");
     assert!(html.contains(r#"data-timeout-ms="7000""#));
-    assert!(html.contains(r#"data-plotly-url="wheels/plotly.min.js""#));
+    // plotly.js is not the page's: it runs in the figure frames only.
+    assert!(!html.contains("plotly"), "{html}");
     assert!(html.contains(r#"data-package-indexes="wheels/simple/{package_name}/""#));
     assert!(html.contains(r#"data-offline="true""#));
     assert!(html.contains(r#"<body data-state="loading">"#));
@@ -110,8 +112,7 @@ async fn cdn_default_allows_exactly_the_cdn_and_pypi() {
     let csp = header(&h, "content-security-policy");
     assert!(
         csp.contains(
-            "script-src 'self' https://cdn.jsdelivr.net/pyodide/v0.29.5/full/ \
-             https://cdn.jsdelivr.net/npm/plotly.js-dist-min@4.1.1/plotly.min.js 'wasm-unsafe-eval';"
+            "script-src 'self' https://cdn.jsdelivr.net/pyodide/v0.29.5/full/ 'wasm-unsafe-eval';"
         ),
         "{csp}"
     );
@@ -124,8 +125,13 @@ async fn cdn_default_allows_exactly_the_cdn_and_pypi() {
     );
     let html = String::from_utf8(body).unwrap();
     assert!(html.contains(&format!(r#"data-pyodide-url="{DEFAULT_PYODIDE_URL}""#)));
-    assert!(html.contains(&format!(r#"data-plotly-url="{DEFAULT_PLOTLY_JS_URL}""#)));
     assert!(html.contains(r#"data-offline="false""#));
+    // The figure frame loads plotly.js from the CDN, exactly that file.
+    let (_, h, body) = get(&sandbox, "/sandbox/figure").await;
+    let csp = header(&h, "content-security-policy");
+    assert!(csp.contains(&format!("script-src 'self' {DEFAULT_PLOTLY_JS_URL};")), "{csp}");
+    let html = String::from_utf8(body).unwrap();
+    assert!(html.contains(&format!(r#"<script id="plotly" src="{DEFAULT_PLOTLY_JS_URL}""#)));
     // Nothing local is served without directories.
     assert_eq!(get(&sandbox, "/pyodide/pyodide.mjs").await.0, 404);
     assert_eq!(get(&sandbox, "/wheels/x.whl").await.0, 404);
@@ -158,6 +164,29 @@ async fn configured_values_cannot_break_out_of_their_attribute_or_the_policy() {
 }
 
 #[tokio::test]
+async fn figure_frame_has_its_own_policy_and_process() {
+    let (_tmp, sandbox) = fixture();
+    let (status, h, body) = get(&sandbox, "/sandbox/figure").await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "content-type"), "text/html; charset=utf-8");
+    assert_eq!(header(&h, "document-isolation-policy"), "isolate-and-credentialless");
+    let csp = header(&h, "content-security-policy");
+    assert_eq!(
+        csp,
+        "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src data: blob:; \
+         font-src data:; base-uri 'none'; form-action 'none'; sandbox allow-scripts"
+    );
+    let html = String::from_utf8(body).unwrap();
+    // One directory below the page: /sandbox/figure -> /wheels/plotly.min.js.
+    assert!(html.contains(r#"<script id="plotly" src="../wheels/plotly.min.js""#), "{html}");
+    assert!(html.contains(r#"<script src="figure.js""#), "{html}");
+    let (status, h, body) = get(&sandbox, "/sandbox/figure.js").await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "content-type"), "text/javascript; charset=utf-8");
+    assert!(String::from_utf8(body).unwrap().contains("figure-drawn"));
+}
+
+#[tokio::test]
 async fn page_assets_and_worker_policy() {
     let (_tmp, sandbox) = fixture();
     let (status, h, body) = get(&sandbox, "/sandbox/worker.js").await;
@@ -175,10 +204,13 @@ async fn page_assets_and_worker_policy() {
         "text/css; charset=utf-8"
     );
     assert_eq!(get(&sandbox, "/sandbox/other.js").await.0, 404);
-    // The page's script never turns worker data into markup, nor evaluates strings.
-    let page_js = String::from_utf8(get(&sandbox, "/sandbox/page.js").await.2).unwrap();
-    for banned in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("] {
-        assert!(!page_js.contains(banned), "page.js uses {banned}");
+    // The page's and the figure frame's scripts never turn worker data into markup, nor evaluate
+    // strings.
+    for script in ["page.js", "figure.js"] {
+        let js = String::from_utf8(get(&sandbox, &format!("/sandbox/{script}")).await.2).unwrap();
+        for banned in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("] {
+            assert!(!js.contains(banned), "{script} uses {banned}");
+        }
     }
     assert_eq!(get(&sandbox, "/sandbox/").await.0, 404);
 }

@@ -17,7 +17,8 @@
 //   {"do": "fetch", "url", "label"}            GET a URL from Node (a test server's counter), record the text
 //   {"do": "eval", "label", "js", "frame"?}    evaluate a JavaScript expression in the page, record its value
 //   {"do": "until", "js", "timeoutMs", "frame"?}  wait until a JavaScript expression is truthy
-// "frame": true means the sandbox page inside the first iframe (the widget case).
+// "frame": true means the sandbox page inside the first iframe (the widget case); "figure": N
+// (click, eval) the Nth Plotly figure frame of that page.
 import { readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 
@@ -41,15 +42,49 @@ const STATE_RECORDER = () => {
   document.addEventListener('DOMContentLoaded', seen);
 };
 
-function target(page, step) {
+const isFigure = (f) => /\/sandbox\/figure$/.test(f.url());
+
+function sandboxFrame(page, step) {
   if (!step.frame) return page.mainFrame();
-  const frame = page.frames().find((f) => f !== page.mainFrame() && f.url().includes('/sandbox'));
+  const frame = page.frames().find((f) => f !== page.mainFrame() && f.url().includes('/sandbox#'));
   if (!frame) throw new Error('no sandbox iframe in the page');
   return frame;
 }
 
+function target(page, step) {
+  const frame = sandboxFrame(page, step);
+  if (step.figure === undefined) return frame;
+  const figure = frame.childFrames().filter(isFigure)[step.figure];
+  if (!figure) throw new Error('no figure frame ' + step.figure);
+  return figure;
+}
+
+// What the Plotly figure frames of the sandbox page show, summed up.
+async function observeFigures(frame) {
+  const out = { plotlyFigures: 0, plotlyBars: 0, plotlyTickLabels: [], figureLinks: 0, figureAnchors: 0 };
+  for (const f of frame.childFrames().filter(isFigure)) {
+    let seen = null;
+    try {
+      seen = await f.evaluate(() => ({
+        drawn: !!document.querySelector('.plotly-figure .main-svg'),
+        bars: document.querySelectorAll('.plotly-figure .bars .point path').length,
+        ticks: [...document.querySelectorAll('.plotly-figure .xtick text')].map((t) => t.textContent),
+        links: [...document.querySelectorAll('a')].filter((a) => a.hasAttribute('href') || a.hasAttributeNS('http://www.w3.org/1999/xlink', 'href')).length,
+        anchors: document.querySelectorAll('.plotly-figure a').length,
+      }));
+    } catch (e) { continue; /* A frame removed meanwhile. */ }
+    if (seen.drawn) out.plotlyFigures += 1;
+    out.plotlyBars += seen.bars;
+    out.plotlyTickLabels.push(...seen.ticks);
+    out.figureLinks += seen.links;
+    out.figureAnchors += seen.anchors;
+  }
+  return out;
+}
+
 async function observe(frame) {
-  return frame.evaluate(() => {
+  const figures = await observeFigures(frame);
+  const seen = await frame.evaluate(() => {
     const text = (id) => { const el = document.getElementById(id); return el ? el.textContent : null; };
     const figures = document.getElementById('figures');
     const outputs = ['stdout', 'stderr', 'result'].map((id) => document.getElementById(id));
@@ -64,9 +99,7 @@ async function observe(frame) {
       code: document.getElementById('code') ? document.getElementById('code').value : null,
       states: window.__sgStates || [],
       pngs: figures ? [...figures.querySelectorAll('img')].filter((i) => i.complete && i.naturalWidth > 0).map((i) => [i.naturalWidth, i.naturalHeight]) : [],
-      plotlyFigures: figures ? [...figures.querySelectorAll('.plotly-figure')].filter((d) => d.querySelector('.main-svg')).length : 0,
-      plotlyBars: figures ? figures.querySelectorAll('.plotly-figure .bars .point path').length : 0,
-      plotlyTickLabels: figures ? [...figures.querySelectorAll('.plotly-figure .xtick text')].map((t) => t.textContent) : [],
+      figureFrames: figures ? figures.querySelectorAll('iframe.plotly-figure').length : 0,
       title: document.title,
       violations: window.__sgViolations || [],
       // The canary the hostile payloads try to set.
@@ -75,8 +108,6 @@ async function observe(frame) {
       results: [...document.getElementById('result').children].map((el) => [el.tagName.toLowerCase() + (el.className ? '.' + el.className : ''), el.textContent]),
       resultTags: [...new Set([...document.querySelectorAll('#result *')].map((el) => el.tagName.toLowerCase()))].sort(),
       resultAttributes: [...new Set([...document.querySelectorAll('#result *')].flatMap((el) => [...el.attributes].map((a) => a.name)))].sort(),
-      figureLinks: figures ? [...figures.querySelectorAll('a')].filter((a) => a.hasAttribute('href') || a.hasAttributeNS('http://www.w3.org/1999/xlink', 'href')).length : 0,
-      figureAnchors: figures ? figures.querySelectorAll('.plotly-figure a').length : 0,
       resultHtml: (() => {
         const h = document.querySelector('#result .html-result');
         return h ? { text: h.textContent, tables: h.querySelectorAll('table').length, bold: h.querySelectorAll('b').length } : null;
@@ -87,6 +118,7 @@ async function observe(frame) {
       now: performance.now(),
     };
   });
+  return { ...seen, ...figures };
 }
 
 async function runCase(browser, c) {
@@ -95,7 +127,10 @@ async function runCase(browser, c) {
   const page = await context.newPage();
   const events = { dialogs: [], navigations: [], console: [], pageErrors: [], requests: [] };
   page.on('dialog', (d) => { events.dialogs.push(d.message()); d.dismiss().catch(() => {}); });
-  page.on('framenavigated', (f) => events.navigations.push({ main: f === page.mainFrame(), url: f.url() }));
+  // A figure frame loading its own document is not a navigation of interest; anything else is.
+  page.on('framenavigated', (f) => {
+    if (!isFigure(f)) events.navigations.push({ main: f === page.mainFrame(), url: f.url() });
+  });
   page.on('console', (m) => events.console.push(m.type() + ': ' + m.text()));
   page.on('pageerror', (e) => events.pageErrors.push(String(e)));
   page.on('popup', (p) => events.navigations.push({ popup: true, url: p.url() }));
