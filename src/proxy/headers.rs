@@ -8,6 +8,7 @@
 //! x-ratelimit-*, x-request-id, ...) reaches the client.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use subtle::ConstantTimeEq;
 
 use crate::error::Error;
 use crate::rewrite::api::Tool;
@@ -112,9 +113,14 @@ pub fn media_type(h: &HeaderMap) -> String {
 }
 
 /// Gateway keys: who may use this sandgate, and what it sends upstream instead.
+///
+/// Keys are kept only as HMAC-SHA256 digests under a random per-process key, and a presented key is
+/// digested the same way before it is compared, in constant time, with every configured digest: all
+/// digests are 32 bytes, so neither a key's content nor its length shows in the timing.
 #[derive(Clone, Debug, Default)]
 pub struct Auth {
-    keys: Vec<String>,
+    digests: Vec<[u8; 32]>,
+    hasher: Option<ring::hmac::Key>,
     upstream: Option<HeaderValue>,
 }
 
@@ -133,14 +139,29 @@ impl Auth {
             }
             None => None,
         };
-        Ok(Auth { keys, upstream })
+        let hasher = if keys.is_empty() {
+            None
+        } else {
+            let rng = ring::rand::SystemRandom::new();
+            let key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng).map_err(|_| {
+                Error::Config(crate::config::ConfigError(
+                    "api_keys: the system gave no random key to digest them with".to_owned(),
+                ))
+            })?;
+            Some(key)
+        };
+        let digests = match &hasher {
+            Some(h) => keys.iter().map(|k| digest(h, k)).collect(),
+            None => Vec::new(),
+        };
+        Ok(Auth { digests, hasher, upstream })
     }
 
     /// Checks the client's key and swaps in the upstream key, when gateway keys are configured.
     pub fn apply(&self, h: &mut HeaderMap) -> Result<(), Error> {
-        if self.keys.is_empty() {
+        let Some(hasher) = &self.hasher else {
             return Ok(());
-        }
+        };
         let presented = h
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -150,10 +171,9 @@ impl Auth {
             })
             .or_else(|| h.get("api-key").and_then(|v| v.to_str().ok()).map(str::trim));
         let ok = presented.is_some_and(|p| {
-            // Compare against every key, each in constant time, so timing reveals nothing.
-            self.keys
-                .iter()
-                .fold(false, |found, k| constant_time_eq(p.as_bytes(), k.as_bytes()) | found)
+            // Compare against every key's digest, each in constant time, so timing reveals nothing.
+            let p = digest(hasher, p);
+            self.digests.iter().fold(subtle::Choice::from(0), |found, k| found | p.ct_eq(k)).into()
         });
         if !ok {
             return Err(Error::Unauthorized);
@@ -171,11 +191,11 @@ impl Auth {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// The fixed-length digest a key is compared by.
+fn digest(hasher: &ring::hmac::Key, key: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::hmac::sign(hasher, key.as_bytes()).as_ref());
+    out
 }
 
 #[cfg(test)]
@@ -233,12 +253,15 @@ mod tests {
         assert_eq!(h["authorization"], "Bearer sk-up");
         assert!(h.get("api-key").is_none());
 
-        for bad in ["Bearer gw-3", "Bearer gw-", "Basic gw-1", "gw-1", ""] {
+        for bad in ["Bearer gw-3", "Bearer gw-", "Bearer gw-22", "Basic gw-1", "gw-1", ""] {
             let mut h = HeaderMap::new();
             h.insert("authorization", HeaderValue::from_str(bad).unwrap());
             assert!(matches!(auth.apply(&mut h), Err(Error::Unauthorized)), "{bad:?}");
         }
         assert!(matches!(auth.apply(&mut HeaderMap::new()), Err(Error::Unauthorized)));
+        // Only fixed-length digests are kept and compared: a key's length cannot show in the time.
+        assert_eq!(auth.digests.len(), 2);
+        assert!(!format!("{auth:?}").contains("gw-1"), "keys are not kept in the clear");
     }
 
     #[test]
