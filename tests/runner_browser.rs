@@ -231,6 +231,10 @@ try {
   await step('after-timeout', () => runner.run('print(globals().get("x", "fresh"))'));
   await step('stdin', () => runner.run('import sys\nname = input("Name? ")\nprint("hello", name)\nprint(len(sys.stdin.read().splitlines()))\n', { stdin: 'Ada\nline 2\nline 3\n' }));
   await step('no-stdin', () => runner.run('input()'));
+  await step('files', () => runner.run('print(open("data.csv").read().splitlines()[1])\nopen("out.txt", "w").write("written")\n',
+    { files: [{ name: 'data.csv', data: 'a,b\n1,2\n' }, { name: 'raw.bin', data: new Uint8Array([0, 255, 1]) }] }));
+  await step('files-kept', () => runner.run('import os\nprint(all(os.path.exists(f) for f in ["data.csv", "out.txt", "raw.bin"]))\nprint(open("raw.bin", "rb").read())\n'));
+  await step('files-bad', () => runner.run('1', { files: [{ name: '../x', data: 'no' }] }));
   await step('stop', async () => {
     const outputs = [];
     const running = runner.run('import time\nprint("looping", flush=True)\nwhile True:\n    time.sleep(0.01)\n', { onOutput: (o) => outputs.push(o) });
@@ -441,6 +445,22 @@ async fn runner_module_on_another_origin_in_headless_chromium() {
     let no_stdin = step("no-stdin");
     assert_eq!(str_of(no_stdin, "status"), "error", "{no_stdin:#}");
     assert!(str_of(no_stdin, "stderr").contains("EOFError"), "{no_stdin:#}");
+
+    // Files go into the working directory before the run; the files it writes come back, base64;
+    // both stay for the next run. A name with a directory in it is refused.
+    let files = step("files");
+    assert_eq!(str_of(files, "status"), "done", "{files:#}");
+    assert_eq!(str_of(files, "stdout"), "1,2\n", "{files:#}");
+    assert_eq!(files["files"], json!([{"name": "out.txt", "size": 7, "data": "d3JpdHRlbg=="}]), "{files:#}");
+    let kept = step("files-kept");
+    assert_eq!(str_of(kept, "stdout"), "True\nb'\\x00\\xff\\x01'\n", "{kept:#}");
+    assert_eq!(kept["files"], json!([]), "{kept:#}");
+    let bad = step("files-bad");
+    assert_eq!(str_of(bad, "status"), "error", "{bad:#}");
+    assert_eq!(
+        str_of(bad, "stderr"),
+        "sandgate runner: files: each name must be a plain file name (no directories)\n"
+    );
 
     // stop(): the run ends at once as stopped; the next run is fresh.
     let stop = step("stop");
