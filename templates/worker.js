@@ -432,8 +432,9 @@ async function preload(code) {
   }
 }
 
-async function run(code, stdin) {
+async function run(code, stdin, files) {
   await install(code);
+  const before = files ? placeSessionFiles(files) : null;
   // The clock starts before the imports: the page arms the time limit at this message.
   post('started', {});
   let ok = false;
@@ -444,6 +445,7 @@ async function run(code, stdin) {
     stdout.end();
     stderr.end();
   }
+  if (before) postSessionFiles(before);
   post('finished', { ok: ok === true });
 }
 
@@ -461,7 +463,7 @@ function onRun(msg) {
 
 // The runner mode (boot with `session: true`): the worker runs the programs of one runner, one
 // after another, in one namespace (variables, imports and files persist), until the page
-// terminates it (a timeout, Stop, reset). Each {type: 'run', code, stdin?} is answered like a
+// terminates it (a timeout, Stop, reset). Each {type: 'run', code, stdin?, files?} is answered like a
 // run of the link page, ending with its own 'finished'; the page sends the next one only after.
 let session = false;
 let sessionRuns = null;
@@ -470,12 +472,73 @@ function onSessionRun(msg) {
   if (!msg || typeof msg !== 'object' || msg.type !== 'run') return;
   const code = String(msg.code);
   const stdin = typeof msg.stdin === 'string' ? msg.stdin : null;
-  sessionRuns = (sessionRuns || booting).then(() => run(code, stdin)).catch((e) => {
+  const files = Array.isArray(msg.files) ? msg.files : [];
+  sessionRuns = (sessionRuns || booting).then(() => run(code, stdin, files)).catch((e) => {
     stdout.end();
     stderr.end();
     post('stderr', { text: 'sandgate: ' + String((e && e.message) || e) + '\n' });
     post('finished', { ok: false });
   });
+}
+
+// A runner's files: {name, bytes} written to the working directory before its run; afterwards
+// every file the run created or changed there (dot-directories left out) is posted back, as
+// {type: 'file', name, size, bytes}, or {type: 'file', name, size, skipped} past 50 MB (one file,
+// or the files of one run). Python cannot post these: they come from this code only.
+const SESSION_HOME = '/home/pyodide';
+const SESSION_FILE_LIMIT = 50 * 1000 * 1000;
+const SESSION_MAX_FILES = 1000;
+
+function placeSessionFiles(files) {
+  for (const f of files) {
+    const ok = f && typeof f.name === 'string' && f.name !== '' && f.name !== '.' && f.name !== '..' &&
+      f.name.length <= 255 && !/[/\\\0]/.test(f.name) && f.bytes instanceof Uint8Array;
+    if (ok) pyodide.FS.writeFile(SESSION_HOME + '/' + f.name, f.bytes);
+  }
+  return sessionFileStamps();
+}
+
+// path -> 'size mtime' of the regular files under the working directory.
+function sessionFileStamps() {
+  const FS = pyodide.FS;
+  const found = new Map();
+  const walk = (dir, depth) => {
+    let names = [];
+    try { names = FS.readdir(dir); } catch (e) { return; }
+    for (const name of names) {
+      if (name === '.' || name === '..' || found.size >= 10 * SESSION_MAX_FILES) continue;
+      const path = dir + '/' + name;
+      let st;
+      try { st = FS.stat(path); } catch (e) { continue; }
+      if (FS.isDir(st.mode)) {
+        if (depth < 16 && !name.startsWith('.')) walk(path, depth + 1);
+      } else if (FS.isFile(st.mode)) {
+        found.set(path, st.size + ' ' + Number(st.mtime));
+      }
+    }
+  };
+  walk(SESSION_HOME, 0);
+  return found;
+}
+
+function postSessionFiles(before) {
+  let total = 0;
+  let listed = 0;
+  for (const [path, stamp] of sessionFileStamps()) {
+    if (before.get(path) === stamp) continue;
+    const name = path.slice(SESSION_HOME.length + 1);
+    const size = Number(stamp.split(' ')[0]);
+    if (++listed > SESSION_MAX_FILES) {
+      post('info', { text: 'The run wrote more than ' + SESSION_MAX_FILES + ' files: only the first are listed.' });
+      break;
+    }
+    if (size > SESSION_FILE_LIMIT || total + size > SESSION_FILE_LIMIT) {
+      post('file', { name, size, skipped: 'over the 50 MB limit for the files of one run' });
+    } else {
+      total += size;
+      post('file', { name, size, bytes: pyodide.FS.readFile(path) });
+    }
+  }
 }
 
 self.onmessage = (event) => {

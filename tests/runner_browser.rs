@@ -451,7 +451,11 @@ async fn runner_module_on_another_origin_in_headless_chromium() {
     let files = step("files");
     assert_eq!(str_of(files, "status"), "done", "{files:#}");
     assert_eq!(str_of(files, "stdout"), "1,2\n", "{files:#}");
-    assert_eq!(files["files"], json!([{"name": "out.txt", "size": 7, "data": "d3JpdHRlbg=="}]), "{files:#}");
+    assert_eq!(
+        files["files"],
+        json!([{"name": "out.txt", "size": 7, "data": "d3JpdHRlbg=="}]),
+        "{files:#}"
+    );
     let kept = step("files-kept");
     assert_eq!(str_of(kept, "stdout"), "True\nb'\\x00\\xff\\x01'\n", "{kept:#}");
     assert_eq!(kept["files"], json!([]), "{kept:#}");
