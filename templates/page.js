@@ -18,8 +18,15 @@
   const ui = {
     status: $('status'), run: $('run'), stop: $('stop'), edit: $('edit'), code: $('code'),
     stdout: $('stdout'), stderr: $('stderr'), result: $('result'), figures: $('figures'),
+    runAlone: $('run-alone'), cellsSection: $('cells-section'), cells: $('cells'), cellsNote: $('cells-note'),
+    stdin: $('stdin'), stdinNote: $('stdin-note'), files: $('files'), filesList: $('files-list'),
+    filesNote: $('files-note'), outputsSection: $('outputs-section'), outputs: $('outputs'),
   };
+  // Where the opened block's outputs go; an earlier cell's outputs go to its own view (see cells).
+  const blockOut = { stdout: ui.stdout, stderr: ui.stderr, result: ui.result, figures: ui.figures };
   const MAX_CODE_BYTES = 1 << 20;
+  // The earlier cells of a link (#cx=), decompressed: the engine's budget is far below this.
+  const MAX_CONTEXT_BYTES = 4 << 20;
   const MAX_STREAM_CHARS = 2_000_000;
   // Plotly figures' JSON is capped: at most this many characters for all the figures of one run
   // (the worker does not even send a larger figure).
@@ -53,6 +60,7 @@
     ui.status.textContent = text;
     const active = state === 'loading' || state === 'running';
     ui.run.disabled = active;
+    ui.runAlone.disabled = active;
     ui.stop.disabled = !active;
   }
 
@@ -91,24 +99,36 @@
   function clearOutputs() {
     flush();
     clearFigures();
-    for (const el of [ui.stdout, ui.stderr, ui.result, ui.figures]) {
+    const views = [blockOut, ...cellViews];
+    for (const el of views.flatMap((v) => [v.stdout, v.stderr, v.result, v.figures]).concat([ui.outputs])) {
       for (const img of el.querySelectorAll('img')) URL.revokeObjectURL(img.src);
+      for (const a of el.querySelectorAll('a[href^="blob:"]')) URL.revokeObjectURL(a.href);
       el.replaceChildren();
     }
+    ui.outputsSection.hidden = true;
   }
 
   // The fragment: #py=<payload>&other=... ; unknown parameters are ignored.
+  function hashParam(name) {
+    const param = location.hash.replace(/^#/, '').split('&').find((p) => p.startsWith(name + '='));
+    return param === undefined ? null : param.slice(name.length + 1);
+  }
+
   async function codeFromHash() {
-    const params = location.hash.replace(/^#/, '').split('&');
-    const param = params.find((p) => p.startsWith('py='));
-    if (!param) throw new Error('This link carries no code (expected #py=… in the URL).');
-    const b64 = param.slice(3);
-    if (!/^[A-Za-z0-9_-]*={0,2}$/.test(b64)) throw new Error('The code in this link is not valid base64url.');
+    const b64 = hashParam('py');
+    if (b64 === null) throw new Error('This link carries no code (expected #py=… in the URL).');
+    return inflate(b64, 'The code in this link', MAX_CODE_BYTES);
+  }
+
+  // A payload (base64url of raw DEFLATE of UTF-8) as text; `what` names it in the errors.
+  async function inflate(b64, what, maxBytes) {
+    const fail = (text) => Object.assign(new Error(what + ' ' + text), { payload: true });
+    if (!/^[A-Za-z0-9_-]*={0,2}$/.test(b64)) throw fail('is not valid base64url.');
     let binary;
     try {
       binary = atob(b64.replace(/=+$/, '').replace(/-/g, '+').replace(/_/g, '/'));
     } catch (e) {
-      throw new Error('The code in this link is not valid base64url.');
+      throw fail('is not valid base64url.');
     }
     const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
     const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('deflate-raw'));
@@ -120,15 +140,15 @@
         const { done, value } = await reader.read();
         if (done) break;
         total += value.length;
-        if (total > MAX_CODE_BYTES) {
+        if (total > maxBytes) {
           await reader.cancel();
-          throw new Error('The code in this link is larger than 1 MiB.');
+          throw fail('is larger than ' + Math.round(maxBytes / (1 << 20)) + ' MiB.');
         }
         chunks.push(value);
       }
     } catch (e) {
-      if (e instanceof Error && e.message.startsWith('The code')) throw e;
-      throw new Error('The code in this link could not be decompressed (it is damaged or truncated).');
+      if (e && e.payload) throw e;
+      throw fail('could not be decompressed (it is damaged or truncated).');
     }
     const all = new Uint8Array(total);
     let at = 0;
@@ -159,7 +179,7 @@
   // Python can still call the runner's callbacks, so the page trusts the messages for their data
   // only: it owns the clock, and a run ends when the page says so.
   function bootWorker(preload, session) {
-    const slot = { worker: null, port: null, ready: null, failed: false, discarded: false, booted: false };
+    const slot = { worker: null, port: null, ready: null, failed: false, discarded: false, booted: false, interactive: false };
     slot.ready = (async () => {
       const source = await loadWorkerSource();
       if (slot.discarded) throw new Error('the worker was discarded');
@@ -183,6 +203,8 @@
           if (!m || typeof m !== 'object') return;
           if (m.type === 'booted') {
             clearTimeout(watchdog);
+            slot.interactive = m.interactive === true;
+            showInputMode(slot.interactive);
             resolve();
           } else if (m.type === 'boot-error') {
             clearTimeout(watchdog);
@@ -231,9 +253,10 @@
     current = null;
     clearTimeout(rec.loadTimer);
     clearTimeout(rec.runTimer);
+    closeInputField(rec);
     discard(rec.slot);
     rec.removedFigures = stopFigures(rec);
-    if (!spare) setSpare(bootWorker(rec.code));
+    if (!spare) setSpare(bootWorker(rec.preload));
     return true;
   }
 
@@ -254,19 +277,26 @@
   }
 
   function timeUp(rec) {
+    const where = rec.cell === null ? '' : ' (in cell ' + (rec.cell + 1) + ', an earlier block: this block had not started)';
+    if (rec.cell !== null) markCell(rec.cell, 'timeout');
     end(rec, 'timeout', 'Stopped: time limit reached',
-      'The code ran longer than ' + config.timeoutMs / 1000 + ' s and was stopped.');
+      'The code ran longer than ' + config.timeoutMs / 1000 + ' s and was stopped' + where + '.');
   }
 
-  async function run(code) {
+  // Runs `code`, after the link's earlier cells unless `alone`, with the Input box's text and the
+  // added files.
+  async function run(code, alone) {
     if (current) release(current);
+    const cells = alone ? [] : context.cells;
     const rec = {
-      code, slot: null, phase: 'loading', loadTimer: null, runTimer: null, startedAt: 0,
-      images: [], figures: [], figureEntries: [], plotlyChars: 0, plotlyFigures: 0, removedFigures: 0,
-      results: 0,
+      code, cells, preload: cells.concat([code]).join('\n'), slot: null, phase: 'loading',
+      loadTimer: null, runTimer: null, startedAt: 0, images: [], figures: [], figureEntries: [],
+      plotlyChars: 0, plotlyFigures: 0, removedFigures: 0, results: 0, out: blockOut, cell: null,
+      failedCell: null, clockFrom: 0, used: 0, waited: 0, waitFrom: 0, asking: null, outputBytes: 0,
     };
     current = rec;
     clearOutputs();
+    cellViews.forEach((_, i) => markCell(i, alone ? 'skipped' : 'waiting'));
     setState('loading', 'Loading Python…');
     let slot = spare;
     setSpare(null);
@@ -290,7 +320,10 @@
     if (current !== rec) return;
     slot.port.onmessage = (ev) => onWorkerMessage(rec, ev.data);
     setState('loading', 'Loading packages…');
-    slot.port.postMessage({ type: 'run', code });
+    slot.port.postMessage({
+      type: 'run', code, cells, stdin: ui.stdin.value, interactive: true,
+      files: [...addedFiles].map(([name, bytes]) => ({ name, bytes })),
+    });
   }
 
   function onWorkerMessage(rec, m) {
@@ -306,12 +339,18 @@
         if (rec.phase !== 'loading') break;
         rec.phase = 'running';
         rec.startedAt = performance.now();
+        rec.clockFrom = rec.startedAt;
         setState('running', 'Running…');
         rec.runTimer = setTimeout(() => timeUp(rec), config.timeoutMs);
         break;
-      case 'stdout': append(ui.stdout, text); break;
-      case 'stderr': append(ui.stderr, text); break;
-      case 'info': append(ui.stderr, text, 'info'); break;
+      case 'stdout': append(rec.out.stdout, text); break;
+      case 'stderr': append(rec.out.stderr, text); break;
+      case 'info': append(rec.out.stderr, text, 'info'); break;
+      case 'cell': enterCell(rec, m.index); break;
+      case 'cell-failed': cellFailed(rec, m.index); break;
+      case 'block': enterBlock(rec); break;
+      case 'input-request': askPerson(rec, typeof m.prompt === 'string' ? m.prompt : ''); break;
+      case 'file': showFile(rec, m); break;
       case 'result': showText(rec, text); break;
       case 'html': if (typeof m.html === 'string') showHtml(rec, m.html); break;
       case 'png': if (m.bytes instanceof Uint8Array && m.bytes.length > 0) showPng(rec, m.bytes); break;
@@ -319,7 +358,7 @@
       case 'finished': {
         // The worker's part is over: it goes now, with anything it left running. The figures
         // still being drawn are part of the run, under the same clock.
-        const ms = rec.phase === 'running' ? performance.now() - rec.startedAt : 0;
+        const ms = rec.phase === 'running' ? performance.now() - rec.startedAt - rec.waited : 0;
         rec.phase = 'finished';
         discard(rec.slot);
         if (!rec.runTimer) rec.runTimer = setTimeout(() => timeUp(rec), config.timeoutMs);
@@ -327,6 +366,7 @@
         if (rec.plotlyChars > 0) ui.status.textContent = 'Drawing figures…';
         Promise.allSettled([...rec.images, ...rec.figures]).then(() => {
           if (m.ok === true) end(rec, 'done', 'Done in ' + took);
+          else if (rec.failedCell !== null) endAtFailedCell(rec);
           else end(rec, 'error', 'Finished with an error');
         });
         break;
@@ -338,8 +378,8 @@
   // #result holds the values a run shows, in order: display() calls, then the last expression.
   function addResult(rec, el) {
     rec.results += 1;
-    if (rec.results <= MAX_RESULTS) ui.result.appendChild(el);
-    else if (rec.results === MAX_RESULTS + 1) append(ui.stderr, 'Only the first ' + MAX_RESULTS + ' values are shown.', 'info');
+    if (rec.results <= MAX_RESULTS) rec.out.result.appendChild(el);
+    else if (rec.results === MAX_RESULTS + 1) append(rec.out.stderr, 'Only the first ' + MAX_RESULTS + ' values are shown.', 'info');
   }
 
   function showText(rec, text) {
@@ -396,14 +436,14 @@
 
   function showPng(rec, bytes) {
     const img = document.createElement('img');
-    img.alt = 'Figure ' + (ui.figures.children.length + 1);
+    img.alt = 'Figure ' + (rec.out.figures.children.length + 1);
     // Figures are rendered at 150 dpi and shown at 100 dpi: sharp on high-density screens.
     rec.images.push(new Promise((resolve) => {
       img.onload = () => { img.style.width = Math.round(img.naturalWidth / 1.5) + 'px'; resolve(); };
       img.onerror = resolve;
     }));
     img.src = URL.createObjectURL(new Blob([bytes], { type: 'image/png' }));
-    ui.figures.appendChild(img);
+    rec.out.figures.appendChild(img);
   }
 
   const megabytes = (chars) => (chars / 1e6).toFixed(1) + ' MB';
@@ -436,14 +476,14 @@
     const chars = typeof m.json === 'string' ? m.json.length : Number(m.chars);
     if (!(chars > 0)) return;
     if (typeof m.json !== 'string' || rec.plotlyChars + chars > MAX_PLOTLY_JSON_CHARS) {
-      append(ui.stderr, 'A Plotly figure was not drawn: its data (' + megabytes(chars) + ') is over the limit of ' +
+      append(rec.out.stderr, 'A Plotly figure was not drawn: its data (' + megabytes(chars) + ') is over the limit of ' +
         megabytes(MAX_PLOTLY_JSON_CHARS) + ' for the figures of one run. Plot fewer points.', 'info');
       return;
     }
     rec.plotlyFigures += 1;
     if (rec.plotlyFigures > MAX_PLOTLY_FIGURES) {
       if (rec.plotlyFigures === MAX_PLOTLY_FIGURES + 1) {
-        append(ui.stderr, 'Only the first ' + MAX_PLOTLY_FIGURES + ' Plotly figures of a run are drawn.', 'info');
+        append(rec.out.stderr, 'Only the first ' + MAX_PLOTLY_FIGURES + ' Plotly figures of a run are drawn.', 'info');
       }
       return;
     }
@@ -452,7 +492,7 @@
     const frame = document.createElement('iframe');
     frame.className = 'plotly-figure';
     frame.setAttribute('sandbox', 'allow-scripts');
-    frame.title = 'Plotly figure ' + (ui.figures.children.length + 1);
+    frame.title = 'Plotly figure ' + (rec.out.figures.children.length + 1);
     frame.src = new URL('sandbox/figure', location.href).href;
     const entry = { rec, frame, settle: null, window: null };
     rec.figures.push(new Promise((resolve) => { entry.settle = resolve; }));
@@ -463,7 +503,7 @@
       sent = true;
       frame.contentWindow.postMessage({ type: 'figure', json: m.json }, '*');
     });
-    ui.figures.appendChild(frame);
+    rec.out.figures.appendChild(frame);
     entry.window = frame.contentWindow;
     figureFrames.set(entry.window, entry);
     rec.figureEntries.push(entry);
@@ -493,6 +533,325 @@
     figureFrames.clear();
   }
 
+  // Cells. A link's #cx= carries the answer's earlier Python blocks ({"cells": [code, ...],
+  // "omitted": N}, oldest first). They are shown above the opened block, each collapsed with its
+  // own outputs, and run first, in the same interpreter; a cell that fails stops the run there.
+  let context = { cells: [], omitted: 0 };
+  let cellViews = [];
+
+  async function contextFromHash() {
+    const b64 = hashParam('cx');
+    if (b64 === null) return { cells: [], omitted: 0, problem: null };
+    let parsed;
+    try {
+      parsed = JSON.parse(await inflate(b64, 'The earlier cells in this link', MAX_CONTEXT_BYTES));
+    } catch (e) {
+      const problem = e && e.payload ? e.message : 'The earlier cells in this link are not valid JSON.';
+      return { cells: [], omitted: 0, problem };
+    }
+    const cells = parsed && Array.isArray(parsed.cells) ? parsed.cells : null;
+    const omitted = parsed ? parsed.omitted : undefined;
+    if (!cells || !cells.every((c) => typeof c === 'string') ||
+        !(omitted === undefined || (Number.isInteger(omitted) && omitted >= 0))) {
+      return { cells: [], omitted: 0, problem: 'The earlier cells in this link are not in the expected form ({"cells": [...], "omitted": N}).' };
+    }
+    return { cells, omitted: omitted || 0, problem: null };
+  }
+
+  function plural(n, one, many) {
+    return n + ' ' + (n === 1 ? one : many);
+  }
+
+  function showCells(ctx) {
+    context = { cells: ctx.cells, omitted: ctx.omitted };
+    cellViews = [];
+    ui.cells.replaceChildren();
+    const notes = [];
+    if (ctx.problem) notes.push(ctx.problem + ' This block runs alone.');
+    if (ctx.omitted > 0) {
+      notes.push(plural(ctx.omitted, 'earlier block was', 'earlier blocks were') + ' left out of this link ' +
+        '(the context budget): the cells here may depend on ' + (ctx.omitted === 1 ? 'it' : 'them') + '.');
+    }
+    ui.cellsNote.textContent = notes.join(' ');
+    ui.cellsNote.hidden = notes.length === 0;
+    ctx.cells.forEach((code, i) => {
+      const cell = document.createElement('div');
+      cell.className = 'cell';
+      cell.id = 'cell-' + (i + 1);
+      cell.dataset.state = 'waiting';
+      const details = document.createElement('details');
+      const summary = document.createElement('summary');
+      const name = document.createElement('span');
+      name.className = 'cell-name';
+      name.textContent = 'Cell ' + (i + 1);
+      const first = document.createElement('code');
+      first.className = 'cell-first-line';
+      const line = code.split('\n').find((l) => l.trim() !== '') || '';
+      first.textContent = line.length > 72 ? line.slice(0, 71) + '…' : line;
+      const status = document.createElement('span');
+      status.className = 'cell-status';
+      summary.append(name, ' ', first, ' ', status);
+      const pre = document.createElement('pre');
+      pre.className = 'cell-code';
+      pre.textContent = code;
+      details.append(summary, pre);
+      const view = { root: cell, details, status };
+      for (const part of ['stdout', 'stderr', 'result', 'figures']) {
+        const el = document.createElement(part === 'stdout' || part === 'stderr' ? 'pre' : 'div');
+        el.className = 'cell-' + part + (part === 'stdout' || part === 'stderr' ? ' stream' : '');
+        view[part] = el;
+      }
+      cell.append(details, view.stdout, view.stderr, view.result, view.figures);
+      ui.cells.appendChild(cell);
+      cellViews.push(view);
+    });
+    ui.cellsSection.hidden = ctx.cells.length === 0 && notes.length === 0;
+    ui.runAlone.hidden = ctx.cells.length === 0;
+  }
+
+  const CELL_STATUS = {
+    waiting: '', running: 'running…', done: 'ran', error: 'raised an error', timeout: 'time limit reached',
+    skipped: 'not run (this block ran alone)', stopped: 'stopped',
+  };
+
+  function markCell(i, state) {
+    const view = cellViews[i];
+    if (!view) return;
+    view.root.dataset.state = state;
+    view.status.textContent = CELL_STATUS[state] || '';
+  }
+
+  // The worker announces each cell as it starts; only the next one in order is believed.
+  function enterCell(rec, index) {
+    const next = rec.cell === null ? 0 : rec.cell + 1;
+    if (index !== next || index >= rec.cells.length || rec.out !== (rec.cell === null ? blockOut : cellViews[rec.cell])) return;
+    flush();
+    if (rec.cell !== null) markCell(rec.cell, 'done');
+    rec.cell = index;
+    rec.out = cellViews[index];
+    markCell(index, 'running');
+    if (rec.phase === 'running') ui.status.textContent = 'Running cell ' + (index + 1) + ' of ' + rec.cells.length + '…';
+  }
+
+  function enterBlock(rec) {
+    if (rec.cell === null || rec.cell !== rec.cells.length - 1) return;
+    flush();
+    markCell(rec.cell, 'done');
+    rec.cell = null;
+    rec.out = blockOut;
+    if (rec.phase === 'running') ui.status.textContent = 'Running…';
+  }
+
+  function cellFailed(rec, index) {
+    if (rec.cell !== index) return;
+    rec.failedCell = index;
+    markCell(index, 'error');
+    cellViews[index].details.open = true;
+  }
+
+  function endAtFailedCell(rec) {
+    const n = rec.failedCell + 1;
+    end(rec, 'error', 'Cell ' + n + ' raised an error: this block did not run',
+      'Cell ' + n + ' (an earlier block of the answer) raised an error, so the run stopped there and this block ' +
+      'did not run: the traceback is under cell ' + n + ' above. "Run this block alone" runs it without the earlier cells.');
+  }
+
+  // Input. The Input box's text is what sys.stdin and input() read; when it is empty and the
+  // worker can pause (JavaScript Promise Integration), input() asks: the prompt is in the output,
+  // a line field follows it, Enter sends the line. The time limit does not count the wait.
+  function showInputMode(interactive) {
+    ui.stdinNote.textContent = interactive
+      ? 'Lines for input() and sys.stdin, read in order. Leave it empty and the program asks you as it runs.'
+      : 'Lines for input() and sys.stdin, read in order. This browser cannot pause Python to ask as it runs: ' +
+        'type the program\'s input here, then Run again.';
+    document.body.dataset.interactiveInput = interactive ? 'yes' : 'no';
+  }
+
+  function askPerson(rec, prompt) {
+    if (rec.phase !== 'running' || rec.asking) return;
+    flush();
+    pauseClock(rec);
+    const row = document.createElement('span');
+    row.className = 'input-row';
+    const field = document.createElement('input');
+    field.id = 'input';
+    field.type = 'text';
+    field.autocomplete = 'off';
+    field.spellcheck = false;
+    field.setAttribute('aria-label', prompt.trim() ? 'Input: ' + prompt.trim() : 'Input for the program');
+    const endInput = document.createElement('button');
+    endInput.type = 'button';
+    endInput.id = 'input-end';
+    // Labelled through CSS and aria-label: the output's text stays the program's alone.
+    endInput.setAttribute('aria-label', 'End input');
+    endInput.title = 'Send end-of-file (Ctrl+D)';
+    row.append(field, endInput);
+    field.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter') {
+        e.preventDefault();
+        answerPerson(rec, field.value);
+      } else if (e.key === 'd' && e.ctrlKey) {
+        e.preventDefault();
+        answerPerson(rec, null);
+      }
+    });
+    endInput.addEventListener('click', () => answerPerson(rec, null));
+    rec.asking = row;
+    rec.out.stdout.appendChild(row);
+    document.body.dataset.input = 'waiting';
+    ui.status.textContent = 'Waiting for your input…';
+    field.focus();
+  }
+
+  function answerPerson(rec, line) {
+    if (current !== rec || !rec.asking) return;
+    closeInputField(rec);
+    resumeClock(rec);
+    ui.status.textContent = 'Running…';
+    rec.slot.port.postMessage({ type: 'input-reply', line });
+  }
+
+  function closeInputField(rec) {
+    if (!rec.asking) return;
+    rec.asking.remove();
+    rec.asking = null;
+    delete document.body.dataset.input;
+  }
+
+  function pauseClock(rec) {
+    if (!rec.runTimer) return;
+    clearTimeout(rec.runTimer);
+    rec.runTimer = null;
+    rec.waitFrom = performance.now();
+    rec.used += rec.waitFrom - rec.clockFrom;
+  }
+
+  function resumeClock(rec) {
+    if (rec.runTimer || rec.phase !== 'running') return;
+    rec.clockFrom = performance.now();
+    rec.waited += rec.clockFrom - rec.waitFrom;
+    rec.runTimer = setTimeout(() => timeUp(rec), Math.max(0, config.timeoutMs - rec.used));
+  }
+
+  // Files. Added files (the file control or a drop anywhere on the page) are kept in this page and
+  // put in /home/pyodide before every run; nothing is sent anywhere else. After a run, the files it
+  // created or changed there are offered in #outputs as downloads.
+  const MAX_FILE_BYTES = 50 * 1000 * 1000;
+  const MAX_RUN_FILE_BYTES = 50 * 1000 * 1000;
+  const addedFiles = new Map(); // name -> Uint8Array
+
+  function size(bytes) {
+    if (bytes < 1000) return bytes + ' B';
+    if (bytes < 1000 * 1000) return (bytes / 1000).toFixed(1) + ' kB';
+    return (bytes / 1e6).toFixed(1) + ' MB';
+  }
+
+  async function addFiles(list) {
+    const notes = [];
+    for (const file of list) {
+      const name = file.name;
+      const others = [...addedFiles].reduce((n, [k, b]) => n + (k === name ? 0 : b.length), 0);
+      if (!name || name === '.' || name === '..' || /[/\\\0]/.test(name)) {
+        notes.push('A file without a usable name was not added.');
+      } else if (file.size > MAX_FILE_BYTES) {
+        notes.push(name + ' is ' + size(file.size) + ': a file can be at most ' + size(MAX_FILE_BYTES) + '.');
+      } else if (others + file.size > MAX_RUN_FILE_BYTES) {
+        notes.push(name + ' was not added: the files would come to ' + size(others + file.size) +
+          ', over the ' + size(MAX_RUN_FILE_BYTES) + ' a run can take in.');
+      } else {
+        try {
+          addedFiles.set(name, new Uint8Array(await file.arrayBuffer()));
+          notes.push('Added ' + name + ' (' + size(file.size) + '): Run again to use it.');
+        } catch (e) {
+          notes.push(name + ' could not be read: ' + String(e.message || e));
+        }
+      }
+    }
+    ui.filesNote.textContent = notes.join(' ');
+    showAddedFiles();
+  }
+
+  function showAddedFiles() {
+    ui.filesList.replaceChildren();
+    for (const [name, bytes] of addedFiles) {
+      const li = document.createElement('li');
+      const label = document.createElement('span');
+      label.textContent = name + ' (' + size(bytes.length) + ')';
+      const remove = document.createElement('button');
+      remove.type = 'button';
+      remove.className = 'remove-file';
+      remove.textContent = 'Remove';
+      remove.setAttribute('aria-label', 'Remove ' + name);
+      remove.addEventListener('click', () => {
+        addedFiles.delete(name);
+        ui.filesNote.textContent = 'Removed ' + name + '.';
+        showAddedFiles();
+      });
+      li.append(label, ' ', remove);
+      ui.filesList.appendChild(li);
+    }
+  }
+
+  const IMAGE_TYPES = { png: 'image/png', jpg: 'image/jpeg', jpeg: 'image/jpeg', gif: 'image/gif', webp: 'image/webp', svg: 'image/svg+xml' };
+
+  function showFile(rec, m) {
+    if (typeof m.name !== 'string' || m.name === '' || !(Number(m.size) >= 0)) return;
+    const name = m.name;
+    const li = document.createElement('li');
+    const base = name.split('/').pop();
+    let skipped = typeof m.skipped === 'string' ? m.skipped : null;
+    const bytes = m.bytes instanceof Uint8Array ? m.bytes : null;
+    if (!skipped && !bytes) return;
+    if (!skipped && bytes.length > MAX_FILE_BYTES) skipped = 'larger than the 50 MB limit for one file';
+    if (!skipped && rec.outputBytes + bytes.length > MAX_RUN_FILE_BYTES) skipped = 'over the 50 MB limit for the files of one run';
+    if (skipped) {
+      li.className = 'skipped';
+      li.textContent = name + ' (' + size(Number(m.size)) + ') is not offered: ' + skipped + '.';
+    } else {
+      rec.outputBytes += bytes.length;
+      const ext = base.includes('.') ? base.split('.').pop().toLowerCase() : '';
+      const type = IMAGE_TYPES[ext] || 'application/octet-stream';
+      const url = URL.createObjectURL(new Blob([bytes], { type }));
+      const a = document.createElement('a');
+      a.href = url;
+      a.download = base;
+      a.textContent = name;
+      const info = document.createElement('span');
+      info.className = 'size';
+      info.textContent = size(bytes.length);
+      li.append(a, ' ', info);
+      if (IMAGE_TYPES[ext]) {
+        const img = document.createElement('img');
+        img.alt = 'Preview of ' + name;
+        img.src = URL.createObjectURL(new Blob([bytes], { type }));
+        li.appendChild(img);
+      }
+    }
+    ui.outputs.appendChild(li);
+    ui.outputsSection.hidden = false;
+  }
+
+  ui.files.addEventListener('change', () => {
+    const list = [...ui.files.files];
+    ui.files.value = '';
+    addFiles(list);
+  });
+  const dragsFiles = (e) => e.dataTransfer && [...e.dataTransfer.types].includes('Files');
+  document.addEventListener('dragover', (e) => {
+    if (!dragsFiles(e)) return;
+    e.preventDefault();
+    document.body.classList.add('dropping');
+  });
+  document.addEventListener('dragleave', (e) => {
+    if (e.relatedTarget === null) document.body.classList.remove('dropping');
+  });
+  document.addEventListener('drop', (e) => {
+    document.body.classList.remove('dropping');
+    if (!dragsFiles(e)) return;
+    e.preventDefault();
+    addFiles([...e.dataTransfer.files]);
+  });
+
   function setEditing(on) {
     ui.code.readOnly = !on;
     ui.edit.setAttribute('aria-pressed', on ? 'true' : 'false');
@@ -500,13 +859,14 @@
     if (on) ui.code.focus();
   }
 
-  ui.run.addEventListener('click', () => run(ui.code.value));
+  ui.run.addEventListener('click', () => run(ui.code.value, false));
+  ui.runAlone.addEventListener('click', () => run(ui.code.value, true));
   ui.stop.addEventListener('click', () => kill('stopped', 'Stopped', 'Stopped by you.'));
   ui.edit.addEventListener('click', () => setEditing(ui.code.readOnly));
   ui.code.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey) && !ui.run.disabled) {
       e.preventDefault();
-      run(ui.code.value);
+      run(ui.code.value, false);
     }
   });
   document.addEventListener('keydown', (e) => {
@@ -517,7 +877,9 @@
     let code;
     try {
       code = await codeFromHash();
+      showCells(await contextFromHash());
     } catch (e) {
+      showCells({ cells: [], omitted: 0, problem: null });
       if (current) release(current);
       clearOutputs();
       ui.code.value = '';
@@ -528,7 +890,7 @@
     ui.code.value = code;
     ui.code.rows = Math.min(Math.max(code.split('\n').length + 1, 4), 30);
     setEditing(false);
-    run(code);
+    run(code, false);
   }
 
   // The runner mode: the page opened as #runner=1 (no py=), in an iframe, is driven over

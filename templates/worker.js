@@ -4,14 +4,21 @@
 // when the run ends, however it ends, and a fresh one boots for the next run.
 //
 // Messages in: {type: 'boot', port, pyodideUrl, indexes, offline, preload, session?} on the
-//   worker, then at most one {type: 'run', code} on `port` (a session worker, for the page's
-//   runner mode, takes any number of runs, one after another: see onSessionRun). `preload` is code
-//   whose packages are installed right after booting (the previous run's code, likely to run
-//   again), silently. Installed, never imported: an import runs the package's code, and the spare
-//   runs no code off the clock.
+//   worker, then at most one {type: 'run', code, cells, stdin, interactive, files} on `port` (a
+//   session worker, for the page's runner mode, takes any number of {type: 'run', code, stdin?,
+//   files?}, one after another: see onSessionRun). `preload` is code whose packages are installed
+//   right after booting (the previous run's code, likely to run again), silently. Installed, never
+//   imported: an import runs the package's code, and the spare runs no code off the clock.
+//   `cells` are the answer's earlier blocks, run first in the same namespace; `stdin` the Input
+//   box's text; `interactive` whether input() may ask the page when that text is empty; `files`
+//   [{name, bytes}] go into /home/pyodide. While a run waits for input, {type: 'input-reply', line}
+//   on `port` answers it.
 // Messages out, only on `port`, a private MessagePort captured before any Python runs (what Python
 // posts with js.postMessage goes to the Worker object, which the page does not listen to):
-//   {type: 'booted'}, {type: 'boot-error', message}, {type: 'status', text}, {type: 'started'},
+//   {type: 'booted', interactive}, {type: 'boot-error', message}, {type: 'status', text},
+//   {type: 'started'}, {type: 'cell', index} (earlier cell `index` starts: the outputs that follow
+//   are its), {type: 'cell-failed', index}, {type: 'block'} (the opened block starts),
+//   {type: 'input-request', prompt}, {type: 'file', name, size, bytes | skipped},
 //   {type: 'stdout'|'stderr'|'info', text}, {type: 'result', text}, {type: 'html', html},
 //   {type: 'png', bytes}, {type: 'plotly', json} or {type: 'plotly', chars} (a figure too large to
 //   send), {type: 'finished', ok}. Python can still call the runner's own callbacks, so the page
@@ -21,12 +28,16 @@ const RUNNER = String.raw`
 import ast, builtins, importlib, importlib.util, inspect, io, linecache, os, sys, traceback
 
 FILENAME = "main.py"
+# What Pyodide's runPython calls the code of this runner.
+RUNNER_FILENAME = "<exec>"
 MAX_TEXT = 1_000_000
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 class _Run:
     post = None
     shown = []
+    # The file names of the user's code in this run: the opened block and the earlier cells.
+    files = (FILENAME,)
 
 def _emit(kind, payload):
     if kind == "png":
@@ -127,12 +138,16 @@ def _prepare_figures():
 def _format_error(e):
     tb = e.__traceback__
     # Keep only the user's frames: drop this runner's (and Pyodide's) frames above the user's code.
-    while tb is not None and tb.tb_frame.f_code.co_filename != FILENAME:
+    while tb is not None and tb.tb_frame.f_code.co_filename not in _Run.files:
         tb = tb.tb_next
     if tb is None:
         text = "".join(traceback.format_exception_only(type(e), e))
     else:
-        text = "".join(traceback.format_exception(type(e), e, tb))
+        # Nor this runner's frames below them (its input(), say).
+        report = traceback.TracebackException(type(e), e, tb, compact=True)
+        report.stack = traceback.StackSummary.from_list(
+            [f for f in report.stack if f.filename != RUNNER_FILENAME])
+        text = "".join(report.format())
     hint = None
     message = str(e)
     if type(e).__name__ == "JsException" or isinstance(e, OSError):
@@ -168,50 +183,82 @@ def prepare(code):
         return "Figure capture is unavailable: " + repr(e)
     return None
 
-async def run(code, post, env=None):
+async def run(code, post, env=None, cells=None):
+    """Runs the earlier cells (if any), then the block, in one namespace (a fresh one unless
+    env is given). A cell that fails stops the run: the block does not run on a broken state."""
     _Run.post = post
     _Run.shown = []
-    # The compiler ends lines only at \n, \r\n and \r, not at \f, \x1c-\x1e, \x85, \u2028 or \u2029
-    # as str.splitlines() does: read them the same way, so that tracebacks quote the right line.
-    lines = io.StringIO(code, newline=None).readlines()
-    linecache.cache[FILENAME] = (len(code), None, lines, FILENAME)
+    cells = [str(c) for c in cells] if cells is not None else []
+    _Run.files = tuple(cell_filename(i) for i in range(len(cells))) + (FILENAME,)
+    for i, cell in enumerate(cells):
+        _register(cell, cell_filename(i))
+    _register(code, FILENAME)
     builtins.display = display
     if env is None:
         env = _fresh_globals()
     # A Plotly figure left in a variable is shown at the end, unless it was there (the same
     # object under the same name) before this run: in a session, earlier runs showed it already.
     before = {name: id(obj) for name, obj in env.items() if _is_plotly(obj)}
+    for i, cell in enumerate(cells):
+        post("cell", i)
+        ok, value = await _execute(cell, cell_filename(i), env)
+        _show_outputs(value, env, before)
+        if not ok:
+            post("cell-failed", i)
+            return False
+    if cells:
+        post("block", None)
+    ok, value = await _execute(code, FILENAME, env)
+    _show_outputs(value, env, before)
+    return ok
+
+def cell_filename(index):
+    return "cell " + str(index + 1)
+
+def _register(code, filename):
+    # The compiler ends lines only at \n, \r\n and \r, not at \f, \x1c-\x1e, \x85, \u2028 or \u2029
+    # as str.splitlines() does: read them the same way, so that tracebacks quote the right line.
+    lines = io.StringIO(code, newline=None).readlines()
+    linecache.cache[filename] = (len(code), None, lines, filename)
+
+async def _execute(code, filename, env):
+    """Runs one block in env; returns (ok, value of its last expression). Errors are posted."""
     ok = True
     value = None
     try:
-        tree = ast.parse(code, filename=FILENAME, mode="exec")
+        tree = ast.parse(code, filename=filename, mode="exec")
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             last = ast.Expression(tree.body.pop().value)
         flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
-        body = compile(tree, FILENAME, "exec", flags=flags, dont_inherit=True)
+        body = compile(tree, filename, "exec", flags=flags, dont_inherit=True)
         pending = eval(body, env)
         if inspect.iscoroutine(pending):
             await pending
         if last is not None:
-            expr = compile(last, FILENAME, "eval", flags=flags, dont_inherit=True)
+            expr = compile(last, filename, "eval", flags=flags, dont_inherit=True)
             value = eval(expr, env)
             if inspect.iscoroutine(value):
                 value = await value
     except SystemExit as e:
         if e.code not in (None, 0):
             ok = False
-            post("error", "SystemExit: " + str(e.code))
+            _Run.post("error", "SystemExit: " + str(e.code))
     except BaseException as e:
         ok = False
         sys.stdout.flush()
         sys.stderr.flush()
         text, hint = _format_error(e)
-        post("error", text)
+        _Run.post("error", text)
         if hint:
-            post("info", hint)
+            _Run.post("info", hint)
     sys.stdout.flush()
     sys.stderr.flush()
+    return ok, value
+
+def _show_outputs(value, env, before):
+    # What a block leaves to show: its last value, Plotly figures it built (each once per run),
+    # open matplotlib figures.
     try:
         if value is not None:
             _show_value(value)
@@ -220,8 +267,7 @@ async def run(code, post, env=None):
                 _emit_plotly(obj)
         _emit_matplotlib()
     except Exception as e:
-        post("info", "Could not display a result: " + repr(e))
-    return ok
+        _Run.post("info", "Could not display a result: " + repr(e))
 
 def _fresh_globals():
     return {"__name__": "__main__", "__file__": FILENAME, "__builtins__": __builtins__}
@@ -238,6 +284,84 @@ async def run_session(code, post, stdin=None):
         return await run(code, post, _session)
     finally:
         sys.stdin = saved
+
+class _Input(io.TextIOBase):
+    """sys.stdin: the lines of the page's Input box, then, when the box was empty and the browser
+    can pause this worker, the lines the person types as the program asks for them."""
+
+    def __init__(self, text, ask):
+        super().__init__()
+        self._box = io.StringIO(text)
+        self._had_text = bool(text)
+        self._ask = ask if callable(ask) else None
+        self._ended = False
+
+    def readable(self):
+        return True
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+    def read(self, size=-1):
+        size = -1 if size is None else size
+        text = self._box.read(size)
+        if text or self._ask is None or size == 0:
+            return text
+        parts = []
+        while size < 0 or sum(map(len, parts)) < size:
+            line = self.readline()
+            if not line:
+                break
+            parts.append(line)
+        return "".join(parts)
+
+    def readline(self, size=-1):
+        return self._readline("", size)
+
+    def _readline(self, prompt, size=-1):
+        line = self._box.readline(-1 if size is None else size)
+        if line or self._ask is None or self._ended:
+            return line
+        from pyodide.ffi import can_run_sync, run_sync
+        if not can_run_sync():
+            raise EOFError("EOF when reading a line: input() cannot wait for you here (it was called "
+                           "from a callback that cannot pause); type the input in the Input box, then "
+                           "Run again")
+        line = run_sync(self._ask(prompt))
+        if not isinstance(line, str):
+            self._ended = True
+            return ""
+        # Echoed as a terminal would, so that the output reads as the conversation it was.
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+        return line + "\n"
+
+    def eof_message(self):
+        if self._ended:
+            return "EOF when reading a line: you ended the input"
+        if self._had_text:
+            return ("EOF when reading a line: input() reads from the Input box, and all its lines "
+                    "have been read: add more lines there, then Run again")
+        return ("EOF when reading a line: input() reads from the Input box, which is empty: type "
+                "the program's input there (one line per input() call), then Run again (this "
+                "browser cannot pause Python to ask as it runs)")
+
+def _input(prompt=""):
+    """input(): the prompt goes to stdout, the line comes from sys.stdin (the Input box, or the
+    person when the box is empty and the browser can pause)."""
+    prompt = str(prompt)
+    sys.stdout.write(prompt)
+    sys.stdout.flush()
+    stdin = sys.stdin
+    line = stdin._readline(prompt) if isinstance(stdin, _Input) else stdin.readline()
+    if not line:
+        raise EOFError(stdin.eof_message() if isinstance(stdin, _Input) else "EOF when reading a line")
+    return line[:-1] if line.endswith("\n") else line
+
+def set_input(text, ask):
+    sys.stdin = sys.__stdin__ = _Input(str(text), ask)
+    builtins.input = _input
 
 def display(*objs, **kwargs):
     """Shows each object, in order, as Jupyter would: a figure as a figure, else its _repr_html_,
@@ -358,6 +482,9 @@ function fromPython(kind, payload) {
       break;
     }
     case 'png': post('png', { bytes: payload instanceof Uint8Array ? payload : new Uint8Array(0) }); break;
+    case 'cell': post('cell', { index: Number(payload) }); break;
+    case 'cell-failed': post('cell-failed', { index: Number(payload) }); break;
+    case 'block': post('block', {}); break;
     default: break;
   }
 }
@@ -432,28 +559,155 @@ async function preload(code) {
   }
 }
 
-async function run(code, stdin, files) {
+async function run(code, msg) {
+  // A session run (runner mode) has no cells and no Input box; its files are the runner's.
+  const cells = session ? [] : cellsOf(msg);
+  for (const cell of cells) await install(cell);
   await install(code);
-  const before = files ? placeSessionFiles(files) : null;
+  const sessionFiles = Array.isArray(msg.files) ? msg.files : null;
+  const before = session ? (sessionFiles ? placeSessionFiles(sessionFiles) : null) : placeFiles(msg.files);
+  if (!session) setInput(msg);
   // The clock starts before the imports: the page arms the time limit at this message.
   post('started', {});
   let ok = false;
   try {
+    for (const cell of cells) await importPackages(cell);
     await importPackages(code);
-    ok = await (session ? runner.get('run_session')(code, fromPython, stdin) : runner.get('run')(code, fromPython));
+    ok = await (session
+      ? runner.get('run_session')(code, fromPython, msg.stdin)
+      : runner.get('run')(code, fromPython, undefined, cells));
   } finally {
     stdout.end();
     stderr.end();
   }
-  if (before) postSessionFiles(before);
+  if (before) {
+    if (session) postSessionFiles(before);
+    else postWrittenFiles(before);
+  }
   post('finished', { ok: ok === true });
+}
+
+// The earlier cells of a run request: strings only.
+function cellsOf(msg) {
+  return Array.isArray(msg.cells) ? msg.cells.filter((c) => typeof c === 'string') : [];
+}
+
+// Input. sys.stdin and input() read the Input box's text; when it was empty and this browser can
+// pause the worker (JavaScript Promise Integration), input() asks the page for a line instead and
+// the program waits for the reply ({type: 'input-request', prompt} out, {type: 'input-reply',
+// line} in, line null for end of input).
+let inputWaiting = null;
+
+function canPause() {
+  try {
+    return typeof WebAssembly.Suspending === 'function' &&
+      pyodide.runPython('import pyodide.ffi\nhasattr(pyodide.ffi, "run_sync")') === true;
+  } catch (e) {
+    return false;
+  }
+}
+
+function askInput(prompt) {
+  if (inputWaiting) return Promise.resolve(null);
+  return new Promise((resolve) => {
+    inputWaiting = resolve;
+    post('input-request', { prompt: String(prompt) });
+  });
+}
+
+function onInputReply(msg) {
+  if (!msg || typeof msg !== 'object' || msg.type !== 'input-reply' || !inputWaiting) return;
+  const resolve = inputWaiting;
+  inputWaiting = null;
+  resolve(typeof msg.line === 'string' ? msg.line : undefined);
+}
+
+function setInput(msg) {
+  const text = typeof msg.stdin === 'string' ? msg.stdin : '';
+  const ask = text === '' && msg.interactive === true && canPause() ? askInput : undefined;
+  runner.get('set_input')(text, ask);
+}
+
+// Files. Those the person added go into the working directory before the run; afterwards every
+// file the run created or changed there is posted back ({type: 'file', name, size, bytes}, or
+// {type: 'file', name, size, skipped} over the limits). Dot-directories (caches) are not looked at.
+const HOME = '/home/pyodide';
+const MAX_FILE_BYTES = 50 * 1000 * 1000;
+const MAX_RUN_FILE_BYTES = 50 * 1000 * 1000;
+const MAX_LISTED_FILES = 1000;
+
+function isFileName(name) {
+  return typeof name === 'string' && name !== '' && name !== '.' && name !== '..' &&
+    !/[/\\\0]/.test(name) && name.length <= 255;
+}
+
+function placeFiles(files) {
+  if (Array.isArray(files)) {
+    for (const f of files) {
+      if (f && isFileName(f.name) && f.bytes instanceof Uint8Array) pyodide.FS.writeFile(HOME + '/' + f.name, f.bytes);
+    }
+  }
+  return homeFiles();
+}
+
+// path -> 'size mtime' of every regular file under HOME.
+function homeFiles() {
+  const FS = pyodide.FS;
+  const found = new Map();
+  const walk = (dir, depth) => {
+    let names = [];
+    try {
+      names = FS.readdir(dir);
+    } catch (e) {
+      return;
+    }
+    for (const name of names) {
+      if (name === '.' || name === '..' || found.size >= 10 * MAX_LISTED_FILES) continue;
+      const path = dir + '/' + name;
+      let st;
+      try {
+        st = FS.stat(path);
+      } catch (e) {
+        continue;
+      }
+      if (FS.isDir(st.mode)) {
+        if (depth < 16 && !name.startsWith('.')) walk(path, depth + 1);
+      } else if (FS.isFile(st.mode)) {
+        found.set(path, st.size + ' ' + Number(st.mtime));
+      }
+    }
+  };
+  walk(HOME, 0);
+  return found;
+}
+
+function postWrittenFiles(before) {
+  let total = 0;
+  let listed = 0;
+  for (const [path, stamp] of homeFiles()) {
+    if (before.get(path) === stamp) continue;
+    const name = path.slice(HOME.length + 1);
+    const size = Number(stamp.split(' ')[0]);
+    if (++listed > MAX_LISTED_FILES) {
+      post('info', { text: 'The run wrote more than ' + MAX_LISTED_FILES + ' files: only the first are listed.' });
+      break;
+    }
+    if (size > MAX_FILE_BYTES) {
+      post('file', { name, size, skipped: 'larger than the 50 MB limit for one file' });
+    } else if (total + size > MAX_RUN_FILE_BYTES) {
+      post('file', { name, size, skipped: 'over the 50 MB limit for the files of one run' });
+    } else {
+      total += size;
+      post('file', { name, size, bytes: pyodide.FS.readFile(path) });
+    }
+  }
 }
 
 function onRun(msg) {
   if (!msg || typeof msg !== 'object' || msg.type !== 'run' || ran) return;
   // One run per worker: once it has started, nothing else is listened to.
   ran = true;
-  booting.then(() => run(String(msg.code))).catch((e) => {
+  booting.then(() => run(String(msg.code), msg)).catch((e) => {
     stdout.end();
     stderr.end();
     post('stderr', { text: 'sandgate: ' + String((e && e.message) || e) + '\n' });
@@ -473,7 +727,7 @@ function onSessionRun(msg) {
   const code = String(msg.code);
   const stdin = typeof msg.stdin === 'string' ? msg.stdin : null;
   const files = Array.isArray(msg.files) ? msg.files : [];
-  sessionRuns = (sessionRuns || booting).then(() => run(code, stdin, files)).catch((e) => {
+  sessionRuns = (sessionRuns || booting).then(() => run(code, { stdin, files })).catch((e) => {
     stdout.end();
     stderr.end();
     post('stderr', { text: 'sandgate: ' + String((e && e.message) || e) + '\n' });
@@ -549,10 +803,14 @@ self.onmessage = (event) => {
   send = port.postMessage.bind(port);
   // The run request comes on the port too: nothing Python could send reaches this handler.
   session = msg.session === true;
-  port.onmessage = (e) => (session ? onSessionRun(e.data) : onRun(e.data));
+  port.onmessage = (e) => {
+    if (session) onSessionRun(e.data);
+    else onRun(e.data);
+    onInputReply(e.data);
+  };
   booting = boot(msg).then(
     () => {
-      post('booted', {});
+      post('booted', { interactive: canPause() });
       return preload(msg.preload);
     },
     (e) => {

@@ -143,11 +143,12 @@ pub(crate) fn render(
     let connect = dedup(connect).join(" ");
     // `sandbox allow-scripts` gives the page an opaque origin even when it is opened top-level:
     // it behaves exactly as in a widget iframe, and requests it makes to sandgate's own origin
-    // (the proxy's API) are cross-origin, without cookies.
+    // (the proxy's API) are cross-origin, without cookies. `allow-downloads` lets the files a
+    // run wrote be saved (Chromium refuses downloads from a sandboxed document without it).
     let page_csp = format!(
         "default-src 'none'; script-src {scripts} 'wasm-unsafe-eval'; worker-src data:; \
          connect-src {connect}; style-src 'self' 'unsafe-inline'; img-src data: blob:; \
-         frame-src 'self'; base-uri 'none'; form-action 'none'; sandbox allow-scripts"
+         frame-src 'self'; base-uri 'none'; form-action 'none'; sandbox allow-scripts allow-downloads"
     );
     // A figure frame loads plotly.js and its own script, and connects nowhere: the figure's JSON
     // comes by postMessage.

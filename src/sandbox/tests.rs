@@ -93,7 +93,7 @@ async fn page_has_strict_headers_and_configuration_attributes() {
     assert!(csp.contains("connect-src 'self';"), "{csp}");
     assert!(csp.contains("img-src data: blob:;"), "{csp}");
     assert!(csp.contains("frame-src 'self';"), "{csp}");
-    assert!(csp.ends_with("; sandbox allow-scripts"), "{csp}");
+    assert!(csp.ends_with("; sandbox allow-scripts allow-downloads"), "{csp}");
     assert!(!csp.contains(" 'unsafe-eval'"), "{csp}");
     let html = String::from_utf8(body).unwrap();
     assert!(html.contains(r#"data-pyodide-url="/pyodide/""#), "{html}");
