@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use sandgate::rewrite::payload;
 use serde_json::{json, Value};
-use support::{Reply, ScriptedUpstream};
+use support::{openai, post_json, Reply, ScriptedUpstream};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -59,6 +59,27 @@ fn cells_link(base: &str, cells: &[&str], omitted: usize, code: &str) -> String 
     link
 }
 
+/// The sandbox links in a rewritten answer, in order, moved from the test sandgate's public URL to
+/// `base` (the fragment, which is all a link's MAC covers, is unchanged).
+fn links_in(text: &str, base: &str) -> Vec<String> {
+    let public = "http://sandgate.test/sandbox#";
+    text.match_indices(public)
+        .map(|(at, _)| {
+            let rest = &text[at + public.len()..];
+            let end = rest.find([')', ' ', '"', '\n']).unwrap_or(rest.len());
+            format!("{base}/sandbox#{}", &rest[..end])
+        })
+        .collect()
+}
+
+/// What the scripted model answers: the step-by-step answer to the first question, a block that
+/// builds on it to the follow-up.
+fn model(r: &support::Recorded) -> Reply {
+    let asked = String::from_utf8_lossy(&r.body);
+    let answer = if asked.contains("now count them") { FOLLOW_UP } else { STEP_BY_STEP };
+    Reply::json(&openai::chat_json(&[answer]))
+}
+
 fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or_default()
 }
@@ -77,6 +98,12 @@ fn entered_last(obs: &Value, state: &str) -> Option<f64> {
 const FRUITS: &str =
     "fruits = [\"apple\", \"banana\", \"cherry\"]\nprint(len(fruits), \"fruits\")\n";
 const LOOP: &str = "for fruit in fruits:\n    print(\"I like\", fruit)\n";
+
+const STEP_BY_STEP: &str = "1. Create the list:\n\n```python\nfruits = [\"apple\", \"banana\", \"cherry\"]\n\
+    print(len(fruits), \"fruits\")\n```\n\n2. Loop over it:\n\n```python\nfor fruit in fruits:\n    \
+    print(\"I like\", fruit)\n```\n";
+const FOLLOW_UP: &str =
+    "Count them:\n\n```python\nprint(len(fruits) + 1, \"with the one you ate\")\n```\n";
 
 const AREA_CELLS: [&str; 2] =
     ["import math\nradius = 2\n", "def area(r):\n    return math.pi * r * r\n\narea.__name__\n"];
@@ -117,24 +144,36 @@ async fn cells_input_and_files_in_headless_chromium() {
     std::fs::create_dir_all(&shots).unwrap();
     let shot = |name: &str| shots.join(name).to_string_lossy().into_owned();
 
-    let upstream = ScriptedUpstream::start(|_| Reply::new(404)).await;
+    let upstream = ScriptedUpstream::start(model).await;
     let main = sandgate(&upstream, "30s").await;
     let short = sandgate(&upstream, "4s").await;
     let main_url = format!("http://{}", main.addr());
     let short_url = format!("http://{}", short.addr());
     let done = json!(["done", "error", "timeout", "stopped"]);
 
-    let step_by_step = cells_link(&main_url, &[FRUITS], 0, LOOP);
-    let conversation = cells_link(
-        &main_url,
-        &[
-            "prices = {\"apple\": 0.5, \"pear\": 0.75}\n",
-            "basket = [\"apple\", \"pear\", \"apple\"]\n",
-            FRUITS,
-        ],
-        0,
-        "cost = sum(prices[f] for f in basket)\nprint(len(fruits), cost)\n",
-    );
+    // The step-by-step answer through sandgate: its second block's link, as the engine wrote it.
+    let chat = |messages: Value| json!({"model": "gpt-test", "messages": messages});
+    let question = json!([{"role": "user", "content": "step by step: list fruits, then loop"}]);
+    let (status, _, body) =
+        post_json(main.addr(), "/v1/chat/completions", &chat(question.clone()), &[]).await;
+    assert_eq!(status, 200);
+    let answer = openai::json_texts(&serde_json::from_slice(&body).unwrap(), "message").remove(0);
+    let links = links_in(&answer, &main_url);
+    assert_eq!(links.len(), 2, "{answer}");
+    let step_by_step = links[1].clone();
+    assert!(step_by_step.contains("&cx="), "the engine gave block 2 no context: {step_by_step}");
+    // A follow-up with that answer in the history and the conversation context: its block's link
+    // carries both earlier blocks.
+    let mut history = question.as_array().unwrap().clone();
+    history.push(json!({"role": "assistant", "content": answer}));
+    history.push(json!({"role": "user", "content": "now count them"}));
+    let header = [("x-sandgate-context", "conversation")];
+    let (status, _, body) =
+        post_json(main.addr(), "/v1/chat/completions", &chat(json!(history)), &header).await;
+    assert_eq!(status, 200);
+    let follow_up =
+        openai::json_texts(&serde_json::from_slice(&body).unwrap(), "message").remove(0);
+    let conversation = links_in(&follow_up, &main_url).remove(0);
 
     let cases = json!({"cases": [
         {"name": "step-by-step", "steps": [
@@ -404,11 +443,14 @@ async fn cells_input_and_files_in_headless_chromium() {
     }
 
     if wanted("conversation") {
-        // Earlier answers' blocks come first in the same link: all of them run, in order.
+        // The earlier answer's blocks (from the history) come first: all of them run, in order.
         let end = obs("conversation", "end");
         assert_eq!(str_of(&end, "state"), "done", "{end:#}");
-        assert_eq!(str_of(&end, "stdout"), "3 1.75\n", "{end:#}");
-        assert_eq!(end["cells"].as_array().unwrap().len(), 3);
+        assert_eq!(str_of(&end, "stdout"), "4 with the one you ate\n", "{end:#}");
+        let cells = end["cells"].as_array().unwrap();
+        assert_eq!(cells.len(), 2, "{end:#}");
+        assert_eq!(str_of(&cells[0], "stdout"), "3 fruits\n", "{end:#}");
+        assert_eq!(str_of(&cells[1], "stdout"), "I like apple\nI like banana\nI like cherry\n");
     }
 
     if wanted("stdin-box") {
