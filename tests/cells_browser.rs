@@ -49,14 +49,21 @@ async fn sandgate(upstream: &ScriptedUpstream, timeout: &str) -> sandgate::serve
 }
 
 /// A link to `code` whose earlier cells are `cells`, `omitted` older ones left out: the
-/// `cx` parameter is the payload of {"cells": [...], "omitted": N}, as the engine writes it.
+/// `cx` parameter is the payload of {"cells": [...], "omitted": N}, as the engine writes it; signed
+/// with the test sandgate's key, as its own links are.
 fn cells_link(base: &str, cells: &[&str], omitted: usize, code: &str) -> String {
-    let mut link = format!("{base}/sandbox#py={}", payload::encode(code));
+    let mut fragment = format!("py={}", payload::encode(code));
     if !cells.is_empty() || omitted > 0 {
         let context = json!({"cells": cells, "omitted": omitted}).to_string();
-        link.push_str(&format!("&cx={}", payload::encode(&context)));
+        fragment.push_str(&format!("&cx={}", payload::encode(&context)));
     }
-    link
+    signed(base, &fragment)
+}
+
+/// `{base}/sandbox#{fragment}&mac=M` under the test sandgate's link key.
+fn signed(base: &str, fragment: &str) -> String {
+    let key = sandgate::rewrite::sign::LinkKey::new(support::TEST_LINK_KEY.as_bytes()).unwrap();
+    format!("{base}/sandbox#{fragment}{}{}", sandgate::rewrite::sign::MAC_PARAM, key.mac(fragment))
 }
 
 /// The sandbox links in a rewritten answer, in order, moved from the test sandgate's public URL to
@@ -207,12 +214,12 @@ async fn cells_input_and_files_in_headless_chromium() {
             {"do": "observe", "label": "end"},
         ]},
         {"name": "no-cells", "steps": [
-            {"do": "goto", "url": format!("{main_url}/sandbox#py={}&zz=unknown&mac=AAAA", payload::encode("print('plain')\n"))},
+            {"do": "goto", "url": signed(&main_url, &format!("py={}&zz=unknown", payload::encode("print('plain')\n")))},
             {"do": "wait", "states": done, "timeoutMs": 90000},
             {"do": "observe", "label": "end"},
         ]},
         {"name": "damaged-cells", "steps": [
-            {"do": "goto", "url": format!("{main_url}/sandbox#py={}&cx=%%%", payload::encode("print('still runs')\n"))},
+            {"do": "goto", "url": signed(&main_url, &format!("py={}&cx=%%%", payload::encode("print('still runs')\n")))},
             {"do": "wait", "states": done, "timeoutMs": 90000},
             {"do": "observe", "label": "end"},
         ]},
