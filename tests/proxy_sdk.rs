@@ -242,3 +242,49 @@ async fn the_node_sdk_runs_the_agentic_loop_through_sandgate() {
     let (out, requests) = run_tools(Path::new("node"), &dir.join("run_tools.mjs")).await;
     check_tools(&out, &requests);
 }
+
+/// openai-python closes the connection right after `[DONE]` (and after `response.completed`), while
+/// the upstream body is still open: such a stream was delivered whole. It is not counted in
+/// `sandgate_streams_cancelled_total`, and no "client went away mid-stream" line is logged for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_sdk_stream_read_to_its_end_is_not_counted_as_cancelled() {
+    let python = repo().join("target/venv/bin/python");
+    require(&python, "the Python venv with the openai package");
+    // The scripted answers, then a body that stays open: the SDK is the side that closes.
+    let up =
+        ScriptedUpstream::start(|r: &Recorded| openai::script(r).end(support::End::Stall)).await;
+    let sg =
+        support::binary::Binary::start(&up.base_url(), &["--set", "log_level=info"], None).await;
+    let out = run(
+        &python,
+        &repo().join("tests/sdk/python/stream_to_end.py"),
+        &format!("http://{}/v1", sg.addr),
+    )
+    .await;
+    assert!(out["chat_chunks"].as_u64().unwrap() > 3, "{out}");
+    assert_eq!(out["completed"], true, "{out}");
+
+    // The SDK has closed both connections; wait (bounded) until sandgate has seen both streams end.
+    let metrics = |text: &str, name: &str| -> Option<i64> {
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    };
+    let mut text = String::new();
+    for _ in 0..200 {
+        let (status, _, body) =
+            support::call(sg.addr, "GET", "/metrics", &[], bytes::Bytes::new()).await;
+        assert_eq!(status, 200);
+        text = String::from_utf8_lossy(&body).into_owned();
+        if metrics(&text, "sandgate_streams_in_flight") == Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(metrics(&text, "sandgate_streams_in_flight"), Some(0), "{text}");
+    assert_eq!(metrics(&text, "sandgate_streams_cancelled_total"), Some(0), "{text}");
+    let log = sg.log();
+    assert!(
+        !log.iter().any(|l| l.contains("client went away mid-stream")),
+        "a complete stream was logged as cancelled:\n{}",
+        log.join("\n")
+    );
+}

@@ -104,6 +104,9 @@ pub struct StreamGuard {
     /// Time spent before the request went upstream, plus time spent rewriting.
     overhead: Duration,
     done: bool,
+    /// The answer's terminal event (`[DONE]`, `response.completed`) went to the client: a client
+    /// that leaves after it leaves a complete stream.
+    delivered_end: bool,
     blocks: usize,
     log_content: bool,
 }
@@ -111,7 +114,14 @@ pub struct StreamGuard {
 impl StreamGuard {
     pub fn new(metrics: Arc<Metrics>, overhead_before: Duration, log_content: bool) -> Self {
         metrics.stream_started();
-        StreamGuard { metrics, overhead: overhead_before, done: false, blocks: 0, log_content }
+        StreamGuard {
+            metrics,
+            overhead: overhead_before,
+            done: false,
+            delivered_end: false,
+            blocks: 0,
+            log_content,
+        }
     }
 }
 
@@ -120,7 +130,7 @@ impl Drop for StreamGuard {
         self.metrics.stream_ended();
         self.metrics.blocks_rewritten(self.blocks);
         self.metrics.overhead.observe(self.overhead);
-        if !self.done {
+        if !self.done && !self.delivered_end {
             self.metrics.stream_cancelled();
             tracing::info!("client went away mid-stream; upstream request dropped");
         }
@@ -201,6 +211,9 @@ impl Body for SseBody {
                     }
                     if this.guard.log_content {
                         tracing::debug!(chunk = %String::from_utf8_lossy(&out), "stream out");
+                    }
+                    if !this.guard.delivered_end && super::terminal::ends_answer(&out) {
+                        this.guard.delivered_end = true;
                     }
                     return Poll::Ready(Some(Ok(Frame::data(out))));
                 }

@@ -5,7 +5,7 @@
 //!   response, logged once here;
 //! - [`headers`]: the header policy; [`body`]: the body adapters (the streaming rewrite lives there);
 //!   [`upstream`]: the pooled upstream client and its timeouts; [`verify`]: the link check the
-//!   sandbox page asks for.
+//!   sandbox page asks for; `terminal`: whether a stream's events include its end (`[DONE]`).
 //!
 //! Rewritten routes (`POST /v1/chat/completions`, `/v1/completions`, `/v1/responses`): the request body
 //! must be `application/json` (415 otherwise, also when the header is missing: a web page can send any
@@ -18,6 +18,7 @@
 
 pub mod body;
 pub mod headers;
+mod terminal;
 pub mod upstream;
 pub mod verify;
 
