@@ -772,6 +772,8 @@ impl Config {
             pyodide_dir: self.pyodide_dir.clone(),
             wheels_dir: self.wheels_dir.clone(),
             timeout_ms: u64::try_from(self.sandbox_timeout.as_millis()).unwrap_or(u64::MAX),
+            max_code_bytes: self.max_block_bytes,
+            ..SandboxConfig::default()
         }
     }
 }

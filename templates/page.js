@@ -24,13 +24,9 @@
   };
   // Where the opened block's outputs go; an earlier cell's outputs go to its own view (see cells).
   const blockOut = { stdout: ui.stdout, stderr: ui.stderr, result: ui.result, figures: ui.figures };
-  const MAX_CODE_BYTES = 1 << 20;
   // The earlier cells of a link (#cx=), decompressed: the engine's budget is far below this.
   const MAX_CONTEXT_BYTES = 4 << 20;
   const MAX_STREAM_CHARS = 2_000_000;
-  // Plotly figures' JSON is capped: at most this many characters for all the figures of one run
-  // (the worker does not even send a larger figure).
-  const MAX_PLOTLY_JSON_CHARS = 5_000_000;
   // At most this many Plotly figures per run (each is a frame, with a process of its own).
   const MAX_PLOTLY_FIGURES = 20;
   const MIN_FIGURE_PX = 100;
@@ -50,7 +46,14 @@
     indexes: (root.dataset.packageIndexes || '').split(' ').filter(Boolean).map(absolute),
     timeoutMs: Math.max(1, parseInt(root.dataset.timeoutMs, 10) || 30000),
     offline: root.dataset.offline === 'true',
+    // The largest block sandgate rewrites (max_block_bytes): the code a link may carry.
+    maxCodeBytes: Math.max(1, parseInt(root.dataset.maxCodeBytes, 10) || 0),
+    // Plotly figures' JSON is capped: at most this many characters for all the figures of one run
+    // (the worker does not even send a larger figure).
+    maxFigureJsonChars: Math.max(1, parseInt(root.dataset.maxFigureJsonChars, 10) || 0),
   };
+  const MAX_CODE_BYTES = config.maxCodeBytes;
+  const MAX_PLOTLY_JSON_CHARS = config.maxFigureJsonChars;
   const prepareLimitMs = Math.max(90000, config.timeoutMs);
 
   let workerSource = null;
@@ -212,7 +215,7 @@
           }
         };
         w.postMessage({ type: 'boot', port: channel.port2, pyodideUrl: config.pyodideUrl,
-          indexes: config.indexes, offline: config.offline,
+          indexes: config.indexes, offline: config.offline, maxFigureJsonChars: config.maxFigureJsonChars,
           preload: typeof preload === 'string' ? preload : '', session: session === true },
         [channel.port2]);
       });

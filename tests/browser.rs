@@ -141,6 +141,7 @@ fn sandbox(assets: &Path, timeout_ms: u64) -> Sandbox {
         pyodide_dir: Some(assets.join("pyodide")),
         wheels_dir: Some(assets.join("wheels")),
         timeout_ms,
+        ..SandboxConfig::default()
     })
     .unwrap()
 }
@@ -402,6 +403,7 @@ async fn sandbox_page_in_headless_chromium() {
             pyodide_dir: Some(assets.join("pyodide-0.27.7")),
             wheels_dir: None,
             timeout_ms: 60_000,
+            ..SandboxConfig::default()
         })
         .unwrap(),
     )
@@ -418,6 +420,7 @@ async fn sandbox_page_in_headless_chromium() {
             pyodide_dir: None,
             wheels_dir: None,
             timeout_ms: 30_000,
+            ..SandboxConfig::default()
         })
         .unwrap(),
     )

@@ -63,6 +63,7 @@ fn sandbox(assets: &Path, wheels: &Path, timeout_ms: u64) -> Sandbox {
         pyodide_dir: Some(assets.join("pyodide")),
         wheels_dir: Some(wheels.to_path_buf()),
         timeout_ms,
+        ..SandboxConfig::default()
     })
     .unwrap()
 }

@@ -15,5 +15,9 @@ for setup in tests/setup/*.sh; do
   bash "$setup"
 done
 
+# The sandbox worker's Python runner (served inside worker.js) is linted as the Python file it is.
+echo "== pyflakes templates/runner.py"
+target/venv/bin/python -m pyflakes templates/runner.py
+
 echo "== cargo test"
 cargo test --all-targets --no-fail-fast

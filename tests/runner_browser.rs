@@ -117,6 +117,7 @@ fn sandbox(assets: &Path, timeout_ms: u64) -> Sandbox {
         pyodide_dir: Some(assets.join("pyodide-0.27.7")),
         wheels_dir: None,
         timeout_ms,
+        ..SandboxConfig::default()
     })
     .unwrap()
 }

@@ -2,8 +2,10 @@
 //! `/wheels/`).
 //!
 //! The page is rendered once, at startup, from the templates embedded in the binary: the
-//! configuration (Pyodide URL, timeout, package indexes) goes into `data-*` attributes through
-//! lol_html, so no configured value is ever pasted into HTML or JavaScript. Every answer carries its
+//! configuration (Pyodide URL, timeout, package indexes, the code and figure limits) goes into
+//! `data-*` attributes through lol_html, so no configured value is ever pasted into HTML or
+//! JavaScript. The worker script carries the Python runner (`templates/runner.py`) as a string
+//! literal. Every answer carries its
 //! own headers: the page and its worker script a strict Content-Security-Policy, the static files
 //! `Access-Control-Allow-Origin: *` so that a widget in an opaque origin can load them. Files come
 //! from the configured directories only; a path that tries to leave them is a 404.
@@ -34,16 +36,28 @@ pub struct SandboxConfig {
     pub wheels_dir: Option<PathBuf>,
     /// How long one run may take before the worker is terminated.
     pub timeout_ms: u64,
+    /// The most code (UTF-8 bytes) a link may carry: the largest block the engine rewrites
+    /// (`max_block_bytes`).
+    pub max_code_bytes: usize,
+    /// The most characters of Plotly JSON for all the figures of one run (the worker does not send
+    /// a larger figure, the page refuses figures beyond it).
+    pub max_figure_json_chars: usize,
 }
 
+/// The default of [`SandboxConfig::max_figure_json_chars`].
+pub const DEFAULT_MAX_FIGURE_JSON_CHARS: usize = 5_000_000;
+
 impl Default for SandboxConfig {
-    /// The public defaults: Pyodide from the pinned CDN release, no local files, 30 s per run.
+    /// The public defaults: Pyodide from the pinned CDN release, no local files, 30 s per run, the
+    /// engine's default block limit.
     fn default() -> Self {
         SandboxConfig {
             pyodide_url: DEFAULT_PYODIDE_URL.to_string(),
             pyodide_dir: None,
             wheels_dir: None,
             timeout_ms: 30_000,
+            max_code_bytes: crate::rewrite::DEFAULT_MAX_BLOCK_BYTES,
+            max_figure_json_chars: DEFAULT_MAX_FIGURE_JSON_CHARS,
         }
     }
 }

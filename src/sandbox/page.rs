@@ -33,6 +33,10 @@ const FIGURE_TEMPLATE: &str = include_str!("../../templates/figure.html");
 const FIGURE_JS: &str = include_str!("../../templates/figure.js");
 const PAGE_JS: &str = include_str!("../../templates/page.js");
 const WORKER_JS: &str = include_str!("../../templates/worker.js");
+/// The Python side of the worker, put into `worker.js` as a string literal in place of
+/// [`RUNNER_PLACEHOLDER`] (quoted as written there).
+const RUNNER_PY: &str = include_str!("../../templates/runner.py");
+const RUNNER_PLACEHOLDER: &str = "'{{templates/runner.py}}'";
 const PAGE_CSS: &str = include_str!("../../templates/page.css");
 const RUNNER_JS: &str = include_str!("../../templates/runner.js");
 
@@ -40,6 +44,7 @@ const RUNNER_JS: &str = include_str!("../../templates/runner.js");
 #[derive(Debug)]
 pub(crate) struct Rendered {
     html: Bytes,
+    worker_js: Bytes,
     page_csp: HeaderValue,
     worker_csp: HeaderValue,
     figure_html: Bytes,
@@ -76,15 +81,16 @@ impl Rendered {
     /// `GET /sandbox/<name>`: the page's script, style and worker script, the figure frame's
     /// script, and the runner module other pages import (`runner.js`).
     pub(crate) fn asset(&self, name: &str) -> Option<Response<Full<Bytes>>> {
+        let static_js = |js: &'static str| Bytes::from_static(js.as_bytes());
         let (content_type, body) = match name {
-            "page.js" => ("text/javascript; charset=utf-8", PAGE_JS),
-            "worker.js" => ("text/javascript; charset=utf-8", WORKER_JS),
-            "page.css" => ("text/css; charset=utf-8", PAGE_CSS),
-            "runner.js" => ("text/javascript; charset=utf-8", RUNNER_JS),
-            "figure.js" => ("text/javascript; charset=utf-8", FIGURE_JS),
+            "page.js" => ("text/javascript; charset=utf-8", static_js(PAGE_JS)),
+            "worker.js" => ("text/javascript; charset=utf-8", self.worker_js.clone()),
+            "page.css" => ("text/css; charset=utf-8", static_js(PAGE_CSS)),
+            "runner.js" => ("text/javascript; charset=utf-8", static_js(RUNNER_JS)),
+            "figure.js" => ("text/javascript; charset=utf-8", static_js(FIGURE_JS)),
             _ => return None,
         };
-        let mut res = response(StatusCode::OK, content_type, Bytes::from_static(body.as_bytes()));
+        let mut res = response(StatusCode::OK, content_type, body);
         let h = res.headers_mut();
         // The page fetches the worker source to start it from a `data:` URL, which must also work
         // from an opaque origin (a widget iframe); pages of any origin import the runner module.
@@ -162,6 +168,8 @@ pub(crate) fn render(
     );
 
     let timeout = config.timeout_ms.to_string();
+    let max_code_bytes = config.max_code_bytes.to_string();
+    let max_figure_json_chars = config.max_figure_json_chars.to_string();
     let indexes = indexes.join(" ");
     let offline = if online { "false" } else { "true" };
     let settings = RewriteStrSettings {
@@ -172,6 +180,8 @@ pub(crate) fn render(
                 ("data-timeout-ms", timeout.as_str()),
                 ("data-offline", offline),
                 ("data-pyodide-version", PYODIDE_VERSION),
+                ("data-max-code-bytes", max_code_bytes.as_str()),
+                ("data-max-figure-json-chars", max_figure_json_chars.as_str()),
             ] {
                 el.set_attribute(name, &escape_ampersand(value))?;
             }
@@ -194,6 +204,7 @@ pub(crate) fn render(
         rewrite_str(FIGURE_TEMPLATE, settings).map_err(|e| format!("figure template: {e}"))?;
     Ok(Rendered {
         html: Bytes::from(html),
+        worker_js: Bytes::from(worker_js()?),
         page_csp: HeaderValue::from_str(&page_csp).map_err(|e| format!("page policy: {e}"))?,
         worker_csp: HeaderValue::from_str(&worker_csp)
             .map_err(|e| format!("worker policy: {e}"))?,
@@ -201,6 +212,16 @@ pub(crate) fn render(
         figure_csp: HeaderValue::from_str(&figure_csp)
             .map_err(|e| format!("figure policy: {e}"))?,
     })
+}
+
+/// `worker.js` with the runner's Python in it, as a JSON string (which is a JavaScript string
+/// literal too).
+fn worker_js() -> Result<String, String> {
+    if WORKER_JS.matches(RUNNER_PLACEHOLDER).count() != 1 {
+        return Err(format!("worker template: {RUNNER_PLACEHOLDER} must occur exactly once"));
+    }
+    let runner = serde_json::to_string(RUNNER_PY).map_err(|e| format!("runner.py: {e}"))?;
+    Ok(WORKER_JS.replace(RUNNER_PLACEHOLDER, &runner))
 }
 
 /// The CSP source expression for a configured URL: `'self'` for a path on this server (absolute or

@@ -59,6 +59,7 @@ fn fixture() -> (TempDir, Sandbox) {
         pyodide_dir: Some(py),
         wheels_dir: Some(wheels),
         timeout_ms: 7_000,
+        ..SandboxConfig::default()
     })
     .unwrap();
     (tmp, sandbox)
@@ -199,6 +200,7 @@ async fn page_assets_and_worker_policy() {
     assert!(!csp.contains('*'), "{csp}");
     assert!(String::from_utf8(body).unwrap().contains("loadPyodide"));
     assert_eq!(get(&sandbox, "/sandbox/page.js").await.0, 200);
+    worker_carries_the_runner(&sandbox).await;
     assert_eq!(
         header(&get(&sandbox, "/sandbox/page.css").await.1, "content-type"),
         "text/css; charset=utf-8"
@@ -344,4 +346,53 @@ fn helpers() {
         "https://cdn.example:8443/p/"
     );
     assert!(csp_source("ftp://x/").is_err());
+}
+
+/// `worker.js` as served holds `templates/runner.py` as one JavaScript string literal, which reads
+/// back as exactly the file.
+async fn worker_carries_the_runner(sandbox: &Sandbox) {
+    let js = String::from_utf8(get(sandbox, "/sandbox/worker.js").await.2).unwrap();
+    assert!(!js.contains("{{templates/runner.py}}"), "the placeholder is left in worker.js");
+    let start = js.find("const RUNNER = ").unwrap() + "const RUNNER = ".len();
+    let literal = &js[start..start + js[start..].find(";\n").unwrap()];
+    let runner: String = serde_json::from_str(literal).unwrap();
+    assert_eq!(runner, include_str!("../../templates/runner.py"));
+}
+
+/// The page's limits come from the configuration: the code a link may carry is the engine's
+/// block limit, and the figures' JSON cap is the one the worker is given.
+#[tokio::test]
+async fn page_limits_come_from_the_configuration() {
+    let config = SandboxConfig {
+        max_code_bytes: 4096,
+        max_figure_json_chars: 1234,
+        ..SandboxConfig::default()
+    };
+    let sandbox = Sandbox::new(config).unwrap();
+    let html = String::from_utf8(get(&sandbox, "/sandbox").await.2).unwrap();
+    assert!(html.contains(r#"data-max-code-bytes="4096""#), "{html}");
+    assert!(html.contains(r#"data-max-figure-json-chars="1234""#), "{html}");
+    let mut raw = crate::config::RawConfig::default();
+    raw.set("max_block_bytes", "4096").unwrap();
+    assert_eq!(raw.validate().unwrap().sandbox_config().max_code_bytes, 4096);
+    assert_eq!(SandboxConfig::default().max_code_bytes, crate::rewrite::DEFAULT_MAX_BLOCK_BYTES);
+    // Neither script carries a limit of its own.
+    for script in ["page.js", "worker.js"] {
+        let js = String::from_utf8(get(&sandbox, &format!("/sandbox/{script}")).await.2).unwrap();
+        for literal in ["5_000_000", "1 << 20;"] {
+            assert!(!js.contains(literal), "{script} repeats the limit {literal}");
+        }
+    }
+}
+
+/// `templates/runner.py` is valid Python (compiled by the machine's python3, without writing
+/// bytecode).
+#[test]
+fn runner_py_compiles() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/templates/runner.py");
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sys; compile(open(sys.argv[1]).read(), sys.argv[1], 'exec')", path])
+        .output()
+        .expect("python3 runs (tests/setup/20-sdk.sh installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
