@@ -9,7 +9,6 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -760,11 +759,6 @@ impl Config {
         }
     }
 
-    /// The rewrite options shared by every request that keeps the configured mode.
-    pub fn shared_rewrite_options(&self) -> Arc<Options> {
-        Arc::new(self.rewrite_options())
-    }
-
     /// The sandbox page's configuration.
     pub fn sandbox_config(&self) -> SandboxConfig {
         SandboxConfig {
@@ -921,8 +915,6 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
     use super::*;
 
     fn err_of(toml: &str) -> String {

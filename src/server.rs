@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::PrivateKeyDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -29,6 +29,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::{Config, TlsFiles};
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::proxy::upstream::pem_certificates;
 use crate::proxy::Gateway;
 
 /// A bound, not yet serving, sandgate.
@@ -370,15 +371,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for FirstBytes<IO> {
 }
 
 fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, Error> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| Error::Tls(format!("tls.cert: {}: {e}", files.cert.display())))?;
-    if certs.is_empty() {
-        return Err(Error::Tls(format!(
-            "tls.cert: {}: no certificate found",
-            files.cert.display()
-        )));
-    }
+    let certs = pem_certificates("tls.cert", &files.cert)?;
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .map_err(|e| Error::Tls(format!("tls.key: {}: {e}", files.key.display())))?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(

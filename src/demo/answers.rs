@@ -302,8 +302,6 @@ curl http://127.0.0.1:8787/healthz
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
     use super::*;
 
     #[test]

@@ -143,8 +143,6 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
     use super::*;
 
     #[test]

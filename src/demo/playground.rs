@@ -250,14 +250,11 @@ where
     res
 }
 
-/// A response with the headers every playground answer carries.
+/// A response with the headers every playground answer carries: the sandbox's, a policy, no
+/// caching.
 fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
-    let mut res = Response::new(Full::new(body));
-    *res.status_mut() = status;
+    let mut res = crate::sandbox::response(status, content_type, body);
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(ASSET_CSP));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     res
@@ -288,18 +285,11 @@ fn head_if(method: &Method, res: Response<Full<Bytes>>) -> Response<Full<Bytes>>
     if method != Method::HEAD {
         return res;
     }
-    use http_body::Body as _;
-    let (mut parts, body) = res.into_parts();
-    if let Some(len) = body.size_hint().exact() {
-        parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    }
-    Response::from_parts(parts, Full::new(Bytes::new()))
+    crate::sandbox::strip_body(res)
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
     use super::*;
 
     #[test]

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
@@ -35,11 +35,6 @@ pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 /// A complete body.
 pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
     Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
-}
-
-/// An empty body.
-pub fn empty() -> ProxyBody {
-    Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
 pin_project! {

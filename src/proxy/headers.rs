@@ -200,8 +200,6 @@ fn digest(hasher: &ring::hmac::Key, key: &str) -> [u8; 32] {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::panic)]
-
     use super::*;
 
     #[test]

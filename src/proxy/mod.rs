@@ -175,7 +175,7 @@ impl Gateway {
                 };
                 ("sandbox", resp)
             }
-            p if is_sandbox_path(p) => {
+            p if Sandbox::owns(p) => {
                 let resp = self.sandbox.handle(req.method(), p).await;
                 let result = resp
                     .map(|r| r.map(|b| b.map_err(|never| match never {}).boxed_unsync()))
@@ -449,11 +449,6 @@ pub fn is_safe_api_path(rest: &str) -> bool {
             && !lower.contains("%5c")
             && !segment.contains('\\')
     })
-}
-
-/// Paths the sandbox module serves.
-pub fn is_sandbox_path(path: &str) -> bool {
-    path.starts_with("/sandbox") || path.starts_with("/pyodide/") || path.starts_with("/wheels/")
 }
 
 fn build_request(

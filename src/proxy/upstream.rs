@@ -92,21 +92,27 @@ impl Upstream {
     }
 }
 
+/// The certificates of the PEM file at `path`, the value of the configuration key `key`; a file
+/// without any is an error.
+pub(crate) fn pem_certificates(
+    key: &str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| Error::Tls(format!("{key}: {}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(Error::Tls(format!("{key}: {}: no certificate found", path.display())));
+    }
+    Ok(certs)
+}
+
 /// The TLS client configuration: the webpki roots, plus the operator's own CA if any.
 fn client_tls(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, Error> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = extra_ca {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| Error::Tls(format!("upstream_ca: {}: {e}", path.display())))?;
-        if certs.is_empty() {
-            return Err(Error::Tls(format!(
-                "upstream_ca: {}: no certificate found",
-                path.display()
-            )));
-        }
-        for cert in certs {
+        for cert in pem_certificates("upstream_ca", path)? {
             roots
                 .add(cert)
                 .map_err(|e| Error::Tls(format!("upstream_ca: {}: {e}", path.display())))?;

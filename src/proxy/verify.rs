@@ -46,8 +46,6 @@ pub fn answer(key: &LinkKey, query: Option<&str>) -> Response<Bytes> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
-
     use super::*;
 
     #[test]

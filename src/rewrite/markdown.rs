@@ -254,7 +254,7 @@ impl BlockParser {
                 }
                 Leaf::Indented => {
                     if c.indent >= CODE_INDENT || c.blank {
-                        return self.other(false);
+                        return self.other();
                     }
                     self.leaf.0 = Leaf::None;
                 }
@@ -265,7 +265,7 @@ impl BlockParser {
                         if end.is_some_and(|end| contains(&c.line[c.offset..], end)) {
                             self.leaf.0 = Leaf::None;
                         }
-                        return self.other(false);
+                        return self.other();
                     }
                 }
                 Leaf::Paragraph => paragraph_continues = !c.blank,
@@ -342,7 +342,7 @@ impl BlockParser {
         if !all_matched && !started && !c.blank && tip_is_paragraph {
             let setext = c.indent < CODE_INDENT && is_setext_underline(&c.line[c.first_nonspace..]);
             self.refdefs.push(&c.line[c.offset..], setext);
-            return self.other(false);
+            return self.other();
         }
         let fence_closed_before = !all_matched && matches!(self.leaf.0, Leaf::Fenced { .. });
         if !all_matched {
@@ -375,9 +375,9 @@ impl BlockParser {
         Line { fence_closed_before, kind: fence_open.unwrap_or(LineKind::Other) }
     }
 
-    fn other(&mut self, fence_closed_before: bool) -> Line {
+    fn other(&mut self) -> Line {
         self.mark_content();
-        Line { fence_closed_before, kind: LineKind::Other }
+        Line { fence_closed_before: false, kind: LineKind::Other }
     }
 
     fn mark_content(&mut self) {
@@ -451,7 +451,6 @@ struct Cursor<'a> {
     column: usize,
     phantom: usize,
     first_nonspace: usize,
-    first_nonspace_column: usize,
     indent: usize,
     blank: bool,
     /// The last `continue_quote` took its optional space from `phantom`; when `false` after it, the
@@ -467,7 +466,6 @@ impl<'a> Cursor<'a> {
             column: 0,
             phantom: 0,
             first_nonspace: 0,
-            first_nonspace_column: 0,
             indent: 0,
             blank: line.is_empty(),
             optional_space_pending: false,
@@ -506,7 +504,6 @@ impl<'a> Cursor<'a> {
             }
         }
         self.first_nonspace = i;
-        self.first_nonspace_column = column;
         self.indent = column - self.position();
         self.blank = i >= self.line.len();
     }

@@ -153,8 +153,6 @@ pub fn split(fragment: &str) -> Option<(&str, &str)> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
-
     use super::*;
 
     #[test]

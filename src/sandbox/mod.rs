@@ -88,6 +88,12 @@ impl Sandbox {
         Ok(Sandbox { page, pyodide, wheels })
     }
 
+    /// Whether `path` (without query) is one this module owns: `/sandbox`, `/sandbox/...`,
+    /// `/pyodide/...`, `/wheels/...`.
+    pub fn owns(path: &str) -> bool {
+        Route::of(path).is_some()
+    }
+
     /// Answers a GET/HEAD for a path this module owns (`/sandbox`, `/sandbox/...`, `/pyodide/...`,
     /// `/wheels/...`); `None` for any other path.
     pub async fn handle(&self, method: &Method, path: &str) -> Option<Response<Full<Bytes>>> {
@@ -151,8 +157,12 @@ impl<'a> Route<'a> {
     }
 }
 
-/// A response with the headers every answer of this module carries.
-fn response(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+/// A response with the headers every answer of this module (and the playground's) carries.
+pub(crate) fn response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+) -> Response<Full<Bytes>> {
     let mut res = Response::new(Full::new(body));
     *res.status_mut() = status;
     let h = res.headers_mut();
@@ -183,7 +193,7 @@ fn method_not_allowed() -> Response<Full<Bytes>> {
 }
 
 /// The same response without its body, keeping the length a GET would have had.
-fn strip_body(res: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+pub(crate) fn strip_body(res: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
     use http_body::Body as _;
     let (mut parts, body) = res.into_parts();
     if let Some(len) = body.size_hint().exact() {

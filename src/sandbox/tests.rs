@@ -1,6 +1,4 @@
 //! Unit tests of the page rendering, the headers and the file serving, through `Sandbox::handle`.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -130,8 +130,6 @@ fn names(tool: &Value, name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
-
     use super::*;
 
     fn add(endpoint: Endpoint, body: &str) -> Option<Value> {
