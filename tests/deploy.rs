@@ -346,13 +346,33 @@ fn dockerfile_stages_fit_together() {
 }
 
 fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    (status, response)
+    // One write for the whole request; a reset connection is tried again (twice) and reported on
+    // stderr: a CI run once saw "connection reset" here on a loaded machine, which a probe retries too.
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut last = None;
+    for attempt in 1..=3 {
+        let tried = (|| {
+            let mut stream = TcpStream::connect(addr)?;
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            stream.write_all(request.as_bytes())?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response)?;
+            Ok::<_, std::io::Error>(response)
+        })();
+        match tried {
+            Ok(response) => {
+                let status =
+                    response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+                return (status, response);
+            }
+            Err(e) => {
+                eprintln!("GET {path}, attempt {attempt}: {e}");
+                last = Some(e);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+    panic!("GET {path} failed three times, last: {last:?}")
 }
 
 /// The container's command line against the ConfigMap's file, as Kubernetes would run it (with
@@ -374,7 +394,8 @@ fn the_binary_with_the_configmap_answers_the_probe_paths() {
     let stderr = child.stderr.take().unwrap();
     let mut addr = None;
     let mut seen = String::new();
-    for line in BufReader::new(stderr).lines() {
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
         let line = line.unwrap();
         seen.push_str(&line);
         seen.push('\n');
@@ -390,10 +411,20 @@ fn the_binary_with_the_configmap_answers_the_probe_paths() {
         let _ = child.kill();
         panic!("sandgate did not start:\n{seen}")
     });
+    // Keep reading the log (sandgate must not write into a closed pipe), to show it on failure.
+    let rest = std::thread::spawn(move || {
+        let mut rest = String::new();
+        for line in lines.map_while(Result::ok) {
+            rest.push_str(&line);
+            rest.push('\n');
+        }
+        rest
+    });
     let healthz = http_get(addr, "/healthz");
     let readyz = http_get(addr, "/readyz");
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(healthz.0, 200, "{}", healthz.1);
-    assert_eq!(readyz.0, 200, "{}", readyz.1);
+    seen.push_str(&rest.join().unwrap_or_default());
+    assert_eq!(healthz.0, 200, "{}\nlog:\n{seen}", healthz.1);
+    assert_eq!(readyz.0, 200, "{}\nlog:\n{seen}", readyz.1);
 }

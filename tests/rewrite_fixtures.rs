@@ -380,3 +380,26 @@ fn cells_stream_with_nothing_held() {
     assert_eq!(cx_of(&out), [None, cells(&["a = 1\n"], 0)]);
     assert!(out.ends_with(")\n"), "the second link is out before the text ends: {out}");
 }
+
+#[test]
+fn an_answers_links_carry_a_bounded_total_of_earlier_code() {
+    // 60 blocks of 10 bytes under a budget of 100: each link could carry up to 100 bytes, but the
+    // links of the answer together carry at most 16 × 100; the ones past that carry no cells and
+    // count every earlier block as left out (so a long answer no longer costs its square).
+    let input: String = (10..70).map(|i| format!("```python\nprint({i})\n```\n\n")).collect();
+    let opts = Options { context_bytes: 100, ..Options::default() };
+    let out = rewrite(&opts, &input);
+    let blocks = oracle_blocks(&opts, &input);
+    assert_eq!(blocks.len(), 60);
+    let cx = cx_of(&out);
+    assert_eq!(cx, oracle_cx(&opts, &blocks));
+    let carried: usize =
+        cx.iter().flatten().map(|(cells, _)| cells.iter().map(String::len).sum::<usize>()).sum();
+    assert!(carried <= 16 * 100, "{carried} bytes of earlier code in all");
+    assert_eq!(cx[59], cells(&[], 59), "the last link runs alone and says so");
+    assert_eq!(
+        cx[5],
+        cells(&["print(10)\n", "print(11)\n", "print(12)\n", "print(13)\n", "print(14)\n"], 0)
+    );
+    assert_eq!(restore(&opts, &out), input);
+}

@@ -9,6 +9,12 @@
 //! since the cells after such a gap would run on a state it never built). There is no `cx` when
 //! nothing came before (no cells and `N == 0`).
 //!
+//! The links of one answer together carry at most [`ANSWER_CONTEXT_FACTOR`] × `context_bytes` of
+//! earlier code: without that bound an answer of many small blocks would cost the square of its
+//! length (a 10 MB answer of 115,000 blocks made every link carry 64 KB, about 7 GB of DEFLATE
+//! input in all). The links past it carry a `cx` with no cells that counts every earlier block as
+//! left out, and the page runs them alone, saying so.
+//!
 //! Which blocks count as earlier is the [`Context`]: those of the same answer (the same choice, the
 //! same Responses output part: one [`Rewriter`](super::Rewriter) each), or with
 //! [`Context::Conversation`] also those of the earlier answers in the request's history, which come
@@ -65,6 +71,9 @@ impl FromStr for Context {
         }
     }
 }
+
+/// The links of one answer carry at most this many times `context_bytes` of earlier code in all.
+pub const ANSWER_CONTEXT_FACTOR: usize = 16;
 
 /// The earlier blocks kept for the next replacement: oldest first, at most a budget of code.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -141,6 +150,17 @@ impl Cells {
         payload::encode(&self.to_json())
     }
 
+    /// The `cx` payload of a link whose answer's links may still carry `allowance` bytes of code:
+    /// the cells when they fit, and what they took off the allowance; past it, a `cx` with no cells
+    /// that counts every earlier block as left out (and takes nothing).
+    pub fn encode_within(&self, allowance: usize) -> (String, usize) {
+        if self.bytes <= allowance {
+            return (self.encode(), self.bytes);
+        }
+        let none = Cells { omitted: self.omitted + self.code.len(), ..Cells::default() };
+        (none.encode(), 0)
+    }
+
     /// Reads a `cx` payload back; `None` when it is not one.
     pub fn decode(cx: &str) -> Option<Cells> {
         let text = payload::decode(cx)?;
@@ -172,6 +192,18 @@ mod tests {
         cells.push("d = 4\n".into(), 12);
         cells.omit();
         assert_eq!((cells.cells().len(), cells.omitted()), (0, 6));
+    }
+
+    #[test]
+    fn past_the_allowance_every_earlier_block_is_left_out() {
+        let mut cells = Cells::default();
+        cells.push("a = 1\n".into(), 100);
+        cells.push("b = 2\n".into(), 100);
+        let (cx, took) = cells.encode_within(12);
+        assert_eq!((Cells::decode(&cx), took), (Some(cells.clone()), 12));
+        let (cx, took) = cells.encode_within(11);
+        let none = Cells::decode(&cx).unwrap();
+        assert_eq!((none.cells().len(), none.omitted(), took), (0, 2, 0));
     }
 
     #[test]

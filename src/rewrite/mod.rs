@@ -21,7 +21,7 @@ mod stream;
 use std::fmt;
 use std::str::FromStr;
 
-pub use cells::{Cells, Context};
+pub use cells::{Cells, Context, ANSWER_CONTEXT_FACTOR};
 pub use replace::{restore, restore_counted};
 pub use sign::LinkKey;
 pub use stream::{collect_cells, Rewriter};

@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use super::cells::{Cells, Context};
+use super::cells::{Cells, Context, ANSWER_CONTEXT_FACTOR};
 use super::markdown::{could_open_fence, info_string, BlockParser, LineKind};
 use super::replace::{Block, End, Renderer};
 use super::{Mode, Options};
@@ -37,6 +37,8 @@ pub struct Rewriter {
     blocks: usize,
     /// The earlier blocks, for the next replacement's `cx` (empty with [`Context::Off`]).
     cells: Cells,
+    /// How much more earlier code this answer's links may carry (see [`super::cells`]).
+    context_allowance: usize,
     /// Whether blocks are rendered: not when only collecting cells ([`collect_cells`]).
     render: bool,
 }
@@ -65,6 +67,7 @@ impl Rewriter {
 
     fn with_cells(opts: Arc<Options>, cells: Cells, render: bool) -> Self {
         let renderer = Renderer::new(&opts);
+        let context_allowance = opts.context_bytes.saturating_mul(ANSWER_CONTEXT_FACTOR);
         Rewriter {
             opts,
             renderer,
@@ -74,6 +77,7 @@ impl Rewriter {
             block: None,
             blocks: 0,
             cells,
+            context_allowance,
             render,
         }
     }
@@ -299,7 +303,11 @@ impl Rewriter {
         }
         self.blocks += 1;
         if self.render {
-            let cx = (keep && !self.cells.is_empty()).then(|| self.cells.encode());
+            let cx = (keep && !self.cells.is_empty()).then(|| {
+                let (cx, took) = self.cells.encode_within(self.context_allowance);
+                self.context_allowance -= took;
+                cx
+            });
             self.renderer.render(
                 &Block {
                     code: &block.code,

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use pulldown_cmark::{CodeBlockKind, Event, Parser, Tag, TagEnd};
-use sandgate::rewrite::{payload, Cells, Context, Mode, Options, Rewriter};
+use sandgate::rewrite::{payload, Cells, Context, Mode, Options, Rewriter, ANSWER_CONTEXT_FACTOR};
 
 pub const PUBLIC_URL: &str = "http://127.0.0.1:8787";
 
@@ -56,7 +56,10 @@ pub fn context_variants() -> Vec<(&'static str, Options)> {
 /// The `cx` each replacement should carry, computed from the blocks pulldown-cmark finds (not with
 /// the engine's own [`Cells`]): for block `k`, the longest run of blocks just before it whose code
 /// fits the budget, and how many blocks came before that run; `None` when nothing came before.
+/// Once the answer's links have carried `ANSWER_CONTEXT_FACTOR` × the budget, a link carries no
+/// cells and counts all `k` earlier blocks as left out.
 pub fn oracle_cx(opts: &Options, blocks: &[String]) -> Vec<Option<(Vec<String>, usize)>> {
+    let mut allowance = opts.context_bytes.saturating_mul(ANSWER_CONTEXT_FACTOR);
     (0..blocks.len())
         .map(|k| {
             if opts.context == Context::Off || k == 0 {
@@ -68,6 +71,11 @@ pub fn oracle_cx(opts: &Options, blocks: &[String]) -> Vec<Option<(Vec<String>, 
                 bytes += blocks[start - 1].len();
                 start -= 1;
             }
+            if bytes > allowance {
+                // The answer's links have carried all they may: this one carries no cells.
+                return Some((Vec::new(), k));
+            }
+            allowance -= bytes;
             Some((blocks[start..k].to_vec(), start))
         })
         .collect()
