@@ -9,8 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
+use crate::body::{full, ProxyBody};
 use crate::config::ConfigError;
-use crate::proxy::body::{full, ProxyBody};
 
 /// Everything that can go wrong, at start-up or while answering a request.
 #[derive(Debug, thiserror::Error)]

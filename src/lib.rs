@@ -5,8 +5,10 @@
 //! The crate is split by stage (see ARCHITECTURE.md):
 //! - [`rewrite`]: pure text and JSON transforms (markdown fences, SSE, API shapes, restore);
 //! - [`proxy`], [`server`]: the HTTP edge around them;
-//! - [`sandbox`]: the page that runs the code, and the Pyodide assets.
+//! - [`sandbox`]: the page that runs the code, and the Pyodide assets;
+//! - [`body`], [`error`], [`metrics`], [`config`]: what the edge shares.
 
+pub mod body;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
@@ -26,16 +25,7 @@ use crate::error::{Error, TimeoutPhase};
 use crate::metrics::Metrics;
 use crate::rewrite::api::SseRewriter;
 
-/// A boxed error for bodies.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The body of every response sandgate sends, and of every request it sends upstream.
-pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
-
-/// A complete body.
-pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
-}
+pub use crate::body::{full, BoxError, ProxyBody};
 
 pin_project! {
     /// An upstream body passed through unchanged; fails when the upstream stays silent longer than
