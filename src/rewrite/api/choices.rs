@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::hold::{Body, Entry, Hold};
-use super::{may_have_non_null, present, write_changed, Text, Texts};
+use super::{may_have_non_null, present, write_changed, Text};
 use crate::rewrite::sse::{encode, Event};
 use crate::rewrite::Options;
 
@@ -28,32 +28,6 @@ pub(super) enum Kind {
     Chat,
     /// Legacy Completions: `text`.
     Legacy,
-}
-
-/// Rewrites the texts of a whole response body; `None` when it has no `choices` array.
-pub(super) fn rewrite_json(value: &mut Value, kind: Kind, texts: &mut Texts<'_>) -> Option<()> {
-    let choices = value.get_mut("choices")?.as_array_mut()?;
-    for choice in choices {
-        match kind {
-            Kind::Chat => {
-                let Some(content) = choice.get_mut("message").and_then(|m| m.get_mut("content"))
-                else {
-                    continue;
-                };
-                if let Value::Array(parts) = content {
-                    for part in parts {
-                        if part.get("type").and_then(Value::as_str) == Some("text") {
-                            texts.rewrite(part.get_mut("text"));
-                        }
-                    }
-                } else {
-                    texts.rewrite(Some(content));
-                }
-            }
-            Kind::Legacy => texts.rewrite(choice.get_mut("text")),
-        }
-    }
-    Some(())
 }
 
 /// The state of one choice-shaped SSE stream.

@@ -13,17 +13,22 @@
 //! it was goes out byte-identical (while the engine holds text back, the events carrying it wait, so
 //! that a stream without Python comes out byte for byte as it went in). Changed events are
 //! re-serialised by `serde_json` with `preserve_order` and `arbitrary_precision`, so key order and
-//! numbers are kept; only string escapes may be spelled differently. With [`Mode::Off`] nothing is
-//! even parsed.
+//! numbers are kept; only string escapes may be spelled differently. Whole JSON bodies are not
+//! re-serialised at all (`json`): only the rewritten strings are re-encoded, in place, and every
+//! other byte goes out as it came. With [`Mode::Off`] nothing is even parsed.
+//!
+//! - `json`: where the text fields of a whole body stand, found in one validating pass.
 
 mod choices;
 mod hold;
+mod json;
 mod responses;
 mod restore;
 pub mod tools;
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 
 use serde::de::{self, Deserializer, IgnoredAny, Visitor};
@@ -78,6 +83,10 @@ pub struct Stats {
 /// Chat Completions: every `choices[i].message.content` (a string, or the `text` of its parts of type
 /// `text`); Completions: every `choices[i].text`; Responses: the `text` of every `output[].content[]`
 /// part of type `output_text` (and a top-level `output_text` string, which some servers add).
+///
+/// The body is not parsed into a tree: one pass finds (and validates the whole body around) the text
+/// strings, only those are decoded and rewritten, and the changed ones are re-encoded and spliced
+/// back in; whitespace, escapes, key order, unknown fields and numbers elsewhere stay byte for byte.
 pub fn rewrite_json(
     endpoint: Endpoint,
     opts: &Arc<Options>,
@@ -87,22 +96,38 @@ pub fn rewrite_json(
     if opts.mode == Mode::Off || !json_may_spell(body, &[b"```", b"~~~"]) {
         return None;
     }
-    let mut value: Value = serde_json::from_slice(body).ok()?;
-    let mut texts = Texts::new(opts);
-    match endpoint {
-        Endpoint::ChatCompletions => {
-            choices::rewrite_json(&mut value, choices::Kind::Chat, &mut texts)?
+    // Strict UTF-8 first, as a parse into a tree would insist on: invalid bytes anywhere (not only
+    // in the text fields) leave the body alone.
+    let body = std::str::from_utf8(body).ok()?;
+    let fields = json::find(endpoint, body)?;
+    let mut spans: Vec<(Range<usize>, bool)> =
+        fields.texts.into_iter().map(|s| (s, true)).collect();
+    spans.extend(fields.joined.map(|s| (s, false)));
+    spans.sort_by_key(|(span, _)| span.start);
+    let mut out: Option<Vec<u8>> = None;
+    let mut copied = 0;
+    let mut blocks = 0;
+    for (span, counted) in spans {
+        // Decoding fails only on a string that no tree parse would take either (a lone surrogate).
+        let text: Cow<'_, str> = serde_json::from_str(&body[span.clone()]).ok()?;
+        let mut rewriter = Rewriter::new(Arc::clone(opts));
+        let mut new = String::with_capacity(text.len() + 256);
+        rewriter.push(&text, &mut new);
+        rewriter.finish(&mut new);
+        if counted {
+            blocks += rewriter.blocks();
         }
-        Endpoint::Completions => {
-            choices::rewrite_json(&mut value, choices::Kind::Legacy, &mut texts)?
+        if new == text {
+            continue;
         }
-        Endpoint::Responses => responses::rewrite_json(&mut value, &mut texts)?,
+        let out = out.get_or_insert_with(|| Vec::with_capacity(body.len() + 1024));
+        out.extend_from_slice(&body.as_bytes()[copied..span.start]);
+        serde_json::to_writer(&mut *out, &new).ok()?;
+        copied = span.end;
     }
-    if !texts.changed {
-        return None;
-    }
-    let out = serde_json::to_vec(&value).ok()?;
-    Some((out, Stats { blocks_rewritten: texts.blocks }))
+    let mut out = out?;
+    out.extend_from_slice(&body.as_bytes()[copied..]);
+    Some((out, Stats { blocks_rewritten: blocks }))
 }
 
 /// Whether a JSON text can decode to strings holding one of `needles` (ASCII): only if a needle stands
@@ -241,34 +266,6 @@ enum State {
     Off,
     Choices(choices::Stream),
     Responses(responses::Stream),
-}
-
-/// One-shot rewriting of the texts of a JSON body, counting blocks and noticing changes.
-struct Texts<'a> {
-    opts: &'a Arc<Options>,
-    blocks: usize,
-    changed: bool,
-}
-
-impl<'a> Texts<'a> {
-    fn new(opts: &'a Arc<Options>) -> Self {
-        Texts { opts, blocks: 0, changed: false }
-    }
-
-    /// Rewrites the string in `slot`, if it is one.
-    fn rewrite(&mut self, slot: Option<&mut Value>) {
-        if let Some(Value::String(text)) = slot {
-            let mut rewriter = Rewriter::new(Arc::clone(self.opts));
-            let mut out = String::with_capacity(text.len() + 256);
-            rewriter.push(text, &mut out);
-            rewriter.finish(&mut out);
-            self.blocks += rewriter.blocks();
-            if out != *text {
-                *text = out;
-                self.changed = true;
-            }
-        }
-    }
 }
 
 /// A text field: the string when it is one, `None` for any other JSON value.

@@ -20,26 +20,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::hold::{Body, Entry, Hold};
-use super::{write_changed, Text, Texts};
+use super::{write_changed, Text};
 use crate::rewrite::sse::{encode, Event};
 use crate::rewrite::{rewrite, Options};
-
-/// Rewrites the texts of a whole response body; `None` when it has no `output` array.
-pub(super) fn rewrite_json(value: &mut Value, texts: &mut Texts<'_>) -> Option<()> {
-    let object = value.as_object_mut()?;
-    let output = object.get_mut("output")?.as_array_mut()?;
-    for item in output {
-        for_each_output_text(item, |_, text| texts.rewrite(Some(text)));
-    }
-    if let Some(Value::String(joined)) = object.get_mut("output_text") {
-        let new = rewrite(texts.opts, joined);
-        if new != *joined {
-            *joined = new;
-            texts.changed = true;
-        }
-    }
-    Some(())
-}
 
 /// The state of one Responses SSE stream.
 pub(super) struct Stream {
