@@ -6,6 +6,15 @@
 // document.body.dataset.spare is 'booting' or 'ready' (the spare worker), dataset.worker 'warm'
 // when the current run took a spare that had already booted, else 'cold'.
 //
+// Trust: a link runs on open only if this sandgate made it. The page hashes the link's signed part
+// (the fragment up to '&mac=') and asks sandgate's GET sandbox/verify?h=<hash>&mac=<mac>, so only
+// the hash and the MAC leave the browser, never the code. dataset.link says what it found: 'signed'
+// (sandgate answered 204: the run starts), 'unsigned' (no MAC: a hand-written or version 1 link, or
+// the check could not be made) or 'invalid' (sandgate refused the MAC: forged, or changed after
+// signing). An unsigned or invalid link shows its code, #link-note says why it did not run, and the
+// state is 'ready' until Run is pressed. The runner mode (#runner=1) is exempt: the embedding page
+// chose the code it sends.
+//
 // Every message from the worker is untrusted data (the Python code can post anything): text goes
 // into textContent; HTML (_repr_html_) is rebuilt from an allowlist of elements and attributes;
 // figures are PNG bytes shown through blob: URLs, or Plotly JSON (size-capped) handed by
@@ -21,6 +30,7 @@
     runAlone: $('run-alone'), cellsSection: $('cells-section'), cells: $('cells'), cellsNote: $('cells-note'),
     stdin: $('stdin'), stdinNote: $('stdin-note'), files: $('files'), filesList: $('files-list'),
     filesNote: $('files-note'), outputsSection: $('outputs-section'), outputs: $('outputs'),
+    linkNote: $('link-note'),
   };
   // Where the opened block's outputs go; an earlier cell's outputs go to its own view (see cells).
   const blockOut = { stdout: ui.stdout, stderr: ui.stderr, result: ui.result, figures: ui.figures };
@@ -298,6 +308,7 @@
       failedCell: null, clockFrom: 0, used: 0, waited: 0, waitFrom: 0, asking: null, outputBytes: 0,
     };
     current = rec;
+    ui.run.textContent = 'Run again';
     clearOutputs();
     cellViews.forEach((_, i) => markCell(i, alone ? 'skipped' : 'waiting'));
     setState('loading', 'Loading Python…');
@@ -876,12 +887,112 @@
     if (e.key === 'Escape' && !ui.stop.disabled) kill('stopped', 'Stopped', 'Stopped by you.');
   });
 
+  // Link trust (see the top of this file). The signed part S is the fragment before its last
+  // '&mac=', exactly as the engine wrote it (base64url payloads and plain flags, which the browser
+  // leaves as they are); the MAC is 22 base64url characters.
+  const MAC_PARAM = '&mac=';
+  const VERIFY_LIMIT_MS = 10000;
+
+  const base64url = (bytes) => btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+
+  // SHA-256 of a string's UTF-8 bytes: crypto.subtle where the page is a secure context (HTTPS,
+  // loopback), else this small implementation (FIPS 180-4), so that a sandgate served over plain
+  // HTTP on a LAN still runs its own links.
+  async function sha256(text) {
+    const bytes = new TextEncoder().encode(text);
+    if (self.crypto && crypto.subtle) return new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
+    const K = [];
+    const frac = (x) => ((x - Math.floor(x)) * 0x100000000) >>> 0;
+    const H = [];
+    for (let n = 2, found = 0; found < 64; n++) {
+      let prime = true;
+      for (let d = 2; d * d <= n; d++) if (n % d === 0) { prime = false; break; }
+      if (!prime) continue;
+      if (found < 8) H.push(frac(Math.sqrt(n)));
+      K.push(frac(Math.cbrt(n)));
+      found++;
+    }
+    const padded = new Uint8Array(((bytes.length + 9 + 63) >> 6) << 6);
+    padded.set(bytes);
+    padded[bytes.length] = 0x80;
+    const view = new DataView(padded.buffer);
+    view.setUint32(padded.length - 8, Math.floor(bytes.length / 0x20000000));
+    view.setUint32(padded.length - 4, (bytes.length << 3) >>> 0);
+    const w = new Uint32Array(64);
+    const rotr = (x, n) => (x >>> n) | (x << (32 - n));
+    for (let at = 0; at < padded.length; at += 64) {
+      for (let i = 0; i < 16; i++) w[i] = view.getUint32(at + i * 4);
+      for (let i = 16; i < 64; i++) {
+        const s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >>> 3);
+        const s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >>> 10);
+        w[i] = (w[i - 16] + s0 + w[i - 7] + s1) >>> 0;
+      }
+      let [a, b, c, d, e, f, g, h] = H;
+      for (let i = 0; i < 64; i++) {
+        const t1 = (h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + K[i] + w[i]) >>> 0;
+        const t2 = ((rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))) >>> 0;
+        [h, g, f, e, d, c, b, a] = [g, f, e, (d + t1) >>> 0, c, b, a, (t1 + t2) >>> 0];
+      }
+      [a, b, c, d, e, f, g, h].forEach((v, i) => { H[i] = (H[i] + v) >>> 0; });
+    }
+    const out = new Uint8Array(32);
+    const outView = new DataView(out.buffer);
+    H.forEach((v, i) => outView.setUint32(i * 4, v));
+    return out;
+  }
+
+  // What this sandgate says about the link in the address: {link: 'signed' | 'unsigned' |
+  // 'invalid', note}. Only the hash of the signed part and the MAC are sent.
+  async function linkTrust() {
+    const fragment = location.hash.replace(/^#/, '');
+    const at = fragment.lastIndexOf(MAC_PARAM);
+    const mac = at < 0 ? null : fragment.slice(at + MAC_PARAM.length);
+    const unsigned = (why) => ({ link: 'unsigned', note: 'This link was not made by this sandgate' + why +
+      ', so its code did not run by itself. Read the code first; press Run only if you want to run it.' });
+    const invalid = { link: 'invalid', note: 'This link was not made by this sandgate, or it was changed ' +
+      'after (its signature does not match), so its code did not run by itself. Read the code first; ' +
+      'press Run only if you want to run it.' };
+    if (mac === null || mac.includes('&')) return unsigned('');
+    if (!/^[A-Za-z0-9_-]{22}$/.test(mac)) return invalid;
+    const h = base64url(await sha256(fragment.slice(0, at)));
+    const url = new URL('sandbox/verify', location.href);
+    url.search = '?h=' + h + '&mac=' + mac;
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), VERIFY_LIMIT_MS);
+    const unreachable = unsigned(', or this sandgate could not confirm it (its check did not answer)');
+    try {
+      const r = await fetch(url.href, { credentials: 'omit', cache: 'no-store', referrerPolicy: 'no-referrer', signal: abort.signal });
+      if (r.status === 204) return { link: 'signed', note: '' };
+      if (r.status === 403 || r.status === 400) return invalid;
+      return unreachable;
+    } catch (e) {
+      return unreachable;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  function showTrust(trust) {
+    document.body.dataset.link = trust.link;
+    ui.linkNote.textContent = trust.note;
+    ui.linkNote.hidden = !trust.note;
+  }
+
+  let loads = 0; // Bumped by every link opened: an older link's check then comes to nothing.
+
   async function loadFromHash() {
+    const load = ++loads;
+    delete document.body.dataset.link;
+    ui.linkNote.hidden = true;
     let code;
     try {
       code = await codeFromHash();
-      showCells(await contextFromHash());
+      const ctx = await contextFromHash();
+      if (load !== loads) return;
+      showCells(ctx);
     } catch (e) {
+      if (load !== loads) return;
       showCells({ cells: [], omitted: 0, problem: null });
       if (current) release(current);
       clearOutputs();
@@ -893,7 +1004,18 @@
     ui.code.value = code;
     ui.code.rows = Math.min(Math.max(code.split('\n').length + 1, 4), 30);
     setEditing(false);
-    run(code, false);
+    const trust = await linkTrust();
+    if (load !== loads) return;
+    showTrust(trust);
+    if (trust.link === 'signed') {
+      run(code, false);
+      return;
+    }
+    if (current) release(current);
+    clearOutputs();
+    cellViews.forEach((_, i) => markCell(i, 'waiting'));
+    ui.run.textContent = 'Run';
+    setState('ready', 'Not run: read the code, then press Run');
   }
 
   // The runner mode: the page opened as #runner=1 (no py=), in an iframe, is driven over

@@ -24,7 +24,9 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use sandgate::rewrite::payload;
+use sandgate::proxy::verify;
+use sandgate::rewrite::sign::MAC_PARAM;
+use sandgate::rewrite::{payload, LinkKey};
 use sandgate::sandbox::{Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -42,7 +44,17 @@ fn require(path: &Path, what: &str) {
     );
 }
 
-/// Serves `Sandbox::handle`, plus two paths of the test's own: `/tick/<name>` counts a request
+/// The link key of the test servers: they answer `/sandbox/verify` as a sandgate with this key
+/// does, and the links of the cases are signed with it, as sandgate signs its own.
+const LINK_KEY: &[u8] = b"browser test link key, 32 bytes.";
+
+/// `{base}/sandbox#{fragment}&mac=M`, signed with [`LINK_KEY`].
+fn signed(base: &str, fragment: &str) -> String {
+    let mac = LinkKey::new(LINK_KEY).unwrap().mac(fragment);
+    format!("{base}/sandbox#{fragment}{MAC_PARAM}{mac}")
+}
+
+/// Serves `Sandbox::handle` and `/sandbox/verify`, plus two paths of the test's own: `/tick/<name>` counts a request
 /// (code in the sandbox calls it, with CORS, to show that it is still running) and
 /// `/tick-count/<name>` answers the count so far.
 async fn serve_sandbox(sandbox: Sandbox) -> SocketAddr {
@@ -64,6 +76,10 @@ async fn serve_sandbox(sandbox: Sandbox) -> SocketAddr {
                     let ticks = ticks.clone();
                     async move {
                         let path = req.uri().path();
+                        if path == verify::PATH {
+                            let key = LinkKey::new(LINK_KEY).unwrap();
+                            return Ok(verify::answer(&key, req.uri().query()).map(Full::new));
+                        }
                         if let Some(name) = path.strip_prefix("/tick/") {
                             *ticks.lock().unwrap().entry(name.to_string()).or_default() += 1;
                             let res = Response::builder()
@@ -429,7 +445,7 @@ async fn sandbox_page_in_headless_chromium() {
     let short_url = format!("http://127.0.0.1:{}", short.port());
     // "localhost" makes the host page another site as well as another origin.
     let host_url = format!("http://localhost:{host_port}");
-    let link = |base: &str, code: &str| format!("{base}/sandbox#py={}", payload::encode(code));
+    let link = |base: &str, code: &str| signed(base, &format!("py={}", payload::encode(code)));
 
     let widget_code = "import sys\nprint('widget ok', sys.platform)\n21 * 2\n";
     let mut pages = HashMap::new();
@@ -460,7 +476,7 @@ async fn sandbox_page_in_headless_chromium() {
 
     let mut cases = json!({"cases": [
         {"name": "print", "steps": [
-            {"do": "goto", "url": format!("{}&md=ignored&sg=1", link(&main_url, PRINT_CODE))},
+            {"do": "goto", "url": signed(&main_url, &format!("py={}&md=ignored&sg=1", payload::encode(PRINT_CODE)))},
             {"do": "wait", "states": done, "timeoutMs": 90000},
             {"do": "observe", "label": "end"},
             {"do": "screenshot", "path": shot("done.png")},
@@ -703,6 +719,8 @@ async fn sandbox_page_in_headless_chromium() {
         assert_eq!(str_of(&end, "state"), "done", "{name}: {end:#}");
         // The policy's sandbox directive: an opaque origin even top-level.
         assert_eq!(str_of(&end, "origin"), "null", "{name}");
+        assert_eq!(str_of(&end, "link"), "signed", "{name}: {end:#}");
+        assert!(end["linkNote"].is_null(), "{name}: {end:#}");
         assert_eq!(states(&end), ["loading", "running", "done"], "{name}: state history");
         assert_eq!(
             str_of(&end, "stdout"),
@@ -797,6 +815,8 @@ async fn sandbox_page_in_headless_chromium() {
     let end = obs("widget", "end");
     assert_eq!(str_of(&end, "state"), "done", "{end:#}");
     assert_eq!(str_of(&end, "origin"), "null", "the widget is not in an opaque origin");
+    // It ran on open: from the opaque origin, the page reached /sandbox/verify (CORS, connect-src).
+    assert_eq!(str_of(&end, "link"), "signed", "{end:#}");
     assert_eq!(str_of(&end, "stdout"), "widget ok emscripten\n");
     assert_eq!(str_of(&end, "result"), "42");
 

@@ -25,7 +25,9 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use sandgate::rewrite::payload;
+use sandgate::proxy::verify;
+use sandgate::rewrite::sign::MAC_PARAM;
+use sandgate::rewrite::{payload, LinkKey};
 use sandgate::sandbox::{Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -68,10 +70,25 @@ fn sandbox(assets: &Path, wheels: &Path, timeout_ms: u64) -> Sandbox {
     .unwrap()
 }
 
+/// The link key of the test servers: they answer `/sandbox/verify` as a sandgate with this key.
+const LINK_KEY: &[u8] = b"page hardening test link key, 32";
+
+/// What the test servers answer at `/sandbox/verify`.
+#[derive(Clone, Copy)]
+enum Verify {
+    /// As sandgate does, with [`LINK_KEY`].
+    Answer,
+    /// Not at all: 404, as from a sandgate that cannot be asked.
+    Missing,
+}
+
+/// The query of every `/sandbox/verify` request a test server received, in order.
+type VerifyLog = Arc<Mutex<Vec<String>>>;
+
 /// Serves `Sandbox::handle` and the tick counters; answers the base URL.
 async fn serve(sandbox: Sandbox) -> String {
     let (listener, base) = listen().await;
-    serve_on(listener, sandbox);
+    serve_on(listener, sandbox, Verify::Answer);
     base
 }
 
@@ -82,9 +99,12 @@ async fn listen() -> (TcpListener, String) {
     (listener, format!("http://127.0.0.1:{}", addr.port()))
 }
 
-fn serve_on(listener: TcpListener, sandbox: Sandbox) {
+fn serve_on(listener: TcpListener, sandbox: Sandbox, verify: Verify) -> VerifyLog {
     let sandbox = Arc::new(sandbox);
     let ticks: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let log = VerifyLog::default();
+    let verify_log = log.clone();
+    let key = LinkKey::new(LINK_KEY).unwrap();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -92,12 +112,21 @@ fn serve_on(listener: TcpListener, sandbox: Sandbox) {
             };
             let sandbox = sandbox.clone();
             let ticks = ticks.clone();
+            let (log, key) = (verify_log.clone(), key.clone());
             tokio::spawn(async move {
                 let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let sandbox = sandbox.clone();
                     let ticks = ticks.clone();
+                    let (log, key) = (log.clone(), key.clone());
                     async move {
                         let path = req.uri().path();
+                        if path == verify::PATH {
+                            let query = req.uri().query();
+                            log.lock().unwrap().push(query.unwrap_or_default().to_string());
+                            if let Verify::Answer = verify {
+                                return Ok(verify::answer(&key, query).map(Full::new));
+                            }
+                        }
                         if let Some(name) = path.strip_prefix("/tick/") {
                             *ticks.lock().unwrap().entry(name.to_string()).or_default() += 1;
                             let res = Response::builder()
@@ -124,10 +153,14 @@ fn serve_on(listener: TcpListener, sandbox: Sandbox) {
             });
         }
     });
+    log
 }
 
+/// A link to `code`, signed with the test servers' key as sandgate signs its own.
 fn link(base: &str, code: &str) -> String {
-    format!("{base}/sandbox#py={}", payload::encode(code))
+    let fragment = format!("py={}", payload::encode(code));
+    let mac = LinkKey::new(LINK_KEY).unwrap().mac(&fragment);
+    format!("{base}/sandbox#{fragment}{MAC_PARAM}{mac}")
 }
 
 /// Runs the cases in one browser and answers each case's result by name, after checking that it
@@ -312,7 +345,7 @@ async fn imports_run_only_on_the_runs_clock() {
     let (listener, base) = listen().await;
     let call_home = CALL_HOME_INIT.replace("{tick}", &format!("{base}/tick/import"));
     let dir = wheels("imports", &[("sgcallhome", &call_home), ("sgslowimport", SLOW_IMPORT_INIT)]);
-    serve_on(listener, sandbox(&assets, &dir, 30_000));
+    serve_on(listener, sandbox(&assets, &dir, 30_000), Verify::Answer);
     let short = serve(sandbox(&assets, &dir, 5_000)).await;
     let count = format!("{base}/tick-count/import");
     let call_home_code =
@@ -440,4 +473,125 @@ async fn freezing_figures_end_at_the_limit_and_on_stop() {
         // The bound is the wait step's: stopped within 5 s of the click, however busy the figure.
         eprintln!("page: {name}: stopped {took:.0} ms after the Stop click began");
     }
+}
+
+/// Code that calls home when it runs (so a run shows on the server, not only on the page).
+fn calling_home(base: &str, name: &str) -> String {
+    format!("import js\nawait js.fetch('{base}/tick/{name}')\nprint('ran {name}')\n")
+}
+
+/// The crafted-link case: the page runs on open only the links this sandgate made (their MAC
+/// confirmed through `/sandbox/verify`, which sees only the hash and the MAC); a hand-written link,
+/// one with a bad MAC, one whose code was changed after signing and one the check cannot confirm
+/// show their code with a note, and run when Run is pressed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_links_this_sandgate_made_run_on_open() {
+    let assets = assets();
+    let (listener, base) = listen().await;
+    let log = serve_on(listener, sandbox(&assets, &assets.join("wheels"), 30_000), Verify::Answer);
+    let (listener, unasked) = listen().await;
+    serve_on(listener, sandbox(&assets, &assets.join("wheels"), 30_000), Verify::Missing);
+
+    // The link the engine writes for an answer, with this sandgate's key and public URL.
+    let options = sandgate::rewrite::Options {
+        public_url: base.clone(),
+        link_key: LinkKey::new(LINK_KEY).unwrap(),
+        ..Default::default()
+    };
+    let answer = format!("Here:\n\n```python\n{}```\n", calling_home(&base, "engine"));
+    let rewritten = sandgate::rewrite::rewrite(&options, &answer);
+    let at = rewritten.find(&format!("{base}/sandbox#")).unwrap();
+    let engine_link = rewritten[at..].split(')').next().unwrap().to_string();
+    assert!(engine_link.contains(MAC_PARAM), "{engine_link}");
+
+    let fragment = |code: &str| format!("py={}", payload::encode(code));
+    let hand_written = format!("{base}/sandbox#{}", fragment(&calling_home(&base, "hand")));
+    let bad_mac = format!(
+        "{base}/sandbox#{}{MAC_PARAM}{}",
+        fragment(&calling_home(&base, "bad-mac")),
+        "A".repeat(22)
+    );
+    // The engine's link with its code swapped for other code, the MAC kept.
+    let signed_py = engine_link.split(['#', '&']).find(|p| p.starts_with("py=")).unwrap();
+    let changed = engine_link.replace(signed_py, &fragment(&calling_home(&base, "changed")));
+    let unconfirmed = link(&unasked, &calling_home(&unasked, "unasked"));
+
+    let held = |url: &str, server: &str, name: &str| {
+        let ticks = format!("{server}/tick-count/{name}");
+        json!([
+            {"do": "goto", "url": url},
+            {"do": "wait", "states": ["ready"], "timeoutMs": 30000},
+            // Time in which a run would have started (a warm spare runs in well under this).
+            {"do": "sleep", "ms": 1500},
+            {"do": "observe", "label": "held"},
+            {"do": "fetch", "url": ticks, "label": "before"},
+            {"do": "click", "selector": "#run"},
+            {"do": "wait", "states": ENDED, "timeoutMs": 90000},
+            {"do": "observe", "label": "run"},
+            {"do": "fetch", "url": ticks, "label": "after"},
+        ])
+    };
+    let results = drive(
+        "links",
+        json!({"cases": [
+            {"name": "engine", "steps": [
+                {"do": "goto", "url": engine_link},
+                {"do": "wait", "states": ENDED, "timeoutMs": 90000},
+                {"do": "observe", "label": "end"},
+                {"do": "fetch", "url": format!("{base}/tick-count/engine"), "label": "after"},
+            ]},
+            {"name": "hand", "steps": held(&hand_written, &base, "hand")},
+            {"name": "bad-mac", "steps": held(&bad_mac, &base, "bad-mac")},
+            {"name": "changed", "steps": held(&changed, &base, "changed")},
+            {"name": "unasked", "steps": held(&unconfirmed, &unasked, "unasked")},
+        ]}),
+    )
+    .await;
+    let count = |case: &str, label: &str| str_of(&results[case]["fetches"], label).to_string();
+
+    // The engine's link runs on open, once, with no note.
+    let end = &results["engine"]["observations"]["end"];
+    assert_eq!(str_of(end, "state"), "done", "{end:#}");
+    assert_eq!(str_of(end, "link"), "signed", "{end:#}");
+    assert!(end["linkNote"].is_null(), "{end:#}");
+    assert_eq!(str_of(end, "stdout"), "ran engine\n", "{end:#}");
+    assert_eq!(count("engine", "after"), "1");
+
+    // The others wait for Run, with their code shown and the note, then run what they show.
+    for (case, server, link_state) in [
+        ("hand", &base, "unsigned"),
+        ("bad-mac", &base, "invalid"),
+        ("changed", &base, "invalid"),
+        ("unasked", &unasked, "unsigned"),
+    ] {
+        let held = &results[case]["observations"]["held"];
+        assert_eq!(str_of(held, "state"), "ready", "{case}: {held:#}");
+        assert_eq!(str_of(held, "link"), link_state, "{case}: {held:#}");
+        assert!(entered(held, "running").is_none(), "{case} ran before Run: {held:#}");
+        assert_eq!(str_of(held, "stdout"), "", "{case}: {held:#}");
+        assert_eq!(str_of(held, "code"), calling_home(server, case), "{case}: {held:#}");
+        let note = str_of(held, "linkNote");
+        assert!(note.contains("not made by this sandgate"), "{case}: {held:#}");
+        assert!(note.contains("Read the code first"), "{case}: {held:#}");
+        let run = &results[case]["observations"]["run"];
+        assert_eq!(str_of(run, "state"), "done", "{case}: {run:#}");
+        assert_eq!(str_of(run, "stdout"), format!("ran {case}\n"), "{case}: {run:#}");
+        assert_eq!(count(case, "before"), "0", "{case} called home before Run");
+        assert_eq!(count(case, "after"), "1", "{case}: runs once, on Run");
+    }
+
+    // Verify saw the hash and the MAC only: never the code, compressed or not.
+    let queries = log.lock().unwrap().clone();
+    assert_eq!(queries.len(), 3, "engine, bad-mac and changed ask; hand has no MAC: {queries:?}");
+    for q in &queries {
+        let names: Vec<&str> = q.split('&').map(|p| p.split('=').next().unwrap()).collect();
+        assert_eq!(names, ["h", "mac"], "{q}");
+        let h = q.strip_prefix("h=").unwrap().split('&').next().unwrap();
+        assert_eq!(h.len(), 43, "{q}");
+        assert!(!q.contains(signed_py.trim_start_matches("py=")), "{q}");
+    }
+    let engine_fragment = &engine_link[engine_link.find('#').unwrap() + 1..];
+    let (signed, mac) = sandgate::rewrite::sign::split(engine_fragment).unwrap();
+    let expected = format!("h={}&mac={mac}", sandgate::rewrite::sign::hash_param(signed));
+    assert_eq!(queries[0], expected, "the page hashes exactly what the engine signed");
 }

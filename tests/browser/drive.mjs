@@ -91,6 +91,9 @@ async function observe(frame) {
     return {
       state: document.body.dataset.state,
       worker: document.body.dataset.worker || null,
+      // What the page made of the link (signed, unsigned, invalid) and the note it showed, if any.
+      link: document.body.dataset.link || null,
+      linkNote: (() => { const n = document.getElementById('link-note'); return n && !n.hidden ? n.textContent : null; })(),
       origin: self.origin,
       status: text('status'),
       stdout: text('stdout'),
