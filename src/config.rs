@@ -147,42 +147,142 @@ impl ConfigError {
     }
 }
 
-/// Every key, in the dotted form used by `--set` and (upper-cased, dots as `_`) by `SANDGATE_*`.
-pub const KEYS: &[&str] = &[
-    "listen",
-    "workers",
-    "upstream",
-    "public_url",
-    "mode",
-    "show_code",
-    "link_text",
-    "languages",
-    "max_block_bytes",
-    "context",
-    "context_bytes",
-    "request_body_limit",
-    "json_rewrite_limit",
-    "api_keys",
-    "upstream_api_key",
-    "upstream_ca",
-    "upstream_http2",
-    "pyodide_url",
-    "pyodide_dir",
-    "wheels_dir",
-    "sandbox_timeout",
-    "tools",
-    "log_format",
-    "log_level",
-    "log_content",
-    "link_key",
-    "timeouts.connect",
-    "timeouts.first_byte",
-    "timeouts.idle",
-    "timeouts.header_read",
-    "timeouts.shutdown_grace",
-    "tls.cert",
-    "tls.key",
-];
+/// Declares every configuration key once: its field in [`RawConfig`] (or in one of its tables), its
+/// default and how `set` parses it from a string. The structs, their `Default`, [`KEYS`],
+/// `RawConfig::set` and [`default_text`] (which the README's table is checked against) all come
+/// from this one list.
+macro_rules! config_keys {
+    (
+        $(#[$meta:meta])*
+        pub struct $raw:ident {
+            $( $(#[$m:meta])* $field:ident: $ty:ty = $default:expr, $parse:ident; )*
+        }
+        $(
+            $(#[$tmeta:meta])*
+            [$table:ident] pub struct $tty:ident {
+                $( $(#[$tm:meta])* $tfield:ident: $tfty:ty = $tdefault:expr, $tparse:ident; )*
+            }
+        )*
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct $raw {
+            $( $(#[$m])* pub $field: $ty, )*
+            $( pub $table: $tty, )*
+        }
+
+        impl Default for $raw {
+            fn default() -> Self {
+                $raw { $( $field: $default, )* $( $table: $tty::default(), )* }
+            }
+        }
+
+        $(
+            $(#[$tmeta])*
+            #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+            #[serde(default, deny_unknown_fields)]
+            pub struct $tty {
+                $( $(#[$tm])* pub $tfield: $tfty, )*
+            }
+
+            impl Default for $tty {
+                fn default() -> Self {
+                    $tty { $( $tfield: $tdefault, )* }
+                }
+            }
+        )*
+
+        /// Every key, in the dotted form used by `--set` and (upper-cased, dots as `_`) by
+        /// `SANDGATE_*`.
+        pub const KEYS: &[&str] = &[
+            $( stringify!($field), )*
+            $( $( concat!(stringify!($table), ".", stringify!($tfield)), )* )*
+        ];
+
+        impl $raw {
+            /// Sets `key` if it is one; `None` for an unknown key.
+            fn set_known(&mut self, key: &str, value: &str) -> Option<Result<(), ConfigError>> {
+                Some(match key {
+                    $( stringify!($field) => $parse(key, value).map(|v| self.$field = v), )*
+                    $( $(
+                        concat!(stringify!($table), ".", stringify!($tfield)) => {
+                            $tparse(key, value).map(|v| self.$table.$tfield = v)
+                        }
+                    )* )*
+                    _ => return None,
+                })
+            }
+        }
+
+        /// A key's default as the README's configuration table writes it: lists joined with
+        /// `, `; `None` for an unknown key.
+        pub fn default_text(key: &str) -> Option<String> {
+            let raw = $raw::default();
+            Some(match key {
+                $( stringify!($field) => Text::text(&raw.$field), )*
+                $( $(
+                    concat!(stringify!($table), ".", stringify!($tfield)) => {
+                        Text::text(&raw.$table.$tfield)
+                    }
+                )* )*
+                _ => return None,
+            })
+        }
+    };
+}
+
+config_keys! {
+    /// The configuration as written: the TOML file's shape, every key optional with its default.
+    pub struct RawConfig {
+        listen: String = "127.0.0.1:8787".to_owned(), text;
+        /// 0: one per CPU.
+        workers: u64 = 0, parse_u64;
+        upstream: String = "https://api.openai.com/v1".to_owned(), text;
+        /// Empty means `http://` + `listen` (or `https://` with TLS).
+        public_url: String = String::new(), text;
+        mode: String = "link".to_owned(), text;
+        show_code: bool = true, parse_bool;
+        link_text: String = DEFAULT_LINK_TEXT.to_owned(), text;
+        languages: Vec<String> = DEFAULT_LANGUAGES.iter().map(|s| (*s).to_owned()).collect(), list;
+        max_block_bytes: u64 = DEFAULT_MAX_BLOCK_BYTES as u64, parse_u64;
+        context: String = "answer".to_owned(), text;
+        context_bytes: u64 = DEFAULT_CONTEXT_BYTES as u64, parse_u64;
+        request_body_limit: u64 = 32 << 20, parse_u64;
+        json_rewrite_limit: u64 = 64 << 20, parse_u64;
+        api_keys: Vec<String> = Vec::new(), list;
+        upstream_api_key: String = String::new(), text;
+        /// Empty: only the webpki roots.
+        upstream_ca: String = String::new(), text;
+        upstream_http2: bool = false, parse_bool;
+        pyodide_url: String = DEFAULT_PYODIDE_URL.to_owned(), text;
+        pyodide_dir: String = String::new(), text;
+        wheels_dir: String = String::new(), text;
+        sandbox_timeout: String = "30s".to_owned(), text;
+        /// Tool names; only `python` is known.
+        tools: Vec<String> = Vec::new(), list;
+        log_format: String = "plain".to_owned(), text;
+        log_level: String = "info".to_owned(), text;
+        log_content: bool = false, parse_bool;
+        /// Empty: a random key per process.
+        link_key: String = String::new(), text;
+    }
+
+    /// The `[timeouts]` table; durations are strings such as `"10s"`, `"500ms"` or `"5m"`.
+    [timeouts] pub struct RawTimeouts {
+        connect: String = "10s".to_owned(), text;
+        first_byte: String = "300s".to_owned(), text;
+        idle: String = "300s".to_owned(), text;
+        header_read: String = "30s".to_owned(), text;
+        shutdown_grace: String = "30s".to_owned(), text;
+    }
+
+    /// The `[tls]` table; both empty means plain TCP.
+    [tls] pub struct RawTls {
+        cert: String = String::new(), text;
+        key: String = String::new(), text;
+    }
+}
 
 /// The most worker threads `workers` may ask for.
 pub const MAX_WORKERS: usize = 1024;
@@ -190,204 +290,42 @@ pub const MAX_WORKERS: usize = 1024;
 /// The Pyodide release the sandbox page loads when no local copy is configured.
 pub use crate::sandbox::DEFAULT_PYODIDE_URL;
 
-/// The configuration as written: the TOML file's shape, every key optional with a named default.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    #[serde(default = "default_listen")]
-    pub listen: String,
-    /// 0: one per CPU.
-    #[serde(default)]
-    pub workers: u64,
-    #[serde(default = "default_upstream")]
-    pub upstream: String,
-    /// Empty means `http://` + `listen` (or `https://` with TLS).
-    #[serde(default)]
-    pub public_url: String,
-    #[serde(default = "default_mode")]
-    pub mode: String,
-    #[serde(default = "default_true")]
-    pub show_code: bool,
-    #[serde(default = "default_link_text")]
-    pub link_text: String,
-    #[serde(default = "default_languages")]
-    pub languages: Vec<String>,
-    #[serde(default = "default_max_block_bytes")]
-    pub max_block_bytes: u64,
-    #[serde(default = "default_context")]
-    pub context: String,
-    #[serde(default = "default_context_bytes")]
-    pub context_bytes: u64,
-    #[serde(default = "default_request_body_limit")]
-    pub request_body_limit: u64,
-    #[serde(default = "default_json_rewrite_limit")]
-    pub json_rewrite_limit: u64,
-    #[serde(default)]
-    pub api_keys: Vec<String>,
-    #[serde(default)]
-    pub upstream_api_key: String,
-    /// Empty: only the webpki roots.
-    #[serde(default)]
-    pub upstream_ca: String,
-    #[serde(default)]
-    pub upstream_http2: bool,
-    #[serde(default = "default_pyodide_url")]
-    pub pyodide_url: String,
-    #[serde(default)]
-    pub pyodide_dir: String,
-    #[serde(default)]
-    pub wheels_dir: String,
-    #[serde(default = "default_sandbox_timeout")]
-    pub sandbox_timeout: String,
-    /// Tool names; only `python` is known.
-    #[serde(default)]
-    pub tools: Vec<String>,
-    #[serde(default = "default_log_format")]
-    pub log_format: String,
-    #[serde(default = "default_log_level")]
-    pub log_level: String,
-    #[serde(default)]
-    pub log_content: bool,
-    /// Empty: a random key per process.
-    #[serde(default)]
-    pub link_key: String,
-    #[serde(default)]
-    pub timeouts: RawTimeouts,
-    #[serde(default)]
-    pub tls: RawTls,
+/// A string key's value, as given.
+fn text(_key: &str, value: &str) -> Result<String, ConfigError> {
+    Ok(value.to_owned())
 }
 
-/// The `[timeouts]` table; durations are strings such as `"10s"`, `"500ms"` or `"5m"`.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct RawTimeouts {
-    #[serde(default = "default_connect")]
-    pub connect: String,
-    #[serde(default = "default_first_byte")]
-    pub first_byte: String,
-    #[serde(default = "default_idle")]
-    pub idle: String,
-    #[serde(default = "default_header_read")]
-    pub header_read: String,
-    #[serde(default = "default_shutdown_grace")]
-    pub shutdown_grace: String,
+/// A list key's value: comma-separated, items trimmed, empty items left out.
+fn list(_key: &str, value: &str) -> Result<Vec<String>, ConfigError> {
+    Ok(split_list(value))
 }
 
-/// The `[tls]` table; both empty means plain TCP.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct RawTls {
-    #[serde(default)]
-    pub cert: String,
-    #[serde(default)]
-    pub key: String,
+/// A value written as the README's configuration table writes defaults.
+trait Text {
+    fn text(&self) -> String;
 }
 
-fn default_listen() -> String {
-    "127.0.0.1:8787".to_owned()
-}
-fn default_upstream() -> String {
-    "https://api.openai.com/v1".to_owned()
-}
-fn default_mode() -> String {
-    "link".to_owned()
-}
-fn default_true() -> bool {
-    true
-}
-fn default_link_text() -> String {
-    DEFAULT_LINK_TEXT.to_owned()
-}
-fn default_languages() -> Vec<String> {
-    DEFAULT_LANGUAGES.iter().map(|s| (*s).to_owned()).collect()
-}
-fn default_max_block_bytes() -> u64 {
-    DEFAULT_MAX_BLOCK_BYTES as u64
-}
-fn default_context() -> String {
-    "answer".to_owned()
-}
-fn default_context_bytes() -> u64 {
-    DEFAULT_CONTEXT_BYTES as u64
-}
-fn default_request_body_limit() -> u64 {
-    32 << 20
-}
-fn default_json_rewrite_limit() -> u64 {
-    64 << 20
-}
-fn default_pyodide_url() -> String {
-    DEFAULT_PYODIDE_URL.to_owned()
-}
-fn default_sandbox_timeout() -> String {
-    "30s".to_owned()
-}
-fn default_log_format() -> String {
-    "plain".to_owned()
-}
-fn default_log_level() -> String {
-    "info".to_owned()
-}
-fn default_connect() -> String {
-    "10s".to_owned()
-}
-fn default_first_byte() -> String {
-    "300s".to_owned()
-}
-fn default_idle() -> String {
-    "300s".to_owned()
-}
-fn default_header_read() -> String {
-    "30s".to_owned()
-}
-fn default_shutdown_grace() -> String {
-    "30s".to_owned()
-}
-
-impl Default for RawTimeouts {
-    fn default() -> Self {
-        RawTimeouts {
-            connect: default_connect(),
-            first_byte: default_first_byte(),
-            idle: default_idle(),
-            header_read: default_header_read(),
-            shutdown_grace: default_shutdown_grace(),
-        }
+impl Text for String {
+    fn text(&self) -> String {
+        self.clone()
     }
 }
 
-impl Default for RawConfig {
-    fn default() -> Self {
-        RawConfig {
-            listen: default_listen(),
-            workers: 0,
-            upstream: default_upstream(),
-            public_url: String::new(),
-            mode: default_mode(),
-            show_code: true,
-            link_text: default_link_text(),
-            languages: default_languages(),
-            max_block_bytes: default_max_block_bytes(),
-            context: default_context(),
-            context_bytes: default_context_bytes(),
-            request_body_limit: default_request_body_limit(),
-            json_rewrite_limit: default_json_rewrite_limit(),
-            api_keys: Vec::new(),
-            upstream_api_key: String::new(),
-            upstream_ca: String::new(),
-            upstream_http2: false,
-            pyodide_url: default_pyodide_url(),
-            pyodide_dir: String::new(),
-            wheels_dir: String::new(),
-            sandbox_timeout: default_sandbox_timeout(),
-            tools: Vec::new(),
-            log_format: default_log_format(),
-            log_level: default_log_level(),
-            log_content: false,
-            link_key: String::new(),
-            timeouts: RawTimeouts::default(),
-            tls: RawTls::default(),
-        }
+impl Text for u64 {
+    fn text(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Text for bool {
+    fn text(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Text for Vec<String> {
+    fn text(&self) -> String {
+        self.join(", ")
     }
 }
 
@@ -435,49 +373,12 @@ impl RawConfig {
     /// Sets one key from a string, as given in an environment variable or on the command line.
     /// Lists (`languages`, `api_keys`) are comma-separated; booleans are `true` or `false`.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
-        let v = value.to_owned();
-        match key {
-            "listen" => self.listen = v,
-            "workers" => self.workers = parse_u64(key, value)?,
-            "upstream" => self.upstream = v,
-            "public_url" => self.public_url = v,
-            "mode" => self.mode = v,
-            "show_code" => self.show_code = parse_bool(key, value)?,
-            "link_text" => self.link_text = v,
-            "languages" => self.languages = split_list(value),
-            "max_block_bytes" => self.max_block_bytes = parse_u64(key, value)?,
-            "context" => self.context = v,
-            "context_bytes" => self.context_bytes = parse_u64(key, value)?,
-            "request_body_limit" => self.request_body_limit = parse_u64(key, value)?,
-            "json_rewrite_limit" => self.json_rewrite_limit = parse_u64(key, value)?,
-            "api_keys" => self.api_keys = split_list(value),
-            "upstream_api_key" => self.upstream_api_key = v,
-            "upstream_ca" => self.upstream_ca = v,
-            "upstream_http2" => self.upstream_http2 = parse_bool(key, value)?,
-            "pyodide_url" => self.pyodide_url = v,
-            "pyodide_dir" => self.pyodide_dir = v,
-            "wheels_dir" => self.wheels_dir = v,
-            "sandbox_timeout" => self.sandbox_timeout = v,
-            "tools" => self.tools = split_list(value),
-            "log_format" => self.log_format = v,
-            "log_level" => self.log_level = v,
-            "log_content" => self.log_content = parse_bool(key, value)?,
-            "link_key" => self.link_key = v,
-            "timeouts.connect" => self.timeouts.connect = v,
-            "timeouts.first_byte" => self.timeouts.first_byte = v,
-            "timeouts.idle" => self.timeouts.idle = v,
-            "timeouts.header_read" => self.timeouts.header_read = v,
-            "timeouts.shutdown_grace" => self.timeouts.shutdown_grace = v,
-            "tls.cert" => self.tls.cert = v,
-            "tls.key" => self.tls.key = v,
-            other => {
-                return Err(ConfigError::key(
-                    other,
-                    format!("unknown key; known keys: {}", KEYS.join(", ")),
-                ))
+        match self.set_known(key, value) {
+            Some(done) => done,
+            None => {
+                Err(ConfigError::key(key, format!("unknown key; known keys: {}", KEYS.join(", "))))
             }
         }
-        Ok(())
     }
 
     /// Applies overrides in order.
@@ -916,6 +817,39 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The README's configuration table names every key, and only keys, and each default it
+    /// writes as one literal (or as "empty") is the one [`config_keys!`] declares.
+    #[test]
+    fn readme_configuration_table_matches_the_keys_and_their_defaults() {
+        let readme = include_str!("../README.md");
+        let section = readme.split("\n## Configuration reference\n").nth(1).unwrap();
+        let section = section.split("\n## ").next().unwrap();
+        let mut documented = Vec::new();
+        for row in section.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = row.trim_matches('|').split(" | ").map(str::trim).collect();
+            let keys: Vec<&str> = cells[0].split('`').skip(1).step_by(2).collect();
+            let default = cells[1];
+            for key in keys {
+                let declared =
+                    default_text(key).unwrap_or_else(|| panic!("README: {key} is no key"));
+                if default.starts_with("empty") {
+                    assert_eq!(declared, "", "README says {key} is empty by default");
+                } else if default.len() > 2
+                    && default.starts_with('`')
+                    && default.ends_with('`')
+                    && default.matches('`').count() == 2
+                {
+                    assert_eq!(declared, default.trim_matches('`'), "README's default of {key}");
+                }
+                documented.push(key);
+            }
+        }
+        documented.sort_unstable();
+        let mut keys = KEYS.to_vec();
+        keys.sort_unstable();
+        assert_eq!(documented, keys, "README's configuration table against KEYS");
+    }
 
     fn err_of(toml: &str) -> String {
         match RawConfig::from_toml(toml).and_then(|r| r.validate()) {
