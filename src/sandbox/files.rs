@@ -4,10 +4,15 @@
 //! A request path is percent-decoded once and split into segments; empty, `.`, `..` and hidden
 //! segments, backslashes and NUL are refused, and the file found must still lie under the
 //! directory once symlinks are resolved. Anything refused is a plain 404, like a missing file.
-//! Files are read per request: the operating system's page cache keeps the large ones (the 8.6 MB
-//! wasm) in memory, and a file replaced on disk is served fresh.
+//! A file's bytes are shared: every response being sent holds a reference to one copy per file (the
+//! 8.6 MB wasm is in memory once, however many clients are reading it, even clients that never
+//! read), and the copy is freed when the last of those responses ends. A file replaced on disk (other
+//! length or modification time) is read again for the responses that follow.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
@@ -19,6 +24,27 @@ use super::{not_found, response};
 #[derive(Debug)]
 pub(crate) struct Root {
     path: PathBuf,
+    /// The copies of files being sent now, by canonical path.
+    shared: Mutex<HashMap<PathBuf, SharedFile>>,
+    /// Held while a file is read from disk, so that readers arriving together read it once.
+    loading: tokio::sync::Mutex<()>,
+}
+
+/// One file's bytes, as long as a response holds them, and what the file looked like when read.
+#[derive(Debug)]
+struct SharedFile {
+    len: u64,
+    modified: Option<SystemTime>,
+    bytes: Weak<Vec<u8>>,
+}
+
+/// A reference to a shared copy, as the owner of a response's [`Bytes`].
+struct Owner(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for Owner {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl Root {
@@ -28,7 +54,7 @@ impl Root {
         if !path.is_dir() {
             return Err(format!("{} is not a directory", dir.display()));
         }
-        Ok(Root { path })
+        Ok(Root { path, shared: Mutex::new(HashMap::new()), loading: tokio::sync::Mutex::new(()) })
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -37,13 +63,13 @@ impl Root {
 
     /// The file at `rel` (the request path after the prefix, still percent-encoded), or 404.
     pub(crate) async fn serve(&self, rel: &str) -> Response<Full<Bytes>> {
-        let Some(file) = self.resolve(rel).await else {
+        let Some((file, meta)) = self.resolve(rel).await else {
             return not_found();
         };
-        let Ok(body) = tokio::fs::read(&file).await else {
+        let Some(body) = self.bytes(&file, &meta).await else {
             return not_found();
         };
-        let mut res = response(StatusCode::OK, content_type(&file), Bytes::from(body));
+        let mut res = response(StatusCode::OK, content_type(&file), body);
         static_headers(&mut res);
         res
     }
@@ -93,8 +119,38 @@ impl Root {
         res
     }
 
-    /// The canonical path of an existing regular file under the root, or `None`.
-    async fn resolve(&self, rel: &str) -> Option<PathBuf> {
+    /// The bytes of `file`: the copy other responses hold if the file has not changed since, or
+    /// read now and shared from then on.
+    async fn bytes(&self, file: &Path, meta: &std::fs::Metadata) -> Option<Bytes> {
+        let (len, modified) = (meta.len(), meta.modified().ok());
+        if let Some(bytes) = self.shared_copy(file, len, modified) {
+            return Some(bytes);
+        }
+        let _loading = self.loading.lock().await;
+        if let Some(bytes) = self.shared_copy(file, len, modified) {
+            return Some(bytes);
+        }
+        let data = Arc::new(tokio::fs::read(file).await.ok()?);
+        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        shared.retain(|_, f| f.bytes.strong_count() > 0);
+        // What was read is recorded as the file at `meta`; if it changed in between, the next
+        // request sees another length or time and reads it again.
+        shared
+            .insert(file.to_path_buf(), SharedFile { len, modified, bytes: Arc::downgrade(&data) });
+        Some(Bytes::from_owner(Owner(data)))
+    }
+
+    fn shared_copy(&self, file: &Path, len: u64, modified: Option<SystemTime>) -> Option<Bytes> {
+        let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = shared.get(file)?;
+        if entry.len != len || entry.modified != modified {
+            return None;
+        }
+        entry.bytes.upgrade().map(|data| Bytes::from_owner(Owner(data)))
+    }
+
+    /// The canonical path of an existing regular file under the root and its metadata, or `None`.
+    async fn resolve(&self, rel: &str) -> Option<(PathBuf, std::fs::Metadata)> {
         let segments = safe_segments(rel)?;
         let mut candidate = self.path.clone();
         candidate.extend(segments);
@@ -103,7 +159,7 @@ impl Root {
             return None;
         }
         let meta = tokio::fs::metadata(&real).await.ok()?;
-        meta.is_file().then_some(real)
+        meta.is_file().then_some((real, meta))
     }
 }
 
