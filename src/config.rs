@@ -42,6 +42,11 @@ pub struct Config {
     /// A non-streamed answer larger than this is passed on unchanged instead of being held whole.
     pub json_rewrite_limit: usize,
     pub timeouts: Timeouts,
+    /// Client connections served at once (0 in the file: as many as the open-files limit allows
+    /// with headroom, see [`crate::server`]); further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// HTTP/2 streams (requests) one client connection may have open at once.
+    pub max_concurrent_streams: u32,
     /// Gateway keys: when not empty, clients must present one of them as their bearer token.
     pub api_keys: Vec<String>,
     /// The provider key sandgate sends upstream in place of the client's gateway key.
@@ -113,8 +118,13 @@ pub struct Timeouts {
     pub connect: Duration,
     /// From sending the request upstream to receiving its response headers.
     pub first_byte: Duration,
-    /// The longest pause between two pieces of a body: an upstream response or a client's request.
+    /// The longest pause between two pieces of an upstream response body.
     pub idle: Duration,
+    /// The longest pause between two pieces of a client's request body (then 408).
+    pub request_body: Duration,
+    /// The longest a write to a client may wait (the client does not read): then the connection is
+    /// closed.
+    pub write: Duration,
     /// Reading a client's request headers.
     pub header_read: Duration,
     /// How long streams in flight may go on after a shutdown signal.
@@ -250,6 +260,9 @@ config_keys! {
         context_bytes: u64 = DEFAULT_CONTEXT_BYTES as u64, parse_u64;
         request_body_limit: u64 = 32 << 20, parse_u64;
         json_rewrite_limit: u64 = 64 << 20, parse_u64;
+        /// 0: from the open-files limit.
+        max_connections: u64 = 0, parse_u64;
+        max_concurrent_streams: u64 = 100, parse_u64;
         api_keys: Vec<String> = Vec::new(), list;
         upstream_api_key: String = String::new(), text;
         /// Empty: only the webpki roots.
@@ -273,6 +286,8 @@ config_keys! {
         connect: String = "10s".to_owned(), text;
         first_byte: String = "300s".to_owned(), text;
         idle: String = "300s".to_owned(), text;
+        request_body: String = "10s".to_owned(), text;
+        write: String = "30s".to_owned(), text;
         header_read: String = "30s".to_owned(), text;
         shutdown_grace: String = "30s".to_owned(), text;
     }
@@ -432,11 +447,25 @@ impl RawConfig {
         })?;
         let request_body_limit = positive_usize("request_body_limit", self.request_body_limit)?;
         let json_rewrite_limit = positive_usize("json_rewrite_limit", self.json_rewrite_limit)?;
+        let max_connections = usize::try_from(self.max_connections).map_err(|_| {
+            ConfigError::key("max_connections", format!("{} is too large", self.max_connections))
+        })?;
+        let max_concurrent_streams = match u32::try_from(self.max_concurrent_streams) {
+            Ok(n) if n > 0 => n,
+            _ => {
+                return Err(ConfigError::key(
+                    "max_concurrent_streams",
+                    format!("{} is not between 1 and {}", self.max_concurrent_streams, u32::MAX),
+                ))
+            }
+        };
 
         let timeouts = Timeouts {
             connect: parse_duration("timeouts.connect", &self.timeouts.connect)?,
             first_byte: parse_duration("timeouts.first_byte", &self.timeouts.first_byte)?,
             idle: parse_duration("timeouts.idle", &self.timeouts.idle)?,
+            request_body: parse_duration("timeouts.request_body", &self.timeouts.request_body)?,
+            write: parse_duration("timeouts.write", &self.timeouts.write)?,
             header_read: parse_duration("timeouts.header_read", &self.timeouts.header_read)?,
             shutdown_grace: parse_duration(
                 "timeouts.shutdown_grace",
@@ -600,6 +629,8 @@ impl RawConfig {
             request_body_limit,
             json_rewrite_limit,
             timeouts,
+            max_connections,
+            max_concurrent_streams,
             api_keys,
             upstream_api_key,
             upstream_ca,

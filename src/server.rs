@@ -1,12 +1,18 @@
 //! The listener and the connection loop: TCP (TCP_NODELAY) or TLS (rustls, ALPN h2 and http/1.1),
 //! HTTP/1.1 and HTTP/2 (also h2c with prior knowledge) on the same port, a header read timeout, and
 //! graceful shutdown: stop accepting, let responses in flight finish up to a deadline, then close.
+//! [`limits`]: the connection cap (from the open-files limit) and the back-off after a failed
+//! accept; [`io`]: the write timeout on every client connection. HTTP/2 connections may have at most
+//! `max_concurrent_streams` streams open.
 //!
 //! [`Server::bind`] + [`Server::serve`] is what `sandgate serve` runs; [`spawn`] runs the same server on
 //! a task and hands back its address and a shutdown handle, for tests and the demo.
 
+mod io;
+mod limits;
+
 use std::future::Future;
-use std::io;
+use std::io as stdio;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -31,6 +37,8 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::proxy::upstream::pem_certificates;
 use crate::proxy::Gateway;
+use io::WriteTimeout;
+use limits::{Backoff, Limits};
 
 /// A bound, not yet serving, sandgate.
 pub struct Server {
@@ -84,6 +92,7 @@ impl Server {
         let bind_error = |source| Error::Bind { addr, source };
         let listener = listener.into_std().map_err(bind_error)?;
         let (stop, stopped) = watch::channel(false);
+        let limits = Limits::new(config.max_connections);
         let mut workers = Vec::with_capacity(config.workers);
         for i in 0..config.workers.max(1) {
             workers.push(Worker {
@@ -91,6 +100,7 @@ impl Server {
                 tls: tls.clone(),
                 gateway: if i == 0 { gateway.clone() } else { Arc::new(gateway.for_worker()?) },
                 config: config.clone(),
+                limits: limits.clone(),
                 stop: stopped.clone(),
             });
         }
@@ -130,6 +140,8 @@ impl Server {
                     tls = tls.is_some(),
                     upstream = %config.upstream,
                     mode = %config.mode,
+                    max_connections = limits.max_connections,
+                    open_files = limits.open_files,
                     "sandgate listening"
                 );
                 if config.link_key_random {
@@ -177,6 +189,7 @@ struct Worker {
     tls: Option<TlsAcceptor>,
     gateway: Arc<Gateway>,
     config: Arc<Config>,
+    limits: Limits,
     stop: watch::Receiver<bool>,
 }
 
@@ -184,7 +197,7 @@ impl Worker {
     /// Accepts and serves connections until told to stop, then drains its connections for up to
     /// `shutdown_grace`.
     async fn run(self) -> Result<(), Error> {
-        let Worker { listener, tls, gateway, config, mut stop } = self;
+        let Worker { listener, tls, gateway, config, limits, mut stop } = self;
         let addr =
             listener.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
         let listener =
@@ -195,39 +208,60 @@ impl Worker {
             .timer(TokioTimer::new())
             .header_read_timeout(config.timeouts.header_read)
             .keep_alive(true);
-        builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .max_concurrent_streams(config.max_concurrent_streams);
         let graceful = GracefulShutdown::new();
         let mut tasks = JoinSet::new();
+        let mut backoff = Backoff::default();
 
         loop {
-            tokio::select! {
+            // A connection slot first: when all are taken, clients wait in the listen backlog.
+            let permit = tokio::select! {
                 biased;
                 // A dropped sender (the serving task was cancelled) stops the worker too.
                 _ = stop.wait_for(|stop| *stop) => break,
-                accepted = listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(pair) => pair,
-                        Err(e) => {
-                            // Out of file descriptors and the like: wait instead of spinning.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let conn = serve_connection(
-                        stream,
-                        peer,
-                        tls.clone(),
-                        builder.clone(),
-                        gateway.clone(),
-                        graceful.watcher(),
-                        config.timeouts.header_read,
-                    );
-                    tasks.spawn(conn);
-                    while tasks.try_join_next().is_some() {}
+                permit = limits.connections.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let accepted = tokio::select! {
+                biased;
+                _ = stop.wait_for(|stop| *stop) => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    let wait = backoff.failed(&e);
+                    drop(permit);
+                    tokio::select! {
+                        biased;
+                        _ = stop.wait_for(|stop| *stop) => break,
+                        () = tokio::time::sleep(wait) => continue,
+                    }
                 }
-            }
+            };
+            backoff.succeeded();
+            let _ = stream.set_nodelay(true);
+            let conn = serve_connection(
+                stream,
+                peer,
+                tls.clone(),
+                builder.clone(),
+                gateway.clone(),
+                graceful.watcher(),
+                config.timeouts,
+            );
+            tasks.spawn(async move {
+                conn.await;
+                drop(permit);
+            });
+            while tasks.try_join_next().is_some() {}
         }
 
         drop(listener);
@@ -250,8 +284,10 @@ async fn serve_connection(
     builder: auto::Builder<TokioExecutor>,
     gateway: Arc<Gateway>,
     watcher: hyper_util::server::graceful::Watcher,
-    header_read: Duration,
+    timeouts: crate::config::Timeouts,
 ) {
+    let header_read = timeouts.header_read;
+    let stream = WriteTimeout::new(stream, timeouts.write);
     let service = service_fn(move |req| {
         let gateway = gateway.clone();
         async move { Ok::<_, std::convert::Infallible>(gateway.handle(req).await) }
@@ -311,7 +347,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for FirstBytes<IO> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    ) -> Poll<stdio::Result<()>> {
         let this = self.get_mut();
         let Some(deadline) = this.deadline.as_mut() else {
             return Pin::new(&mut this.io).poll_read(cx, buf);
@@ -329,8 +365,8 @@ impl<IO: AsyncRead + Unpin> AsyncRead for FirstBytes<IO> {
                 Poll::Ready(Ok(()))
             }
             Poll::Pending => match deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
+                Poll::Ready(()) => Poll::Ready(Err(stdio::Error::new(
+                    stdio::ErrorKind::TimedOut,
                     "the client sent no request in time",
                 ))),
                 Poll::Pending => Poll::Pending,
@@ -345,15 +381,15 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for FirstBytes<IO> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    ) -> Poll<stdio::Result<usize>> {
         Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
+        bufs: &[stdio::IoSlice<'_>],
+    ) -> Poll<stdio::Result<usize>> {
         Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
     }
 
@@ -361,11 +397,11 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for FirstBytes<IO> {
         self.io.is_write_vectored()
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<stdio::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_flush(cx)
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<stdio::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }

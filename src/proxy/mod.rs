@@ -253,8 +253,8 @@ impl Gateway {
     }
 
     /// Splits a client's request into what goes upstream: its method, its headers under the header
-    /// policy (gateway keys checked), and its body under the size limit and the idle timeout, with
-    /// the [`UploadWatch`] that tells how the body fared.
+    /// policy (gateway keys checked), and its body under the size limit and the request body timeout,
+    /// with the [`UploadWatch`] that tells how the body fared.
     fn outgoing(
         &self,
         req: Request<Incoming>,
@@ -265,7 +265,7 @@ impl Gateway {
         self.check_declared_length(&headers)?;
         let upload = UploadWatch::default();
         let limit = self.config.request_body_limit;
-        let body = ClientBody::new(body, limit, self.config.timeouts.idle, upload.clone());
+        let body = ClientBody::new(body, limit, self.config.timeouts.request_body, upload.clone());
         Ok((parts.method, headers, body, upload))
     }
 
@@ -273,7 +273,7 @@ impl Gateway {
     fn client_fault(&self, upload: &UploadWatch) -> Option<Error> {
         upload.get().map(|f| match f {
             ClientFault::TooLarge => Error::BodyTooLarge { limit: self.config.request_body_limit },
-            ClientFault::Idle => Error::ClientTimeout { after: self.config.timeouts.idle },
+            ClientFault::Idle => Error::ClientTimeout { after: self.config.timeouts.request_body },
         })
     }
 
