@@ -99,8 +99,6 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<IO> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
     use super::WriteTimeout;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -120,8 +120,6 @@ impl Backoff {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
     use super::Backoff;
     use std::time::Duration;
 
