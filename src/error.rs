@@ -1,4 +1,4 @@
-//! One error type for the whole server, one mapping from error to HTTP status, and one renderer of the
+//! The request error type, one mapping from error to HTTP status, and one renderer of the
 //! OpenAI error shape `{"error":{"message","type","param","code"}}`, as a response body or as an
 //! in-band SSE event once a stream has begun.
 //!
@@ -12,9 +12,10 @@ use http::{header, HeaderValue, Response, StatusCode};
 use crate::body::{full, ProxyBody};
 use crate::config::ConfigError;
 
-/// Everything that can go wrong, at start-up or while answering a request.
+/// What can keep sandgate from starting, or stop its workers: reported to the operator, never
+/// sent to a client.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("cannot listen on {addr}: {source}")]
@@ -25,7 +26,11 @@ pub enum Error {
     Sandbox(String),
     #[error("server task failed: {0}")]
     Task(String),
+}
 
+/// Everything that can go wrong while answering a request; each has its status and OpenAI code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
     #[error("no route for {method} {path}")]
     NotFound { method: String, path: String },
     #[error("invalid path {0:?}: it must stay below /v1/")]
@@ -99,11 +104,6 @@ impl Error {
             Error::UpstreamConnect(_) | Error::Upstream(_) | Error::UpstreamBody(_) => {
                 StatusCode::BAD_GATEWAY
             }
-            Error::Config(_)
-            | Error::Bind { .. }
-            | Error::Tls(_)
-            | Error::Sandbox(_)
-            | Error::Task(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -138,11 +138,6 @@ impl Error {
             Error::UpstreamTimeout { phase: TimeoutPhase::Idle, .. } => "upstream_idle_timeout",
             Error::Upstream(_) => "upstream_error",
             Error::UpstreamBody(_) => "upstream_stream_error",
-            Error::Config(_)
-            | Error::Bind { .. }
-            | Error::Tls(_)
-            | Error::Sandbox(_)
-            | Error::Task(_) => "internal_error",
         }
     }
 

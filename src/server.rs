@@ -33,7 +33,7 @@ use tokio::time::Sleep;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::{Config, TlsFiles};
-use crate::error::Error;
+use crate::error::StartError;
 use crate::metrics::Metrics;
 use crate::proxy::upstream::pem_certificates;
 use crate::proxy::Gateway;
@@ -60,15 +60,16 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     /// Builds the gateway (upstream client, sandbox, metrics) and binds the listener.
-    pub async fn bind(config: Config) -> Result<Server, Error> {
+    pub async fn bind(config: Config) -> Result<Server, StartError> {
         let config = Arc::new(config);
         let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
         let gateway = Arc::new(Gateway::new(config.clone(), Arc::new(Metrics::new()))?);
         let listener = TcpListener::bind(config.listen)
             .await
-            .map_err(|source| Error::Bind { addr: config.listen, source })?;
-        let addr =
-            listener.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
+            .map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr: config.listen, source })?;
         Ok(Server { listener, addr, tls, gateway, config })
     }
 
@@ -87,9 +88,9 @@ impl Server {
     /// serves its connections to the end with a [`Gateway`] of its own: a request, its upstream
     /// connection and its rewriting stay on one thread, so no wake-up crosses threads (the
     /// work-stealing runtime spent about a third of its CPU per proxied request on such hand-offs).
-    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
         let Server { listener, addr, tls, gateway, config } = self;
-        let bind_error = |source| Error::Bind { addr, source };
+        let bind_error = |source| StartError::Bind { addr, source };
         let listener = listener.into_std().map_err(bind_error)?;
         let (stop, stopped) = watch::channel(false);
         let limits = Limits::new(config.max_connections);
@@ -106,7 +107,7 @@ impl Server {
         }
         drop(listener);
 
-        let (ended_tx, mut ended) = mpsc::unbounded_channel::<Result<(), Error>>();
+        let (ended_tx, mut ended) = mpsc::unbounded_channel::<Result<(), StartError>>();
         let mut running = 0;
         let mut spawn_error = None;
         for (i, worker) in workers.into_iter().enumerate() {
@@ -116,14 +117,17 @@ impl Server {
                     let result = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()
-                        .map_err(|e| Error::Task(format!("cannot start a worker runtime: {e}")))
+                        .map_err(|e| {
+                            StartError::Task(format!("cannot start a worker runtime: {e}"))
+                        })
                         .and_then(|rt| rt.block_on(worker.run()));
                     let _ = ended_tx.send(result);
                 });
             match spawned {
                 Ok(_) => running += 1,
                 Err(e) => {
-                    spawn_error = Some(Error::Task(format!("cannot start a worker thread: {e}")));
+                    spawn_error =
+                        Some(StartError::Task(format!("cannot start a worker thread: {e}")));
                     break;
                 }
             }
@@ -163,7 +167,7 @@ impl Server {
                         running -= 1;
                         Err(match early {
                             Some(Err(e)) => e,
-                            _ => Error::Task("a worker thread ended unexpectedly".to_owned()),
+                            _ => StartError::Task("a worker thread ended unexpectedly".to_owned()),
                         })
                     }
                 }
@@ -196,12 +200,13 @@ struct Worker {
 impl Worker {
     /// Accepts and serves connections until told to stop, then drains its connections for up to
     /// `shutdown_grace`.
-    async fn run(self) -> Result<(), Error> {
+    async fn run(self) -> Result<(), StartError> {
         let Worker { listener, tls, gateway, config, limits, mut stop } = self;
-        let addr =
-            listener.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let listener =
-            TcpListener::from_std(listener).map_err(|source| Error::Bind { addr, source })?;
+            TcpListener::from_std(listener).map_err(|source| StartError::Bind { addr, source })?;
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -406,18 +411,18 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for FirstBytes<IO> {
     }
 }
 
-fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, Error> {
+fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, StartError> {
     let certs = pem_certificates("tls.cert", &files.cert)?;
     let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| Error::Tls(format!("tls.key: {}: {e}", files.key.display())))?;
+        .map_err(|e| StartError::Tls(format!("tls.key: {}: {e}", files.key.display())))?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| Error::Tls(e.to_string()))?
+    .map_err(|e| StartError::Tls(e.to_string()))?
     .with_no_client_auth()
     .with_single_cert(certs, key)
-    .map_err(|e| Error::Tls(format!("tls: certificate and key do not fit: {e}")))?;
+    .map_err(|e| StartError::Tls(format!("tls: certificate and key do not fit: {e}")))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
@@ -428,11 +433,11 @@ pub struct Running {
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     trigger: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), Error>>>,
+    task: Option<tokio::task::JoinHandle<Result<(), StartError>>>,
 }
 
 /// Binds and starts serving on a new task; returns at once with the bound address.
-pub async fn spawn(config: Config) -> Result<Running, Error> {
+pub async fn spawn(config: Config) -> Result<Running, StartError> {
     let server = Server::bind(config).await?;
     let addr = server.local_addr();
     let metrics = server.metrics();
@@ -453,12 +458,12 @@ impl Running {
     }
 
     /// Stops accepting, drains (up to the grace period) and waits for the server to end.
-    pub async fn shutdown(mut self) -> Result<(), Error> {
+    pub async fn shutdown(mut self) -> Result<(), StartError> {
         if let Some(t) = self.trigger.take() {
             let _ = t.send(());
         }
         match self.task.take() {
-            Some(task) => task.await.map_err(|e| Error::Task(e.to_string()))?,
+            Some(task) => task.await.map_err(|e| StartError::Task(e.to_string()))?,
             None => Ok(()),
         }
     }

@@ -10,7 +10,7 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use subtle::ConstantTimeEq;
 
-use crate::error::Error;
+use crate::error::{Error, StartError};
 use crate::rewrite::api::Tool;
 
 /// The request header that overrides the mode for one request.
@@ -126,11 +126,11 @@ pub struct Auth {
 
 impl Auth {
     /// No keys: the client's own credentials go upstream unchanged.
-    pub fn new(keys: Vec<String>, upstream_key: Option<&str>) -> Result<Self, Error> {
+    pub fn new(keys: Vec<String>, upstream_key: Option<&str>) -> Result<Self, StartError> {
         let upstream = match upstream_key {
             Some(k) => {
                 let mut v = HeaderValue::from_str(&format!("Bearer {k}")).map_err(|_| {
-                    Error::Config(crate::config::ConfigError(
+                    StartError::Config(crate::config::ConfigError(
                         "upstream_api_key: not a valid header value".to_owned(),
                     ))
                 })?;
@@ -144,7 +144,7 @@ impl Auth {
         } else {
             let rng = ring::rand::SystemRandom::new();
             let key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng).map_err(|_| {
-                Error::Config(crate::config::ConfigError(
+                StartError::Config(crate::config::ConfigError(
                     "api_keys: the system gave no random key to digest them with".to_owned(),
                 ))
             })?;

@@ -32,7 +32,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::config::Config;
-use crate::error::Error;
+use crate::error::{Error, StartError};
 use crate::metrics::Metrics;
 use crate::rewrite::api::{self, Endpoint, SseRewriter, Tool};
 use crate::rewrite::{Cells, Context, Mode, Options};
@@ -59,7 +59,7 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Self, Error> {
+    pub fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Self, StartError> {
         let base = config.rewrite_options();
         let options = [Mode::Off, Mode::Link, Mode::Widget, Mode::Artifact].map(|mode| {
             [Context::Off, Context::Answer, Context::Conversation]
@@ -67,7 +67,7 @@ impl Gateway {
         });
         let upstream = upstream::Upstream::new(&config)?;
         let auth = Auth::new(config.api_keys.clone(), config.upstream_api_key.as_deref())?;
-        let sandbox = Sandbox::new(config.sandbox_config()).map_err(Error::Sandbox)?;
+        let sandbox = Sandbox::new(config.sandbox_config()).map_err(StartError::Sandbox)?;
         Ok(Gateway {
             config,
             options,
@@ -81,7 +81,7 @@ impl Gateway {
 
     /// A gateway for another worker thread: the same configuration, sandbox, metrics and readiness,
     /// with an upstream client (and connection pool) of its own.
-    pub fn for_worker(&self) -> Result<Self, Error> {
+    pub fn for_worker(&self) -> Result<Self, StartError> {
         Ok(Gateway {
             config: self.config.clone(),
             options: self.options.clone(),

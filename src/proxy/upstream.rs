@@ -22,7 +22,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
 use crate::config::Config;
-use crate::error::{Error, TimeoutPhase};
+use crate::error::{Error, StartError, TimeoutPhase};
 use crate::proxy::body::{ProxyBody, UploadWatch};
 
 /// A pooled HTTP(S) client.
@@ -36,7 +36,7 @@ pub struct Upstream {
 impl Upstream {
     /// A client for the configured upstream: its timeouts, `upstream_ca` (root certificates trusted
     /// besides the webpki roots) and `upstream_http2`.
-    pub fn new(config: &Config) -> Result<Self, Error> {
+    pub fn new(config: &Config) -> Result<Self, StartError> {
         let timeouts = &config.timeouts;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -97,32 +97,32 @@ impl Upstream {
 pub(crate) fn pem_certificates(
     key: &str,
     path: &Path,
-) -> Result<Vec<CertificateDer<'static>>, Error> {
+) -> Result<Vec<CertificateDer<'static>>, StartError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| Error::Tls(format!("{key}: {}: {e}", path.display())))?;
+        .map_err(|e| StartError::Tls(format!("{key}: {}: {e}", path.display())))?;
     if certs.is_empty() {
-        return Err(Error::Tls(format!("{key}: {}: no certificate found", path.display())));
+        return Err(StartError::Tls(format!("{key}: {}: no certificate found", path.display())));
     }
     Ok(certs)
 }
 
 /// The TLS client configuration: the webpki roots, plus the operator's own CA if any.
-fn client_tls(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, Error> {
+fn client_tls(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, StartError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = extra_ca {
         for cert in pem_certificates("upstream_ca", path)? {
             roots
                 .add(cert)
-                .map_err(|e| Error::Tls(format!("upstream_ca: {}: {e}", path.display())))?;
+                .map_err(|e| StartError::Tls(format!("upstream_ca: {}: {e}", path.display())))?;
         }
     }
     Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| Error::Tls(format!("upstream client: {e}")))?
+    .map_err(|e| StartError::Tls(format!("upstream client: {e}")))?
     .with_root_certificates(roots)
     .with_no_client_auth())
 }
