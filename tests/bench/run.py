@@ -5,7 +5,8 @@ Called by tests/bench/run.sh after it has installed the tools and built the rele
 Servers: the bench upstream (direct), nginx as a plain reverse proxy, sandgate (mode off by request
 header, link mode rewriting JSON and SSE), LiteLLM's proxy with the `openai/` provider. Load: oha at
 fixed rates, wrk at maximum throughput, bench-client for streams (time to first byte, per-event
-latency) and for 1,000 streams held open. Every wait has a deadline; every process started here is
+latency, with the CPU each server spends per event) and for 1,000 and 10,000 streams held open.
+Every wait has a deadline; every process started here is
 stopped here, by its id.
 """
 
@@ -13,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -75,6 +77,18 @@ def stop_all():
                     p.kill()
             except ProcessLookupError:
                 pass
+
+
+def stop_one(name):
+    """Stops one started process by its name (its memory is read by then), so that it does not
+    take CPU or memory from the runs after it."""
+    for n, p in STARTED:
+        if n == name and p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
 
 
 def post(url, body, headers=None, timeout=5.0):
@@ -274,6 +288,7 @@ def main():
     rates = [200, 1000] if a.quick else [200, 1000, 2000]
     stream_requests = 200 if a.quick else 1000
     hold_streams = 1000
+    many_streams = 10000
     state = machine_state()
     log(state)
 
@@ -375,13 +390,17 @@ http {{
                 log(f"warm-up of {name} failed: {e}")
                 break
 
-    results = {"state": state, "rates": {}, "max": {}, "streams": {}, "rss": {}, "hold": None}
+    results = {"state": state, "rates": {}, "max": {}, "streams": {}, "rss": {}, "hold": None,
+               "many": None}
     # Rounds interleave the servers, so that a burst from another process on this shared machine
     # falls on one round of one server; each figure is the median over the rounds. LiteLLM, far
     # slower, runs in the first round only.
     def rounds_of(name):
         return 1 if name == "LiteLLM" else rounds
 
+    if not os.access(OHA, os.X_OK):
+        log("oha is not installed (tests/bench/install.sh installs it); the fixed-rate rows are left out")
+        rates = []
     for rate in rates:
         runs = {}
         for k in range(rounds):
@@ -422,9 +441,23 @@ http {{
     ]
     if ll is not None:
         stream_targets.append(("LiteLLM", ll_url, [], ll))
-    for name, url, headers, _ in stream_targets:
-        log(f"{stream_requests} streams (22 events, 2 ms apart), 8 at a time: {name}")
-        results["streams"][name] = client_stream(url, "bench-python", headers, stream_requests, 8, 120)
+    # Rounds interleave the servers, as above; each figure is the median over the rounds. The CPU a
+    # server spends per forwarded event is its user + system time during the run over the events
+    # the client received (for direct: the upstream's own).
+    runs = {}
+    for k in range(rounds):
+        for name, url, headers, proc in stream_targets:
+            if k >= rounds_of(name):
+                continue
+            log(f"{stream_requests} streams (22 events, 2 ms apart), 8 at a time, round {k + 1}: {name}")
+            pid = (proc or STARTED[0][1]).pid
+            cpu0 = cpu_seconds(pid)
+            r = client_stream(url, "bench-python", headers, stream_requests, 8, 120)
+            if r is not None:
+                r["cpu_us_per_event"] = (cpu_seconds(pid) - cpu0) * 1e6 / max(r["events"], 1)
+                r.pop("first_error", None)
+                runs.setdefault(name, []).append(r)
+    results["streams"] = {n: median_of(runs.get(n, [])) for n, *_ in stream_targets}
 
     for name, p in (("nginx", ng), ("sandgate", sg), ("LiteLLM", ll)):
         if p is not None:
@@ -441,6 +474,33 @@ http {{
         results["hold"] = json.loads(out)
     except json.JSONDecodeError:
         results["hold"] = None
+    stop_one("sandgate-hold")
+
+    # 10,000 streams held open through another fresh sandgate, on an upstream that sends an event a
+    # second (so that the run measures what open streams hold, not 100,000 events a second). Each
+    # stream takes two of sandgate's file descriptors (the client's connection and the upstream's):
+    # when the hard limit (`ulimit -Hn`, which run.sh raises where it may) cannot hold that many,
+    # the run opens as many as it can and says so.
+    fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    many = min(many_streams, (fd_limit - 64) // 2) if fd_limit > 0 else many_streams
+    if many < many_streams:
+        log(f"open files limited to {fd_limit}: {many} streams instead of {many_streams}")
+    up_many_port, sg_many_port = free_port(), free_port()
+    start("upstream-many", [os.path.join(REL, "examples", "bench-upstream"), "--listen",
+                            f"127.0.0.1:{up_many_port}", "--events", "20", "--interval-ms", "1000"])
+    sgm = sandgate("sandgate-many", sg_many_port, up_many_port)
+    wait_ready("sandgate-many", f"http://127.0.0.1:{sg_many_port}", sgm, 10)
+    log(f"{many} streams held open through sandgate")
+    out = run_cmd([os.path.join(REL, "examples", "bench-client"), "hold", "--url",
+                   f"http://127.0.0.1:{sg_many_port}{PATH_CHAT}", "--model", "bench-python", "--streams",
+                   str(many), "--pid", str(sgm.pid), "--timeout-s", "120", "--header", AUTH], 200)
+    try:
+        results["many"] = json.loads(out)
+        results["many"]["wanted"] = many_streams
+        results["many"]["fd_limit"] = fd_limit
+    except json.JSONDecodeError:
+        results["many"] = None
+    stop_one("sandgate-many")
 
     with open(os.path.join(OUT, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
@@ -489,20 +549,26 @@ def report(r, rates, seconds, rounds, stream_requests, latency_ms):
                  "time to first byte and per-event latency in ms)")
     lines.append("")
     lines.append("| server | streams/s | TTFB p50 | TTFB p99 | added TTFB p50 | event p50 | event p99 | "
-                 "added event p50 | errors |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+                 "added event p50 | CPU µs/event (× nginx) | errors |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     sd = r["streams"].get("direct")
+    sn = r["streams"].get("nginx")
     for name, v in r["streams"].items():
         if v is None:
-            lines.append(f"| {name} | failed | | | | | | | |")
+            lines.append(f"| {name} | failed | | | | | | | | |")
             continue
         at = (v["ttfb_p50_us"] - sd["ttfb_p50_us"]) / 1000 if sd else None
         ae = (v["event_p50_us"] - sd["event_p50_us"]) / 1000 if sd and v["events"] else None
         ev50 = v["event_p50_us"] / 1000 if v["events"] else None
         ev99 = v["event_p99_us"] / 1000 if v["events"] else None
+        cpu = v.get("cpu_us_per_event")
+        ratio = cpu / sn["cpu_us_per_event"] if sn and sn.get("cpu_us_per_event") and cpu is not None else None
         lines.append(f"| {name} | {v['rps']:.0f} | {v['ttfb_p50_us'] / 1000:.3f} | "
                      f"{v['ttfb_p99_us'] / 1000:.3f} | {fmt(at, 3)} | {fmt(ev50, 3)} | {fmt(ev99, 3)} | "
-                     f"{fmt(ae, 3)} | {v['errors'] + v['incomplete']} |")
+                     f"{fmt(ae, 3)} | {fmt(cpu, 1)} ({fmt(ratio)}×) | {v['errors'] + v['incomplete']} |")
+    lines.append("")
+    lines.append("CPU µs/event: user + system CPU time of the server's processes during the run over the "
+                 "timestamped events the client received (22 a stream; for direct: the upstream's own).")
     lines.append("")
     lines.append("**Memory** (peak RSS, VmHWM, summed over the server's processes, after all the runs above)")
     lines.append("")
@@ -515,6 +581,14 @@ def report(r, rates, seconds, rounds, stream_requests, latency_ms):
         lines.append(f"| sandgate, {h['open']} of {h['streams']} streams open at once | "
                      f"{h['rss_open_kb'] / 1024:.1f} (idle {h['rss_before_kb'] / 1024:.1f}, peak "
                      f"{h['hwm_kb'] / 1024:.1f}; {h['done']} ended with [DONE], {h['errors']} errors) |")
+    m = r.get("many")
+    if m:
+        per = (m["rss_open_kb"] - m["rss_before_kb"]) / max(m["open"], 1)
+        cut = "" if m["streams"] >= m["wanted"] else f", cut from {m['wanted']} by the open-files limit {m['fd_limit']}"
+        lines.append(f"| sandgate, {m['open']} of {m['streams']} streams open at once{cut} | "
+                     f"{m['rss_open_kb'] / 1024:.1f} (idle {m['rss_before_kb'] / 1024:.1f}, peak "
+                     f"{m['hwm_kb'] / 1024:.1f}, {per:.1f} KB a stream; {m['done']} ended with [DONE], "
+                     f"{m['errors']} errors; all open after {m['open_after_ms']} ms) |")
     lines.append("")
     return "\n".join(lines)
 
