@@ -51,6 +51,8 @@ pub struct Config {
     pub api_keys: Vec<String>,
     /// The provider key sandgate sends upstream in place of the client's gateway key.
     pub upstream_api_key: Option<String>,
+    /// `Bearer <upstream_api_key>`, the `Authorization` value sent upstream (marked sensitive).
+    pub upstream_authorization: Option<http::HeaderValue>,
     /// Extra root certificates (PEM) trusted for an `https` upstream, besides the webpki roots.
     pub upstream_ca: Option<PathBuf>,
     /// Offer HTTP/2 to `https` upstreams (ALPN); otherwise every request in flight has its own
@@ -497,6 +499,16 @@ impl RawConfig {
             }
             k => Some(k.to_owned()),
         };
+        let upstream_authorization = match &upstream_api_key {
+            Some(k) => {
+                let mut v = http::HeaderValue::from_str(&format!("Bearer {k}")).map_err(|_| {
+                    ConfigError::key("upstream_api_key", "not a valid header value")
+                })?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+            None => None,
+        };
         if upstream_api_key.is_some() && api_keys.is_empty() {
             return Err(ConfigError::key(
                 "upstream_api_key",
@@ -633,6 +645,7 @@ impl RawConfig {
             max_concurrent_streams,
             api_keys,
             upstream_api_key,
+            upstream_authorization,
             upstream_ca,
             upstream_http2: self.upstream_http2,
             tls,

@@ -125,20 +125,9 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// No keys: the client's own credentials go upstream unchanged.
-    pub fn new(keys: Vec<String>, upstream_key: Option<&str>) -> Result<Self, StartError> {
-        let upstream = match upstream_key {
-            Some(k) => {
-                let mut v = HeaderValue::from_str(&format!("Bearer {k}")).map_err(|_| {
-                    StartError::Config(crate::config::ConfigError(
-                        "upstream_api_key: not a valid header value".to_owned(),
-                    ))
-                })?;
-                v.set_sensitive(true);
-                Some(v)
-            }
-            None => None,
-        };
+    /// No keys: the client's own credentials go upstream unchanged. `upstream` is the
+    /// `Authorization` value sent in place of a client's key (`Config::upstream_authorization`).
+    pub fn new(keys: Vec<String>, upstream: Option<HeaderValue>) -> Result<Self, StartError> {
         let hasher = if keys.is_empty() {
             None
         } else {
@@ -224,7 +213,11 @@ mod tests {
 
     #[test]
     fn gateway_keys_are_checked_and_swapped() {
-        let auth = Auth::new(vec!["gw-1".into(), "gw-2".into()], Some("sk-up")).unwrap();
+        let auth = Auth::new(
+            vec!["gw-1".into(), "gw-2".into()],
+            Some(HeaderValue::from_static("Bearer sk-up")),
+        )
+        .unwrap();
         let mut h = HeaderMap::new();
         h.insert("authorization", HeaderValue::from_static("Bearer gw-2"));
         h.insert("openai-organization", HeaderValue::from_static("org-client"));

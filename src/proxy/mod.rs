@@ -66,7 +66,7 @@ impl Gateway {
                 .map(|context| Arc::new(Options { mode, context, ..base.clone() }))
         });
         let upstream = upstream::Upstream::new(&config)?;
-        let auth = Auth::new(config.api_keys.clone(), config.upstream_api_key.as_deref())?;
+        let auth = Auth::new(config.api_keys.clone(), config.upstream_authorization.clone())?;
         let sandbox = Sandbox::new(config.sandbox_config()).map_err(StartError::Sandbox)?;
         Ok(Gateway {
             config,
