@@ -64,8 +64,7 @@ impl Server {
         let config = Arc::new(config);
         let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
         let gateway = Arc::new(Gateway::new(config.clone(), Arc::new(Metrics::new()))?);
-        let listener = TcpListener::bind(config.listen)
-            .await
+        let listener = limits::listen(config.listen)
             .map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let addr = listener
             .local_addr()

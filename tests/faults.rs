@@ -482,7 +482,13 @@ async fn a_thousand_concurrent_streams_each_match_the_engine() {
             }
         })
         .await;
-        let sg = start_sandgate(&up.base_url(), |_| {}).await;
+        // The scripted upstream shares this test's two threads with a thousand clients: on a busy
+        // machine its accept loop falls behind and connects wait for SYN retransmits (1 s, 3 s, 7 s,
+        // 15 s). The default 10 s connect timeout then gave a 504; this test is about the rewriting.
+        let sg = start_sandgate(&up.base_url(), |raw| {
+            raw.set("timeouts.connect", "60s").unwrap();
+        })
+        .await;
         let addr = sg.addr();
         let client = support::client();
         let n = 1000;

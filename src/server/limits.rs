@@ -6,12 +6,29 @@
 //! after [`HEADROOM`], halved, and a configured value above that is lowered to it. A worker waits for
 //! a permit of [`Limits::connections`] before it accepts: when all are taken, new clients wait in
 //! the listen backlog rather than make `accept` fail with EMFILE. An `accept` that fails anyway
-//! backs off ([`Backoff`]), and says so in the log once per [`Backoff::LOG_EVERY`].
+//! backs off ([`Backoff`]), and says so in the log once per [`Backoff::LOG_EVERY`]. The listen backlog
+//! is [`LISTEN_BACKLOG`] (the kernel lowers it to `net.core.somaxconn`), since that is where clients
+//! wait while every slot is taken, and a full backlog drops connection attempts (the client's
+//! kernel retries after 1 s, 3 s, 7 s...).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
+
+/// Connections the kernel may hold for the listener before sandgate accepts them.
+pub(crate) const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the listener (SO_REUSEADDR, as `TcpListener::bind` does) with [`LISTEN_BACKLOG`].
+pub(crate) fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// Descriptors kept for the process itself, besides two per client connection.
 pub(crate) const HEADROOM: u64 = 64;
