@@ -9,6 +9,7 @@
 //! text itself, else as a synthesized chunk with the same envelope just before it), and before
 //! `[DONE]` or the end of the stream for choices that never finished.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -89,15 +90,18 @@ impl Stream {
         for (position, choice) in choices.iter().enumerate() {
             let index = choice.index.unwrap_or(position as u64);
             let finishes = choice.finish_reason.is_some();
-            let (text, pointer) = match self.kind {
-                Kind::Chat => (
-                    choice.delta.as_ref().and_then(|d| d.content.as_ref()),
-                    format!("/choices/{position}/delta/content"),
-                ),
-                Kind::Legacy => (choice.text.as_ref(), format!("/choices/{position}/text")),
+            let text = match self.kind {
+                Kind::Chat => choice.delta.as_ref().and_then(|d| d.content.as_ref()),
+                Kind::Legacy => choice.text.as_ref(),
             };
             match text.and_then(|t| t.0.as_deref()) {
                 Some(text) => {
+                    let pointer = match (self.kind, position) {
+                        (Kind::Chat, 0) => Cow::Borrowed("/choices/0/delta/content"),
+                        (Kind::Legacy, 0) => Cow::Borrowed("/choices/0/text"),
+                        (Kind::Chat, _) => Cow::Owned(format!("/choices/{position}/delta/content")),
+                        (Kind::Legacy, _) => Cow::Owned(format!("/choices/{position}/text")),
+                    };
                     self.logprobs.entry(index).or_insert(choice.logprobs);
                     texts.push((index, pointer, text.to_owned()));
                     if finishes {
@@ -109,8 +113,13 @@ impl Stream {
             }
         }
         if !choices.is_empty() {
-            self.last_chunk = Some(data.to_owned());
-            self.last_event_type = event.event_type().map(str::to_owned);
+            // The buffers are reused: no allocation per event once they are large enough.
+            let last = self.last_chunk.get_or_insert_with(String::new);
+            last.clear();
+            last.push_str(data);
+            if self.last_event_type.as_deref() != event.event_type() {
+                self.last_event_type = event.event_type().map(str::to_owned);
+            }
         }
         if finishing_bare.iter().any(|i| self.hold.has(i)) {
             let envelope = envelope_of(data);

@@ -11,6 +11,7 @@
 //! of any event the caller synthesizes from [`Hold::finish`]'s leftover) always equal the
 //! concatenated output of its rewriter: nothing is lost, duplicated or moved between keys.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -38,10 +39,17 @@ pub(super) enum Body {
 }
 
 struct Segment {
-    /// A JSON pointer to the text in the entry's value.
-    pointer: String,
+    /// A JSON pointer to the text in the entry's value (a constant for the usual places).
+    pointer: Cow<'static, str>,
     original: String,
-    resolved: Option<String>,
+    resolved: Option<Resolved>,
+}
+
+/// What a segment's text was decided to be.
+enum Resolved {
+    /// Its original text (nothing copied: the usual case).
+    Same,
+    New(String),
 }
 
 impl Entry {
@@ -68,8 +76,10 @@ impl Entry {
     /// yet); returns whether the value now differs from the upstream data.
     pub(super) fn apply(&mut self) -> bool {
         let mut changed = self.dirty;
-        let differs =
-            self.segments.iter().any(|s| s.resolved.as_ref().is_some_and(|r| *r != s.original));
+        let differs = self
+            .segments
+            .iter()
+            .any(|s| matches!(&s.resolved, Some(Resolved::New(r)) if *r != s.original));
         if !differs {
             return changed;
         }
@@ -80,7 +90,7 @@ impl Entry {
         }
         if let Some(value) = &mut self.value {
             for segment in &mut self.segments {
-                let Some(resolved) = segment.resolved.take() else {
+                let Some(Resolved::New(resolved)) = segment.resolved.take() else {
                     continue;
                 };
                 if resolved != segment.original {
@@ -162,7 +172,7 @@ impl<K: Ord + Clone> Hold<K> {
         &mut self,
         event: Event,
         value: Option<Value>,
-        texts: Vec<(K, String, String)>,
+        texts: Vec<(K, Cow<'static, str>, String)>,
         finishing: &[K],
     ) {
         let id = self.base + self.queue.len();
@@ -271,13 +281,13 @@ impl<K: Ord + Clone> Hold<K> {
                 continue;
             };
             if last && state.pending.len() == 1 {
-                segment.resolved = Some(std::mem::take(&mut state.output));
+                segment.resolved = Some(Resolved::New(std::mem::take(&mut state.output)));
                 state.pending.pop_front();
                 break;
             }
             if state.output.starts_with(segment.original.as_str()) {
                 state.output.drain(..segment.original.len());
-                segment.resolved = Some(segment.original.clone());
+                segment.resolved = Some(Resolved::Same);
                 state.pending.pop_front();
                 continue;
             }
@@ -287,7 +297,7 @@ impl<K: Ord + Clone> Hold<K> {
             }
             // The output differs from the texts: it all goes into the first waiting event, the
             // others carry an empty text.
-            segment.resolved = Some(std::mem::take(&mut state.output));
+            segment.resolved = Some(Resolved::New(std::mem::take(&mut state.output)));
             state.pending.pop_front();
             while let Some((id, number)) = state.pending.pop_front() {
                 if let Some(segment) = self
@@ -295,7 +305,7 @@ impl<K: Ord + Clone> Hold<K> {
                     .get_mut(id.wrapping_sub(self.base))
                     .and_then(|entry| entry.segments.get_mut(number))
                 {
-                    segment.resolved = Some(String::new());
+                    segment.resolved = Some(Resolved::New(String::new()));
                 }
             }
         }

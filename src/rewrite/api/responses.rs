@@ -88,9 +88,22 @@ impl Stream {
                             item_id: lite.item_id.map(Cow::into_owned),
                             content_index: lite.content_index.unwrap_or(0),
                         });
-                        let template = (data.to_owned(), event.event_type().map(str::to_owned));
-                        self.templates.insert(key.clone(), template);
-                        let text = vec![(key, "/delta".to_owned(), delta.into_owned())];
+                        // The template's buffers are reused from the part's last delta.
+                        match self.templates.get_mut(&key) {
+                            Some((last, event_type)) => {
+                                last.clear();
+                                last.push_str(data);
+                                if event_type.as_deref() != event.event_type() {
+                                    *event_type = event.event_type().map(str::to_owned);
+                                }
+                            }
+                            None => {
+                                let template =
+                                    (data.to_owned(), event.event_type().map(str::to_owned));
+                                self.templates.insert(key.clone(), template);
+                            }
+                        }
+                        let text = vec![(key, Cow::Borrowed("/delta"), delta.into_owned())];
                         self.hold.push(event, None, text, &[]);
                         self.drain(out);
                         return;
