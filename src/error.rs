@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
-use crate::body::{full, ProxyBody};
+use crate::body::{full, BoxError, ProxyBody};
 use crate::config::ConfigError;
 
 /// What can keep sandgate from starting, or stop its workers: reported to the operator, never
@@ -57,14 +57,27 @@ pub enum Error {
     UnsupportedMediaType { got: Option<String> },
     #[error("missing or unknown API key: send one of this gateway's keys as `Authorization: Bearer <key>`")]
     Unauthorized,
-    #[error("cannot connect to the upstream: {0}")]
-    UpstreamConnect(String),
+    #[error("cannot connect to the upstream: {}", chain(.0))]
+    UpstreamConnect(#[source] BoxError),
     #[error("the upstream timed out ({phase}, after {after:?})")]
     UpstreamTimeout { phase: TimeoutPhase, after: Duration },
-    #[error("the upstream request failed: {0}")]
-    Upstream(String),
+    #[error("the upstream request failed: {}", chain(.0))]
+    Upstream(#[source] BoxError),
     #[error("the upstream response broke off: {0}")]
     UpstreamBody(String),
+}
+
+/// An error and its causes, as one line (`a: b: c`): what the client reads of an upstream failure,
+/// whose cause the error keeps as its source.
+fn chain(e: &BoxError) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Which timeout fired.

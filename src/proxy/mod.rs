@@ -463,7 +463,7 @@ fn build_request(
         // The pooled client switches to HTTP/2 by ALPN where `upstream_http2` offers it.
         .version(Version::HTTP_11)
         .body(body)
-        .map_err(|e| Error::Upstream(format!("cannot build the upstream request: {e}")))?;
+        .map_err(|e| Error::Upstream(format!("cannot build the upstream request: {e}").into()))?;
     *req.headers_mut() = headers;
     Ok(req)
 }

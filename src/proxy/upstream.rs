@@ -75,7 +75,7 @@ impl Upstream {
         let mut from = Instant::now();
         loop {
             tokio::select! {
-                result = &mut response => return result.map_err(|e| classify(&e, self.connect)),
+                result = &mut response => return result.map_err(|e| classify(e, self.connect)),
                 () = tokio::time::sleep_until((from + self.first_byte).into()) => {
                     match upload.map(UploadWatch::last_progress) {
                         Some(last) if last > from => from = last,
@@ -128,14 +128,11 @@ fn client_tls(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, StartErro
 }
 
 /// Turns a client error into a connect failure, a connect timeout or another upstream failure,
-/// keeping the cause's text.
-fn classify(e: &hyper_util::client::legacy::Error, connect_timeout: Duration) -> Error {
-    let mut text = e.to_string();
+/// keeping it as the cause.
+fn classify(e: hyper_util::client::legacy::Error, connect_timeout: Duration) -> Error {
     let mut timed_out = false;
     let mut source = e.source();
     while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             timed_out |= io.kind() == std::io::ErrorKind::TimedOut;
         }
@@ -145,7 +142,7 @@ fn classify(e: &hyper_util::client::legacy::Error, connect_timeout: Duration) ->
         if timed_out {
             return Error::UpstreamTimeout { phase: TimeoutPhase::Connect, after: connect_timeout };
         }
-        return Error::UpstreamConnect(text);
+        return Error::UpstreamConnect(Box::new(e));
     }
-    Error::Upstream(text)
+    Error::Upstream(Box::new(e))
 }
