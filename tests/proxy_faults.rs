@@ -464,7 +464,8 @@ async fn an_h2_client_resetting_its_stream_closes_the_upstream_connection() {
 async fn a_client_silent_in_the_middle_of_its_body_gets_408() {
     let up = ScriptedUpstream::start(openai::script).await;
     let sg = start_sandgate(&up.base_url(), |raw| {
-        raw.set("timeouts.idle", "300ms").unwrap();
+        // The client's body has its own timeout, apart from the upstream's idle timeout.
+        raw.set("timeouts.request_body", "300ms").unwrap();
     })
     .await;
     for path in ["/v1/chat/completions", "/v1/files"] {
