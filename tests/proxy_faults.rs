@@ -489,9 +489,11 @@ async fn a_client_that_connects_and_sends_nothing_or_half_a_preface_is_disconnec
     })
     .await;
     for first in [&b""[..], b"PRI * HTTP/2.0\r\n"] {
+        // Before connecting: sandgate's deadline runs from its accept, which a busy machine may
+        // schedule before this task gets back from the connect.
+        let started = std::time::Instant::now();
         let mut tcp = tokio::net::TcpStream::connect(sg.addr()).await.unwrap();
         tcp.write_all(first).await.unwrap();
-        let started = std::time::Instant::now();
         let mut buf = [0u8; 64];
         let read = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await;
         let label = String::from_utf8_lossy(first);
