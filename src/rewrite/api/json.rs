@@ -52,6 +52,18 @@ fn is_string(raw: &RawValue) -> bool {
     raw.get().starts_with('"')
 }
 
+/// A seed that reads any JSON value with its own visitor (every seed here is one).
+macro_rules! any_seed {
+    ($seed:ty => $value:ty) => {
+        impl<'de> DeserializeSeed<'de> for $seed {
+            type Value = $value;
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+    };
+}
+
 /// Implements the visits of every value that is not a map as "nothing here", so that a value of an
 /// unexpected type is skipped rather than an error. (With `arbitrary_precision` numbers arrive as
 /// maps with a private key, which matches no field and is skipped the same way.)
@@ -135,12 +147,7 @@ struct Top {
     endpoint: Endpoint,
 }
 
-impl<'de> DeserializeSeed<'de> for Top {
-    type Value = Found<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
+any_seed!(Top => Found<'de>);
 
 impl<'de> Visitor<'de> for Top {
     type Value = Found<'de>;
@@ -185,12 +192,7 @@ struct Choices {
     chat: bool,
 }
 
-impl<'de> DeserializeSeed<'de> for Choices {
-    type Value = Vec<&'de RawValue>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
+any_seed!(Choices => Vec<&'de RawValue>);
 
 impl<'de> Visitor<'de> for Choices {
     type Value = Vec<&'de RawValue>;
@@ -212,12 +214,7 @@ struct Choice {
     chat: bool,
 }
 
-impl<'de> DeserializeSeed<'de> for Choice {
-    type Value = Vec<&'de RawValue>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
+any_seed!(Choice => Vec<&'de RawValue>);
 
 impl<'de> Visitor<'de> for Choice {
     type Value = Vec<&'de RawValue>;
@@ -253,12 +250,7 @@ impl<'de> Visitor<'de> for Choice {
 /// A chat `message`: its `content`, whatever it is.
 struct Message;
 
-impl<'de> DeserializeSeed<'de> for Message {
-    type Value = Option<&'de RawValue>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
+any_seed!(Message => Option<&'de RawValue>);
 
 impl<'de> Visitor<'de> for Message {
     type Value = Option<&'de RawValue>;
@@ -282,12 +274,7 @@ impl<'de> Visitor<'de> for Message {
 /// array.
 struct Output;
 
-impl<'de> DeserializeSeed<'de> for Output {
-    type Value = Option<Vec<&'de RawValue>>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
+any_seed!(Output => Option<Vec<&'de RawValue>>);
 
 impl<'de> Visitor<'de> for Output {
     type Value = Option<Vec<&'de RawValue>>;
@@ -307,12 +294,7 @@ impl<'de> Visitor<'de> for Output {
 /// One Responses output item: the `output_text` parts of its `content`.
 struct Item;
 
-impl<'de> DeserializeSeed<'de> for Item {
-    type Value = Vec<&'de RawValue>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
+any_seed!(Item => Vec<&'de RawValue>);
 
 impl<'de> Visitor<'de> for Item {
     type Value = Vec<&'de RawValue>;
@@ -337,12 +319,7 @@ struct Parts {
     kind: &'static str,
 }
 
-impl<'de> DeserializeSeed<'de> for Parts {
-    type Value = Vec<&'de RawValue>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
+any_seed!(Parts => Vec<&'de RawValue>);
 
 impl<'de> Visitor<'de> for Parts {
     type Value = Vec<&'de RawValue>;
@@ -364,12 +341,7 @@ struct Part {
     kind: &'static str,
 }
 
-impl<'de> DeserializeSeed<'de> for Part {
-    type Value = Option<&'de RawValue>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
+any_seed!(Part => Option<&'de RawValue>);
 
 impl<'de> Visitor<'de> for Part {
     type Value = Option<&'de RawValue>;
