@@ -64,10 +64,10 @@ macro_rules! any_seed {
     };
 }
 
-/// Implements the visits of every value that is not a map as "nothing here", so that a value of an
-/// unexpected type is skipped rather than an error. (With `arbitrary_precision` numbers arrive as
-/// maps with a private key, which matches no field and is skipped the same way.)
-macro_rules! skip_non_maps {
+/// Implements the visits of every scalar as "nothing here", so that a value of an unexpected type is
+/// skipped rather than an error. (With `arbitrary_precision` numbers arrive as maps with a private
+/// key, which matches no field and is skipped the same way.)
+macro_rules! skip_scalars {
     () => {
         fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
             Ok(Default::default())
@@ -87,6 +87,13 @@ macro_rules! skip_non_maps {
         fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
             Ok(Default::default())
         }
+    };
+}
+
+/// The same for every value that is not a map: scalars and arrays.
+macro_rules! skip_non_maps {
+    () => {
+        skip_scalars!();
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
             while seq.next_element::<IgnoredAny>()?.is_some() {}
             Ok(Default::default())
@@ -94,27 +101,10 @@ macro_rules! skip_non_maps {
     };
 }
 
-/// The same for every value that is not an array.
+/// The same for every value that is not an array: scalars and maps.
 macro_rules! skip_non_seqs {
     () => {
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
+        skip_scalars!();
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
             Ok(Default::default())
