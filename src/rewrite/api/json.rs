@@ -64,11 +64,14 @@ macro_rules! any_seed {
     };
 }
 
-/// Implements the visits of every scalar as "nothing here", so that a value of an unexpected type is
-/// skipped rather than an error. (With `arbitrary_precision` numbers arrive as maps with a private
-/// key, which matches no field and is skipped the same way.)
+/// Implements `expecting` and the visits of every scalar as "nothing here", so that a value of an
+/// unexpected type is skipped rather than an error. (With `arbitrary_precision` numbers arrive as
+/// maps with a private key, which matches no field and is skipped the same way.)
 macro_rules! skip_scalars {
     () => {
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
         fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
             Ok(Default::default())
         }
@@ -141,9 +144,6 @@ any_seed!(Top => Found<'de>);
 
 impl<'de> Visitor<'de> for Top {
     type Value = Found<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
     skip_non_maps!();
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut found = Found::default();
@@ -186,9 +186,6 @@ any_seed!(Choices => Vec<&'de RawValue>);
 
 impl<'de> Visitor<'de> for Choices {
     type Value = Vec<&'de RawValue>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
     skip_non_seqs!();
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut texts = Vec::new();
@@ -208,9 +205,6 @@ any_seed!(Choice => Vec<&'de RawValue>);
 
 impl<'de> Visitor<'de> for Choice {
     type Value = Vec<&'de RawValue>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
     skip_non_maps!();
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let want: &'static [&'static str] = if self.chat { &["message"] } else { &["text"] };
@@ -244,9 +238,6 @@ any_seed!(Message => Option<&'de RawValue>);
 
 impl<'de> Visitor<'de> for Message {
     type Value = Option<&'de RawValue>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
     skip_non_maps!();
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut content = None;
@@ -268,9 +259,6 @@ any_seed!(Output => Option<Vec<&'de RawValue>>);
 
 impl<'de> Visitor<'de> for Output {
     type Value = Option<Vec<&'de RawValue>>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
     skip_non_seqs!();
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut texts = Vec::new();
@@ -288,9 +276,6 @@ any_seed!(Item => Vec<&'de RawValue>);
 
 impl<'de> Visitor<'de> for Item {
     type Value = Vec<&'de RawValue>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
     skip_non_maps!();
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut texts = Vec::new();
@@ -313,9 +298,6 @@ any_seed!(Parts => Vec<&'de RawValue>);
 
 impl<'de> Visitor<'de> for Parts {
     type Value = Vec<&'de RawValue>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
     skip_non_seqs!();
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut texts = Vec::new();
@@ -335,9 +317,6 @@ any_seed!(Part => Option<&'de RawValue>);
 
 impl<'de> Visitor<'de> for Part {
     type Value = Option<&'de RawValue>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
     skip_non_maps!();
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut is_kind = false;
