@@ -1,6 +1,7 @@
 // Drives headless Chromium (Debian's /usr/bin/chromium through playwright-core) through the cases
-// that tests/cells_browser.rs describes: earlier cells, the Input box and interactive input(), files
-// in and out. It reports what it observed as JSON and asserts nothing itself: the Rust test does.
+// that tests/it/browser/cells.rs describes: earlier cells, the Input box and interactive input(),
+// files in and out. It reports what it observed as JSON and asserts nothing itself: the Rust test
+// does.
 //
 //   node cells.mjs cases.json > observations.json
 //

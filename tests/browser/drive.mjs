@@ -1,6 +1,6 @@
 // Drives headless Chromium (Debian's /usr/bin/chromium through playwright-core) through the cases
-// that tests/browser.rs describes, and reports what it observed as JSON. It asserts nothing itself:
-// the Rust test does, so that every failure names the case and the observation.
+// that tests/it/browser/sandbox.rs describes, and reports what it observed as JSON. It asserts
+// nothing itself: the Rust test does, so that every failure names the case and the observation.
 //
 //   node drive.mjs cases.json > observations.json
 //

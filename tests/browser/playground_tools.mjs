@@ -7,7 +7,8 @@
 // to end (the model calls python, the code runs in the page's runner, the result goes back, the
 // model answers); then New chat, the switch off, the same prompt again. Every chat request the
 // page sends is recorded (its x-sandgate-tools header and JSON body). It asserts nothing itself
-// except that each step happens in time; the Rust test (tests/playground_tools_browser.rs) checks.
+// except that each step happens in time; the Rust test (tests/it/browser/playground_tools.rs)
+// checks.
 import { chromium } from 'playwright-core';
 
 const [base, prompt, shots] = process.argv.slice(2);

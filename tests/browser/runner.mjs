@@ -1,7 +1,7 @@
 // Opens a page in headless Chromium (Debian's /usr/bin/chromium through playwright-core) and waits
 // until the page's own script sets window.__sgDone, then reports window.__sgReport with what the
 // browser saw (console, page errors, every request) as JSON. It asserts nothing: the Rust test
-// (tests/runner_browser.rs, tests/playground_tools_browser.rs) does.
+// (tests/it/browser/runner.rs, tests/it/browser/playground_tools.rs) does.
 //
 //   node runner.mjs <url> [timeout-ms] [screenshot-path] > observation.json
 import { chromium } from 'playwright-core';

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What the browser tests (tests/browser.rs) need, all from package registries:
+# What the browser tests (tests/it/browser/) need, all from package registries:
 # - Debian's chromium (driven by playwright-core, no browser download) and fonts;
 # - tests/browser/node_modules from package-lock.json (playwright-core, pyodide, plotly.js-dist-min);
 # - target/browser-assets/pyodide: the npm Pyodide distribution plus the micropip and packaging

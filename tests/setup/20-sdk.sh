@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the official openai SDKs that tests/proxy_sdk.rs drives against sandgate:
+# Installs the official openai SDKs that tests/it/sdk.rs drives against sandgate:
 #   - Python: a venv at target/venv with the `openai` package from PyPI (tests/sdk/python/requirements.txt),
 #     and pyflakes, which tests/run.sh runs on templates/runner.py;
 #   - Node: `npm ci` in tests/sdk/node (the `openai` package from npm, pinned in package-lock.json).

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What tests/deploy.rs needs to check deploy/ offline, all from PyPI, in the virtual environment
+# What tests/it/deploy.rs needs to check deploy/ offline, all from PyPI, in the virtual environment
 # target/deploy-venv:
 # - kubernetes-validate: the Kubernetes OpenAPI schemas of many releases, bundled; validates the
 #   manifests in deploy/k8s/ (strict: unknown fields are errors);

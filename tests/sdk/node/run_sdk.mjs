@@ -1,6 +1,6 @@
 // Drives the official openai Node SDK against sandgate and prints what it received as JSON.
 //
-// Run by tests/proxy_sdk.rs with SANDGATE_BASE_URL set to sandgate's /v1 URL (a scripted upstream
+// Run by tests/it/sdk.rs with SANDGATE_BASE_URL set to sandgate's /v1 URL (a scripted upstream
 // behind it). Each case records the text the SDK handed back; the Rust test compares it with the
 // rewrite engine's output.
 import OpenAI from 'openai';

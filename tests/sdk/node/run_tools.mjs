@@ -1,6 +1,6 @@
 // Drives the official openai Node SDK through the agentic loop against sandgate; prints JSON.
 //
-// Run by tests/proxy_sdk.rs with SANDGATE_BASE_URL (a sandgate without the `tools` key) and
+// Run by tests/it/sdk.rs with SANDGATE_BASE_URL (a sandgate without the `tools` key) and
 // SANDGATE_TOOLS_BASE_URL (one with `tools = ["python"]`), a scripted model behind both that calls
 // `python` when offered it and answers a tool result with what the code printed. Each case sends its
 // name as the user message, so the Rust test finds what the upstream received for it.

@@ -1,7 +1,7 @@
 """Reads a Chat Completions stream and a Responses stream to their end with the official openai SDK,
 as an application does, and prints what it got as JSON.
 
-Run by tests/proxy_sdk.rs with SANDGATE_BASE_URL set; the scripted upstream behind sandgate keeps each
+Run by tests/it/sdk.rs with SANDGATE_BASE_URL set; the scripted upstream behind sandgate keeps each
 body open after its last event, so the client is the one that closes: the SDK does right after
 `[DONE]`; the Responses stream is left at `response.completed`, as an application does.
 """

@@ -1,0 +1,178 @@
+//! `sandgate demo` as a person meets it: the real binary starts with its scripted model, and
+//! headless Chromium (tests/browser/playground.mjs) types a prompt into the playground, watches the
+//! answer stream in as rendered markdown, clicks the run link and follows the sandbox page to the
+//! end of the run. Pyodide (0.27.7, with matplotlib) is served by sandgate from the directory that
+//! tests/setup/10-browser.sh assembles, so nothing leaves loopback. Screenshots go to
+//! target/playground-screenshots/.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn require(path: &Path, what: &str) {
+    assert!(
+        path.exists(),
+        "{what} is missing at {}: run `bash tests/setup/10-browser.sh` (or `bash tests/run.sh`)",
+        path.display()
+    );
+}
+
+/// The demo process, killed when the test ends however it ends.
+struct Demo {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_demo(assets: &Path) -> Demo {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sandgate"))
+        .arg("demo")
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--pyodide-dir")
+        .arg(assets.join("pyodide-0.27.7"))
+        .arg("--set")
+        .arg(format!("wheels_dir={}", assets.join("wheels").display()))
+        .env_remove("SANDGATE_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut banner = String::new();
+    let mut url = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        banner.push_str(&line);
+        banner.push('\n');
+        if let Some(rest) = line.trim().strip_prefix("Open the playground:") {
+            url = Some(rest.trim().to_owned());
+        }
+        if line.starts_with("Ctrl-C") {
+            break;
+        }
+    }
+    let url = url.unwrap_or_else(|| panic!("no playground URL in the banner:\n{banner}"));
+    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with('/'), "{url}");
+    assert!(banner.contains(&format!("OPENAI_BASE_URL={}v1 ", url)), "{banner}");
+    Demo { child, url }
+}
+
+/// Runs the driver for one prompt and returns its observation.
+fn drive(url: &str, prompt: &str, shots: &Path) -> Value {
+    std::fs::create_dir_all(shots).unwrap();
+    let started = Instant::now();
+    let output = Command::new("node")
+        .current_dir(repo().join("tests/browser"))
+        .arg("playground.mjs")
+        .arg(url)
+        .arg(prompt)
+        .arg(shots)
+        .output()
+        .expect("node runs (installed by tests/setup/10-browser.sh)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let observation: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "the driver printed no JSON ({e}); stderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert!(
+        observation["error"].is_null() && output.status.success(),
+        "driver failed after {:?}: {}\nobservation: {observation:#}",
+        started.elapsed(),
+        observation["error"]
+    );
+    observation
+}
+
+/// What every prompt's journey must show: the answer streamed in as rendered markdown, one run
+/// link that opens the sandbox in a new tab without an opener, and nothing loaded off loopback.
+fn check_playground(obs: &Value, base: &str, code: &str) {
+    let pg = &obs["playground"];
+    assert_eq!(pg["state"], "done", "{obs:#}");
+    let states: Vec<&str> =
+        pg["states"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(states, ["idle", "streaming", "done"], "{obs:#}");
+    assert!(
+        pg["partialRenders"].as_u64().unwrap() >= 3,
+        "the answer appeared as it streamed: {obs:#}"
+    );
+    assert!(pg["minRenderGapMs"].as_f64().unwrap() >= 50.0, "renders are throttled: {obs:#}");
+    assert_eq!(pg["cspViolations"], serde_json::json!([]), "{obs:#}");
+    assert_eq!(pg["pythonBlocks"], 1, "{obs:#}");
+    assert_eq!(pg["scripts"], 0, "{obs:#}");
+    let links = pg["links"].as_array().unwrap();
+    let run: Vec<&Value> =
+        links.iter().filter(|l| l["href"].as_str().unwrap().contains("/sandbox#py=")).collect();
+    assert_eq!(run.len(), 1, "{obs:#}");
+    assert_eq!(run[0]["text"], "▶ Run in sandbox");
+    assert!(run[0]["href"].as_str().unwrap().starts_with(base));
+    assert_eq!(run[0]["target"], "_blank");
+    assert_eq!(run[0]["rel"], "noopener noreferrer");
+    for request in obs["requests"].as_array().unwrap() {
+        let r = request.as_str().unwrap();
+        assert!(
+            r.starts_with(base) || r.starts_with("data:") || r.starts_with("blob:"),
+            "a request left sandgate: {r}"
+        );
+    }
+    assert_eq!(obs["pageErrors"], serde_json::json!([]), "{obs:#}");
+    assert_eq!(obs["dialogs"], serde_json::json!([]), "{obs:#}");
+    let sandbox = &obs["sandbox"];
+    assert_eq!(sandbox["code"], code, "the sandbox got the block's code");
+    assert_eq!(sandbox["opener"], true, "the sandbox tab has no opener");
+}
+
+/// The code of the only Python block of a canned answer.
+fn only_block(markdown: &str) -> String {
+    let start = markdown.find("```python\n").unwrap() + "```python\n".len();
+    let end = start + markdown[start..].find("\n```").unwrap() + 1;
+    markdown[start..end].to_owned()
+}
+
+#[test]
+fn the_demo_playground_streams_an_answer_and_its_run_link_runs_the_code() {
+    let _browser = crate::support::browser::lock_blocking();
+    let assets = repo().join("target/browser-assets");
+    require(&repo().join("tests/browser/node_modules/playwright-core"), "playwright-core");
+    require(&assets.join("pyodide-0.27.7/.complete"), "Pyodide 0.27.7 with matplotlib");
+    require(&assets.join("wheels"), "the wheels directory");
+    let demo = start_demo(&assets);
+    let shots = repo().join("target/playground-screenshots");
+    let base = demo.url.trim_end_matches('/');
+
+    let canned = |name: &str| sandgate::demo::ANSWERS.iter().find(|c| c.name == name).unwrap();
+
+    // A matplotlib figure: the code runs and the figure is captured.
+    let matplotlib = canned("matplotlib");
+    let obs = drive(&demo.url, matplotlib.prompt, &shots.join("matplotlib"));
+    check_playground(&obs, base, &only_block(matplotlib.markdown));
+    let sandbox = &obs["sandbox"];
+    assert_eq!(sandbox["state"], "done", "{obs:#}");
+    assert!(sandbox["pngs"].as_u64().unwrap() >= 1, "{obs:#}");
+    assert_eq!(sandbox["stderr"], "", "{obs:#}");
+
+    // A script that raises: the sandbox ends in `error` with the traceback on the user's line.
+    let error = canned("error");
+    let obs = drive(&demo.url, error.prompt, &shots.join("error"));
+    check_playground(&obs, base, &only_block(error.markdown));
+    let sandbox = &obs["sandbox"];
+    assert_eq!(sandbox["state"], "error", "{obs:#}");
+    assert!(sandbox["stdout"].as_str().unwrap().contains("red: 12.0"), "{obs:#}");
+    let stderr = sandbox["stderr"].as_str().unwrap();
+    assert!(stderr.contains("ZeroDivisionError"), "{stderr}");
+    assert!(stderr.contains("line 2"), "{stderr}");
+}

@@ -1,0 +1,177 @@
+//! The README's example page for the agentic loop, as written there, in headless Chromium, offline:
+//! an app server on another loopback port serves the page and forwards `/v1/` to a real sandgate
+//! (as the README says a page reaches `/v1`), in front of the demo's scripted model. Asked for the
+//! 20th Fibonacci number, the model calls `python`, the page runs the code with the runner
+//! (`runner.js` from sandgate's origin), sends the output back as the tool message, and logs the
+//! model's answer, "The code printed: 6765". tests/browser/runner.mjs reports what the browser saw.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn require(path: &Path, what: &str) {
+    assert!(
+        path.exists(),
+        "{what} is missing at {}: run `bash tests/setup/10-browser.sh` (or `bash tests/run.sh`)",
+        path.display()
+    );
+}
+
+/// The html block of the README's section "Example: a web page that runs the loop".
+fn readme_example() -> String {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = readme
+        .split("### Example: a web page that runs the loop")
+        .nth(1)
+        .expect("the README has the example section");
+    let block = section.split("```html\n").nth(1).expect("an html block in the section");
+    block.split("\n```\n").next().unwrap().to_owned()
+}
+
+/// Clicks Ask once the example's script has connected, and reports `#log` when the answer is in.
+const DRIVER: &str = r#"<script type="module">
+const log = () => document.querySelector('#log').textContent;
+const started = Date.now();
+while (!document.querySelector('#ask').onclick) {
+  if (Date.now() - started > 120000) break;
+  await new Promise((r) => setTimeout(r, 50));
+}
+document.querySelector('#ask').click();
+while (!/The code printed|error/.test(log()) && Date.now() - started < 240000) {
+  await new Promise((r) => setTimeout(r, 100));
+}
+window.__sgReport = { log: log() };
+window.__sgDone = true;
+</script>"#;
+
+/// The app's server: the page at `/`, and `/v1/...` forwarded to sandgate with the app's key.
+async fn serve_app(page: String, sandgate: SocketAddr) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let page = Arc::new(page);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let page = page.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let page = page.clone();
+                    async move {
+                        let path = req.uri().path().to_owned();
+                        let res = if path.starts_with("/v1/") {
+                            let tools = req
+                                .headers()
+                                .get("x-sandgate-tools")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_owned();
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let mut headers = vec![
+                                ("content-type", "application/json"),
+                                ("authorization", "Bearer app-key"),
+                            ];
+                            if !tools.is_empty() {
+                                headers.push(("x-sandgate-tools", tools.as_str()));
+                            }
+                            let (status, h, bytes) =
+                                crate::support::call(sandgate, "POST", &path, &headers, body).await;
+                            let mut res = Response::builder().status(status);
+                            if let Some(ct) = h.get("content-type") {
+                                res = res.header("content-type", ct);
+                            }
+                            res.body(Full::new(bytes)).unwrap()
+                        } else if path == "/" {
+                            Response::builder()
+                                .header("content-type", "text/html; charset=utf-8")
+                                .body(Full::new(Bytes::from(page.to_string())))
+                                .unwrap()
+                        } else {
+                            Response::builder()
+                                .status(404)
+                                .body(Full::new(Bytes::from_static(b"no such page\n")))
+                                .unwrap()
+                        };
+                        Ok::<_, Infallible>(res)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_example_page_runs_the_loop_with_the_demo_model() {
+    let _browser = crate::support::browser::lock().await;
+    let repo = repo();
+    let assets = repo.join("target/browser-assets");
+    require(Path::new("/usr/bin/chromium"), "Debian's chromium");
+    require(&repo.join("tests/browser/node_modules/playwright-core"), "playwright-core");
+    require(&assets.join("pyodide-0.27.7/.complete"), "the Pyodide 0.27.7 distribution");
+
+    let (model, _handle) =
+        sandgate::demo::start_upstream_with(sandgate::demo::Pace::INSTANT).await.unwrap();
+    let pyodide = assets.join("pyodide-0.27.7");
+    let sg = crate::support::start_sandgate(&format!("http://{model}/v1"), |raw| {
+        raw.set("pyodide_dir", pyodide.to_str().unwrap()).unwrap();
+    })
+    .await;
+    let example = readme_example();
+    assert!(example.contains("'x-sandgate-tools': 'python'") && example.contains("role: 'tool'"));
+    let page = example.replace(
+        "https://sandgate.example/sandbox/runner.js",
+        &format!("http://localhost:{}/sandbox/runner.js", sg.addr().port()),
+    ) + DRIVER;
+    let app = serve_app(page, sg.addr()).await;
+
+    let shots = repo.join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let output = Command::new("node")
+        .current_dir(repo.join("tests/browser"))
+        .arg("runner.mjs")
+        .arg(format!("http://127.0.0.1:{}/", app.port()))
+        .arg("300000")
+        .arg(shots.join("readme-example.png"))
+        .output()
+        .unwrap();
+    let observed: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!("the driver printed no JSON ({e}): {}", String::from_utf8_lossy(&output.stderr))
+    });
+    assert!(observed["error"].is_null(), "driver: {observed:#}");
+    assert_eq!(observed["pageErrors"], serde_json::json!([]), "{observed:#}");
+    let log = observed["report"]["log"].as_str().unwrap();
+    eprintln!("the example page's log:\n{log}");
+    // The call's code, what it printed (the tool message), and the model's answer, in that order.
+    let code_at = log.find(&format!(">>> {}", sandgate::demo::FIBONACCI_CODE)).expect(log);
+    let printed_at = log[code_at..].find("\n6765\n").expect(log) + code_at;
+    let answer_at = log.find("The code printed: 6765").expect(log);
+    assert!(code_at < printed_at && printed_at < answer_at, "{log}");
+    for url in observed["requests"].as_array().unwrap() {
+        let url = url.as_str().unwrap();
+        assert!(
+            ["http://127.0.0.1:", "http://localhost:", "data:", "blob:"]
+                .iter()
+                .any(|p| url.starts_with(p)),
+            "a request left loopback: {url}"
+        );
+    }
+}
