@@ -1,6 +1,7 @@
 //! Data-driven tests of the rewrite engine: one directory per case under
 //! `tests/fixtures/rewrite/`, holding `input.md` and the expected output for each option set
-//! (`link.md`, `link-hidden.md`, `widget.md`, ...). `UPDATE_EXPECT=1 cargo test --test it
+//! (`link.md`, `link-hidden.md`, `widget.md`, ...), compared byte for byte by `support::expect`,
+//! which shows a unified diff for each file that differs. `UPDATE_EXPECT=1 cargo test --test it
 //! engine::fixtures::` writes the expected files from the current output; review the diff before
 //! committing it.
 //!
@@ -17,6 +18,7 @@ use crate::support::engine::{
     context_variants, oracle_blocks, oracle_cx, payload_blocks, payload_cx, rewrite_char_by_char,
     rewrite_chunked, variants,
 };
+use crate::support::expect;
 use sandgate::rewrite::{restore, rewrite, Mode, Options};
 
 /// Every option set the checks run under: the six with expected files and the context ones.
@@ -44,30 +46,22 @@ fn cases() -> Vec<(String, String)> {
 
 #[test]
 fn fixtures_match_expected_output() {
-    let update = std::env::var_os("UPDATE_EXPECT").is_some();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rewrite");
     let mut failures = Vec::new();
     for (name, input) in cases() {
         for (variant, opts) in variants() {
             let actual = rewrite(&opts, &input);
             let path = dir.join(&name).join(format!("{variant}.md"));
-            if update {
-                fs::write(&path, &actual).unwrap();
-                continue;
-            }
-            match fs::read_to_string(&path) {
-                Ok(expected) if expected == actual => {}
-                Ok(expected) => failures.push(format!(
-                    "{name}/{variant}: output differs\n--- expected\n{expected}\n--- actual\n{actual}"
-                )),
-                Err(_) => failures.push(format!("{name}/{variant}: {} missing", path.display())),
+            if let Err(wrong) = expect::file(&path, &actual) {
+                failures.push(format!("{name}/{variant}: output {wrong}"));
             }
         }
     }
     assert!(
         failures.is_empty(),
-        "{}\n(UPDATE_EXPECT=1 rewrites the expected files)",
-        failures.join("\n")
+        "{}\n({}=1 rewrites the expected files)",
+        failures.join("\n"),
+        expect::UPDATE
     );
 }
 

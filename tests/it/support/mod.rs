@@ -10,6 +10,7 @@
 pub mod binary;
 pub mod browser;
 pub mod engine;
+pub mod expect;
 pub mod openai;
 pub mod tools;
 
