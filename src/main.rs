@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use sandgate::config::{Config, LogFormat, Overrides};
 use sandgate::rewrite::sign::MIN_KEY_BYTES;
-use sandgate::rewrite::LinkKey;
+use sandgate::rewrite::{LinkKey, Mode};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -89,7 +89,14 @@ fn main() -> ExitCode {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Demo(args)) => demo(args),
-        Some(Command::Rewrite(args)) => text_command(args, sandgate::rewrite::rewrite),
+        Some(Command::Rewrite(args)) => text_command(args, |opts, input| {
+            // The mode `off` rewrites nothing: the engine is not even called.
+            if opts.mode == Mode::Off {
+                input.to_owned()
+            } else {
+                sandgate::rewrite::rewrite(opts, input)
+            }
+        }),
         Some(Command::Restore(args)) => text_command(args, sandgate::rewrite::restore),
     };
     match result {

@@ -29,7 +29,9 @@ pub use stream::{collect_cells, Rewriter};
 /// What a Python block is turned into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Mode {
-    /// Nothing is rewritten.
+    /// Nothing is rewritten: the proxy passes the rewritten routes through like any other `/v1`
+    /// route, and `sandgate rewrite` prints its input; neither calls the engine. (Given to the engine
+    /// anyway, it leaves every text as it is.)
     Off,
     /// A Markdown link line `[▶ Run in sandbox](URL)`.
     #[default]

@@ -68,10 +68,18 @@ const IFRAME_END: &str = "</iframe>";
 const ARTIFACT_OPEN: &str = "```html";
 const ARTIFACT_DOC_START: &str = "<!doctype html>";
 
+/// What a block turns into: the [`Mode`]s that make a replacement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    Link,
+    Widget,
+    Artifact,
+}
+
 /// Renders units for one set of options; built once per stream.
 #[derive(Debug)]
 pub(crate) struct Renderer {
-    mode: Mode,
+    shape: Shape,
     /// `{public_url}/sandbox#py=`, escaped for a markdown link destination.
     base: String,
     /// The link text, escaped for markdown.
@@ -80,7 +88,15 @@ pub(crate) struct Renderer {
 }
 
 impl Renderer {
-    pub(crate) fn new(opts: &Options) -> Self {
+    /// The renderer for `opts`; `None` for the mode `off`, which makes no replacement (the one place
+    /// the engine looks at it).
+    pub(crate) fn new(opts: &Options) -> Option<Self> {
+        let shape = match opts.mode {
+            Mode::Off => return None,
+            Mode::Link => Shape::Link,
+            Mode::Widget => Shape::Widget,
+            Mode::Artifact => Shape::Artifact,
+        };
         let base = link_base(&opts.public_url);
         let mut link_text = String::with_capacity(opts.link_text.len());
         for ch in opts.link_text.chars() {
@@ -93,7 +109,7 @@ impl Renderer {
                 link_text.push(ch);
             }
         }
-        Renderer { mode: opts.mode, base, link_text, key: opts.link_key.clone() }
+        Some(Renderer { shape, base, link_text, key: opts.link_key.clone() })
     }
 
     /// Appends what the block turns into. With the code shown this goes right after the block; with
@@ -115,7 +131,7 @@ impl Renderer {
             out.push_str(block.eol);
             flags.push('c');
         }
-        let blank_after = self.mode == Mode::Link && block.end == End::Container;
+        let blank_after = self.shape == Shape::Link && block.end == End::Container;
         if blank_after {
             flags.push('b');
         }
@@ -140,8 +156,8 @@ impl Renderer {
         url.push_str(sign::MAC_PARAM);
         url.push_str(&mac);
         let eol = block.eol;
-        match self.mode {
-            Mode::Link | Mode::Off => {
+        match self.shape {
+            Shape::Link => {
                 out.push_str(first_prefix);
                 out.push('[');
                 out.push_str(&self.link_text);
@@ -150,7 +166,7 @@ impl Renderer {
                 out.push(')');
                 out.push_str(eol);
             }
-            Mode::Widget => {
+            Shape::Widget => {
                 out.push_str(first_prefix);
                 out.push_str(IFRAME_START);
                 push_attr(&url, out);
@@ -164,7 +180,7 @@ impl Renderer {
                 out.push_str(block.prefix.trim_end());
                 out.push_str(eol);
             }
-            Mode::Artifact => {
+            Shape::Artifact => {
                 out.push_str(first_prefix);
                 out.push_str(ARTIFACT_OPEN);
                 out.push_str(eol);

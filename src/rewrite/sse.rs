@@ -18,8 +18,14 @@
 //! At the end of the stream, bytes of an event that never got its closing blank line are returned by
 //! [`Decoder::finish`] as an event with [`Event::is_complete`] false: it is passed on unchanged, never
 //! dropped and never interpreted (a browser or the OpenAI SDKs would not dispatch it either).
+//!
+//! [`Framer`] is the decoder's light sibling, for a stream that passes without being rewritten: it
+//! only finds where events end, so that a stream cut by a failure is cut between events. A stream is
+//! scanned by one of the two, never both.
 
 use std::ops::Range;
+
+use bytes::Bytes;
 
 /// One event of the stream: its exact bytes plus the parsed fields.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -342,6 +348,164 @@ fn write_data_lines(data: &str, out: &mut Vec<u8>) {
         match next {
             Some(next) => rest = next,
             None => break,
+        }
+    }
+}
+
+/// Splits an event stream at event boundaries (blank lines, with LF, CR or CRLF line ends) without
+/// decoding it: bytes of an event still incomplete are held until the event ends, up to
+/// [`Framer::MAX_HELD`].
+#[derive(Debug)]
+pub struct Framer {
+    held: Vec<u8>,
+    /// The current line has no characters yet.
+    line_empty: bool,
+    /// The last byte seen was a CR (a following LF belongs to it).
+    after_cr: bool,
+    /// Part of the current event was sent without its end, because it grew past the limit.
+    mid_event: bool,
+}
+
+impl Default for Framer {
+    fn default() -> Self {
+        Framer { held: Vec::new(), line_empty: true, after_cr: false, mid_event: false }
+    }
+}
+
+impl Framer {
+    /// An event larger than this is passed on in pieces rather than held whole.
+    pub const MAX_HELD: usize = 1 << 20;
+
+    /// Takes more stream bytes; returns those that complete events (with anything held before).
+    /// Without held bytes, the answer is a slice of the input: no copy.
+    pub fn complete(&mut self, bytes: Bytes) -> Bytes {
+        match self.last_boundary(&bytes) {
+            Some(end) => {
+                self.mid_event = false;
+                let out = if self.held.is_empty() {
+                    bytes.slice(..end)
+                } else {
+                    let mut out = std::mem::take(&mut self.held);
+                    out.extend_from_slice(&bytes[..end]);
+                    Bytes::from(out)
+                };
+                self.held.extend_from_slice(&bytes[end..]);
+                out
+            }
+            None if self.held.len() + bytes.len() > Self::MAX_HELD => {
+                self.mid_event = true;
+                if self.held.is_empty() {
+                    return bytes;
+                }
+                let mut out = std::mem::take(&mut self.held);
+                out.extend_from_slice(&bytes);
+                Bytes::from(out)
+            }
+            None => {
+                self.held.extend_from_slice(&bytes);
+                Bytes::new()
+            }
+        }
+    }
+
+    /// Whatever is held: the start of an event that has not ended.
+    pub fn take_rest(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.held)
+    }
+
+    /// Whether part of the current event was already passed on (it outgrew [`Framer::MAX_HELD`]).
+    pub fn is_mid_event(&self) -> bool {
+        self.mid_event
+    }
+
+    /// Where the last event completed by `bytes` ends in them, jumping from line end to line end.
+    fn last_boundary(&mut self, bytes: &[u8]) -> Option<usize> {
+        let mut boundary = None;
+        let mut i = 0;
+        while i < bytes.len() {
+            if std::mem::take(&mut self.after_cr) && bytes[i] == b'\n' {
+                // The LF of a CRLF: the line end, and a boundary, run one byte further.
+                if boundary == Some(i) {
+                    boundary = Some(i + 1);
+                }
+                i += 1;
+                continue;
+            }
+            let Some(rel) = memchr::memchr2(b'\n', b'\r', &bytes[i..]) else {
+                self.line_empty = false;
+                break;
+            };
+            let at = i + rel;
+            if rel > 0 {
+                self.line_empty = false;
+            }
+            if self.line_empty {
+                boundary = Some(at + 1);
+            }
+            self.line_empty = true;
+            self.after_cr = bytes[at] == b'\r';
+            i = at + 1;
+        }
+        boundary
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_framer_releases_whole_events_only() {
+        let mut f = Framer::default();
+        assert_eq!(&f.complete(Bytes::from_static(b"data: a\n"))[..], b"");
+        assert_eq!(&f.complete(Bytes::from_static(b"\ndata: b"))[..], b"data: a\n\n");
+        // A CR ends the blank line; the LF after it is part of the same line end.
+        assert_eq!(&f.complete(Bytes::from_static(b"\r\n\r"))[..], b"data: b\r\n\r");
+        assert_eq!(
+            &f.complete(Bytes::from_static(b"\ndata: c\r\rdata: d\n"))[..],
+            b"\ndata: c\r\r"
+        );
+        assert_eq!(f.take_rest(), b"data: d\n");
+        let mut f = Framer::default();
+        let big = vec![b'x'; Framer::MAX_HELD + 1];
+        assert_eq!(f.complete(Bytes::from(big.clone())).len(), big.len());
+        assert!(f.is_mid_event());
+        assert_eq!(&f.complete(Bytes::from_static(b"\n\n"))[..], b"\n\n");
+        assert!(!f.is_mid_event());
+    }
+
+    #[test]
+    fn the_framer_cuts_where_the_decoder_ends_events() {
+        let input: &[u8] =
+            b": hi\r\n\r\ndata: a\n\nevent: e\rdata: b\r\rdata: c\r\n\r\n\n\ndata: \xff\n\ndata: d";
+        let mut events = Vec::new();
+        let mut decoder = Decoder::new();
+        decoder.push(input, &mut events);
+        decoder.finish(&mut events);
+        let mut ends = Vec::new();
+        let mut at = 0;
+        for e in events.iter().filter(|e| e.is_complete()) {
+            at += e.raw().len();
+            ends.push(at);
+        }
+        for size in 1..input.len() {
+            let mut f = Framer::default();
+            let mut out = Vec::new();
+            let mut cuts = Vec::new();
+            for chunk in input.chunks(size) {
+                let done = f.complete(Bytes::copy_from_slice(chunk));
+                out.extend_from_slice(&done);
+                if !done.is_empty() {
+                    cuts.push(out.len());
+                }
+            }
+            // A cut falls where an event ends, or (the LF of its CRLF not yet seen) one byte before.
+            let at_an_end =
+                |c: usize| ends.contains(&c) || (input[c - 1] == b'\r' && ends.contains(&(c + 1)));
+            assert!(cuts.iter().all(|&c| at_an_end(c)), "chunks of {size}: {cuts:?} {ends:?}");
+            assert!(at_an_end(out.len()) && out.len() + 1 >= *ends.last().unwrap(), "{size}");
+            out.extend_from_slice(&f.take_rest());
+            assert_eq!(out, input, "chunks of {size}");
         }
     }
 }

@@ -19,13 +19,15 @@ use std::sync::Arc;
 use super::cells::{Cells, Context, ANSWER_CONTEXT_FACTOR};
 use super::markdown::{could_open_fence, info_string, BlockParser, LineKind};
 use super::replace::{Block, End, Renderer};
-use super::{Mode, Options};
+use super::Options;
 
 /// A streaming markdown rewriter: `push` text as it arrives, `finish` at the end.
 #[derive(Debug)]
 pub struct Rewriter {
     opts: Arc<Options>,
-    renderer: Renderer,
+    /// `None` when the options make no replacement (the mode `off`, which the proxy and the command
+    /// line never hand the engine; a library caller that does gets its text back unchanged).
+    renderer: Option<Renderer>,
     parser: BlockParser,
     /// The line being received (no line ending yet, or a `\r` that may be followed by `\n`).
     pending: String,
@@ -84,7 +86,8 @@ impl Rewriter {
 
     /// Feeds more text; appends to `out` everything that is decided.
     pub fn push(&mut self, input: &str, out: &mut String) {
-        if self.opts.mode == Mode::Off {
+        if self.renderer.is_none() {
+            // No replacement to make (see `renderer`): the text passes as it is.
             out.push_str(input);
             return;
         }
@@ -135,7 +138,7 @@ impl Rewriter {
 
     /// Ends the text; appends to `out` everything still held.
     pub fn finish(&mut self, out: &mut String) {
-        if self.opts.mode == Mode::Off {
+        if self.renderer.is_none() {
             return;
         }
         let mut had_eol = true;
@@ -302,13 +305,13 @@ impl Rewriter {
             return;
         }
         self.blocks += 1;
-        if self.render {
+        if let (true, Some(renderer)) = (self.render, &self.renderer) {
             let cx = (keep && !self.cells.is_empty()).then(|| {
                 let (cx, took) = self.cells.encode_within(self.context_allowance);
                 self.context_allowance -= took;
                 cx
             });
-            self.renderer.render(
+            renderer.render(
                 &Block {
                     code: &block.code,
                     prefix: &block.prefix,
@@ -330,9 +333,9 @@ impl Rewriter {
 
 /// Adds the Python blocks of a text to `cells`, oldest first, exactly as rewriting it would keep them
 /// for its later replacements (the same blocks, the same code, the same budget): the conversation
-/// context of the answers in a request's history. Nothing with [`Context::Off`] or [`Mode::Off`].
+/// context of the answers in a request's history. Nothing with [`Context::Off`] or the mode `off`.
 pub fn collect_cells(opts: &Arc<Options>, text: &str, cells: &mut Cells) {
-    if opts.mode == Mode::Off || opts.context == Context::Off {
+    if opts.context == Context::Off {
         return;
     }
     let mut rewriter = Rewriter::with_cells(Arc::clone(opts), std::mem::take(cells), false);

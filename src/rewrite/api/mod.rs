@@ -15,7 +15,8 @@
 //! re-serialised by `serde_json` with `preserve_order` and `arbitrary_precision`, so key order and
 //! numbers are kept; only string escapes may be spelled differently. Whole JSON bodies are not
 //! re-serialised at all (`json`): only the rewritten strings are re-encoded, in place, and every
-//! other byte goes out as it came. With [`Mode::Off`] nothing is even parsed.
+//! other byte goes out as it came. The engine has no "off": with the mode `off` the proxy and the
+//! command line do not call it.
 //!
 //! - `json`: where the text fields of a whole body stand, found in one validating pass.
 
@@ -36,7 +37,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::sse::{Decoder, Event};
-use super::{Cells, Mode, Options, Rewriter};
+use super::{Cells, Options, Rewriter};
 pub use tools::{add_python_tool, Tool};
 
 /// The three rewritten routes.
@@ -77,8 +78,8 @@ pub struct Stats {
     pub blocks_rewritten: usize,
 }
 
-/// Rewrites a whole JSON response body. `None` when the body is not JSON of the expected shape, when
-/// nothing changed, or when the mode is [`Mode::Off`]: the caller then forwards the original bytes.
+/// Rewrites a whole JSON response body. `None` when the body is not JSON of the expected shape or
+/// when nothing changed: the caller then forwards the original bytes.
 ///
 /// Chat Completions: every `choices[i].message.content` (a string, or the `text` of its parts of type
 /// `text`); Completions: every `choices[i].text`; Responses: the `text` of every `output[].content[]`
@@ -93,7 +94,7 @@ pub fn rewrite_json(
     body: &[u8],
 ) -> Option<(Vec<u8>, Stats)> {
     // A Python block needs a fence: three backticks or tildes in a row.
-    if opts.mode == Mode::Off || !json_may_spell(body, &[b"```", b"~~~"]) {
+    if !json_may_spell(body, &[b"```", b"~~~"]) {
         return None;
     }
     // Strict UTF-8 first, as a parse into a tree would insist on: invalid bytes anywhere (not only
@@ -155,37 +156,43 @@ pub struct SseRewriter {
 
 impl SseRewriter {
     pub fn new(endpoint: Endpoint, opts: Arc<Options>) -> Self {
-        let state = if opts.mode == Mode::Off {
-            State::Off
-        } else {
-            match endpoint {
-                Endpoint::ChatCompletions => {
-                    State::Choices(choices::Stream::new(choices::Kind::Chat, opts))
-                }
-                Endpoint::Completions => {
-                    State::Choices(choices::Stream::new(choices::Kind::Legacy, opts))
-                }
-                Endpoint::Responses => State::Responses(responses::Stream::new(opts)),
+        let state = match endpoint {
+            Endpoint::ChatCompletions => {
+                State::Choices(choices::Stream::new(choices::Kind::Chat, opts))
             }
+            Endpoint::Completions => {
+                State::Choices(choices::Stream::new(choices::Kind::Legacy, opts))
+            }
+            Endpoint::Responses => State::Responses(responses::Stream::new(opts)),
         };
         SseRewriter { endpoint, state, decoder: Decoder::new(), events: Vec::new() }
     }
 
-    /// Feeds bytes from the upstream; appends to `out` the bytes to send to the client now.
+    /// Feeds bytes from the upstream; appends to `out` the bytes to send to the client now: whole
+    /// events only (the bytes of an event not yet ended wait in the decoder), so a stream cut after
+    /// any push is cut between events.
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
-        if let State::Off = self.state {
-            out.extend_from_slice(chunk);
-            return;
-        }
         self.decoder.push(chunk, &mut self.events);
         self.drain_events(out);
     }
 
-    /// The upstream stream ended; appends whatever is still held.
+    /// The upstream stream ended; appends whatever is still held, the bytes of an unfinished last
+    /// event included.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        if let State::Off = self.state {
-            return;
+        if let Some(event) = self.end(out) {
+            out.extend_from_slice(event.raw());
         }
+    }
+
+    /// The upstream stream broke off: appends the text still held, as [`SseRewriter::finish`] does,
+    /// but not the unfinished event the stream ended in (a client's parser would drop it anyway).
+    /// Returns how many bytes that event had.
+    pub fn finish_broken(&mut self, out: &mut Vec<u8>) -> usize {
+        self.end(out).map_or(0, |event| event.raw().len())
+    }
+
+    /// Flushes the decoder and the held text; hands back the unfinished last event, if any.
+    fn end(&mut self, out: &mut Vec<u8>) -> Option<Event> {
         self.decoder.finish(&mut self.events);
         let trailing = match self.events.last() {
             Some(event) if !event.is_complete() => self.events.pop(),
@@ -193,18 +200,14 @@ impl SseRewriter {
         };
         self.drain_events(out);
         match &mut self.state {
-            State::Off => {}
             State::Choices(stream) => stream.end(out),
             State::Responses(stream) => stream.end(out),
         }
-        if let Some(event) = trailing {
-            out.extend_from_slice(event.raw());
-        }
+        trailing
     }
 
     pub fn stats(&self) -> Stats {
         let blocks_rewritten = match &self.state {
-            State::Off => 0,
             State::Choices(stream) => stream.blocks(),
             State::Responses(stream) => stream.blocks(),
         };
@@ -214,7 +217,6 @@ impl SseRewriter {
     fn drain_events(&mut self, out: &mut Vec<u8>) {
         for event in self.events.drain(..) {
             match &mut self.state {
-                State::Off => out.extend_from_slice(event.raw()),
                 State::Choices(stream) => stream.event(event, out),
                 State::Responses(stream) => stream.event(event, out),
             }
@@ -262,8 +264,6 @@ pub fn restore_request_with_cells(
 
 /// The per-endpoint stream state.
 enum State {
-    /// [`Mode::Off`]: bytes pass through without being decoded.
-    Off,
     Choices(choices::Stream),
     Responses(responses::Stream),
 }
