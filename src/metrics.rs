@@ -37,8 +37,9 @@ pub struct Metrics {
     requests: Box<[AtomicU64]>,
     /// From sending a request upstream to its response headers.
     pub upstream_latency: Histogram,
-    /// Time sandgate itself spent on a request: total minus time waiting for the upstream.
-    pub overhead: Histogram,
+    /// Time sandgate itself spent on a request: total minus time waiting for the upstream. Recorded
+    /// only by [`Metrics::answered`], once per proxied request.
+    overhead: Histogram,
     blocks_rewritten: AtomicU64,
     histories_restored: AtomicU64,
     streams_cancelled: AtomicU64,
@@ -85,6 +86,13 @@ impl Metrics {
         }
     }
 
+    /// One proxied request is done with: the time sandgate spent on it (before it went upstream, and
+    /// rewriting its answer) and the Python blocks it rewrote.
+    pub fn answered(&self, overhead: Duration, blocks: usize) {
+        self.overhead.observe(overhead);
+        self.blocks_rewritten(blocks);
+    }
+
     pub fn blocks_rewritten(&self, n: usize) {
         if n > 0 {
             self.blocks_rewritten.fetch_add(n as u64, Ordering::Relaxed);
@@ -97,16 +105,17 @@ impl Metrics {
         }
     }
 
-    pub fn stream_cancelled(&self) {
-        self.streams_cancelled.fetch_add(1, Ordering::Relaxed);
-    }
-
+    /// A stream's body is on its way to the client: counted in flight until [`Metrics::stream_ended`].
     pub fn stream_started(&self) {
         self.streams_in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn stream_ended(&self) {
+    /// A stream ended, or its client left before the end (`cancelled`).
+    pub fn stream_ended(&self, cancelled: bool) {
         self.streams_in_flight.fetch_sub(1, Ordering::Relaxed);
+        if cancelled {
+            self.streams_cancelled.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Streams whose response body is still being sent.

@@ -1,11 +1,15 @@
-//! The `http_body::Body` adapters between the upstream and the client.
+//! The `http_body::Body` wrappers between the upstream and the client. Each does one thing and is
+//! generic over the body it wraps:
 //!
-//! - [`SseBody`]: an upstream event stream, rewritten frame by frame as it arrives (never buffered
-//!   whole), with the idle timeout, an in-band error event when the upstream fails after the stream
-//!   began, and metrics; dropping it (the client went away) drops the upstream response at once,
-//!   which closes or resets the upstream connection.
-//! - [`IdleBody`]: any other upstream body, passed through unchanged with the idle timeout.
-//! - [`ClientBody`]: a client's request body, cut off past the size limit or after a silence.
+//! - [`Idle`]: fails a body that stays silent longer than its timeout (the one idle timer: the
+//!   upstream's answers, the client's upload, event streams and [`collect_up_to`] all run on it);
+//! - [`ClientBody`]: a client's request body, cut off past the size limit, telling its
+//!   [`UploadWatch`] why and when it last made progress;
+//! - [`SseBody`]: an event stream on its way to the client, rewritten event by event as it arrives
+//!   (never buffered whole) or only framed, ended by an in-band error event when the upstream fails
+//!   after it began; it reports its end once, through its callback. Dropping it (the client went
+//!   away) drops the upstream response at once, which closes or resets the upstream connection;
+//! - [`Prefixed`]: bytes already read, then the rest of the body.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,56 +21,62 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
 use crate::error::{Error, TimeoutPhase};
-use crate::metrics::Metrics;
 use crate::rewrite::api::SseRewriter;
+use crate::rewrite::sse::Framer;
 
 pub use crate::body::{full, BoxError, ProxyBody};
 
 pin_project! {
-    /// An upstream body passed through unchanged; fails when the upstream stays silent longer than
-    /// the idle timeout.
-    pub struct IdleBody {
+    /// A body that fails when it stays silent longer than `after`: its error is then the one
+    /// `on_idle` makes. Frames, errors and the end pass as they are.
+    pub struct Idle<B> {
         #[pin]
-        inner: Incoming,
+        inner: B,
         #[pin]
         sleep: Sleep,
-        idle: Duration,
+        after: Duration,
+        on_idle: fn(Duration) -> Error,
     }
 }
 
-impl IdleBody {
-    pub fn new(inner: Incoming, idle: Duration) -> Self {
-        IdleBody { inner, sleep: tokio::time::sleep(idle), idle }
+impl<B> Idle<B> {
+    pub fn new(inner: B, after: Duration, on_idle: fn(Duration) -> Error) -> Self {
+        Idle { inner, sleep: tokio::time::sleep(after), after, on_idle }
+    }
+
+    /// An upstream body: silence is the upstream's idle timeout.
+    pub fn upstream(inner: B, after: Duration) -> Self {
+        Idle::new(inner, after, |after| Error::UpstreamTimeout { phase: TimeoutPhase::Idle, after })
     }
 }
 
-impl Body for IdleBody {
-    type Data = Bytes;
+impl<B> Body for Idle<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
     type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    ) -> Poll<Option<Result<Frame<B::Data>, BoxError>>> {
         let mut this = self.project();
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                let deadline = tokio::time::Instant::now() + *this.idle;
+                let deadline = tokio::time::Instant::now() + *this.after;
                 this.sleep.as_mut().reset(deadline);
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => match this.sleep.poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(Error::UpstreamTimeout {
-                    phase: TimeoutPhase::Idle,
-                    after: *this.idle,
-                })))),
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new((this.on_idle)(*this.after))))),
                 Poll::Pending => Poll::Pending,
             },
         }
@@ -81,83 +91,88 @@ impl Body for IdleBody {
     }
 }
 
-/// Counts a stream in the in-flight gauge while it lives; at the end records what it did, and
-/// whether the client left before the end.
+/// The error of an upstream body wrapped in [`Idle`]: its idle timeout, or the upstream's failure.
+fn upstream_error(e: BoxError) -> Error {
+    match e.downcast::<Error>() {
+        Ok(e) => *e,
+        Err(e) => Error::UpstreamBody(e.to_string()),
+    }
+}
+
+/// How an event stream ended, handed to its [`SseBody`]'s callback once, when the body is dropped.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamEnd {
+    /// Time spent rewriting the stream.
+    pub rewriting: Duration,
+    /// Python blocks rewritten.
+    pub blocks: usize,
+    /// The client left before the end: neither the upstream's end nor the answer's terminal event
+    /// (`[DONE]`, `response.completed`, which a client may close right after) reached it.
+    pub cancelled: bool,
+}
+
+/// What an event stream goes through: the rewriter, or (not rewritten) the framer that only finds
+/// where its events end. Either way every byte is scanned once, and a failure cuts between events.
 #[derive(Debug)]
-pub struct StreamGuard {
-    metrics: Arc<Metrics>,
-    /// Time spent before the request went upstream, plus time spent rewriting.
-    overhead: Duration,
-    done: bool,
-    /// The answer's terminal event (`[DONE]`, `response.completed`) went to the client: a client
-    /// that leaves after it leaves a complete stream.
-    delivered_end: bool,
-    blocks: usize,
-    log_content: bool,
-}
-
-impl StreamGuard {
-    pub fn new(metrics: Arc<Metrics>, overhead_before: Duration, log_content: bool) -> Self {
-        metrics.stream_started();
-        StreamGuard {
-            metrics,
-            overhead: overhead_before,
-            done: false,
-            delivered_end: false,
-            blocks: 0,
-            log_content,
-        }
-    }
-}
-
-impl Drop for StreamGuard {
-    fn drop(&mut self) {
-        self.metrics.stream_ended();
-        self.metrics.blocks_rewritten(self.blocks);
-        self.metrics.overhead.observe(self.overhead);
-        if !self.done && !self.delivered_end {
-            self.metrics.stream_cancelled();
-            tracing::info!("client went away mid-stream; upstream request dropped");
-        }
-    }
+pub enum Events {
+    Rewrite(Box<SseRewriter>),
+    Pass(Framer),
 }
 
 pin_project! {
-    /// An upstream event stream on its way to the client, rewritten event by event.
-    pub struct SseBody {
+    /// An upstream event stream on its way to the client.
+    pub struct SseBody<B> {
         #[pin]
-        inner: Incoming,
-        #[pin]
-        sleep: Sleep,
-        idle: Duration,
-        rewriter: Option<SseRewriter>,
-        // Holds the bytes of an event not yet complete, so that a failure never leaves half an event.
-        framer: Framer,
-        guard: StreamGuard,
+        inner: Idle<B>,
+        events: Events,
+        rewriting: Duration,
+        blocks: usize,
+        done: bool,
+        // The answer's terminal event went to the client: a client that leaves after it leaves a
+        // complete stream.
+        delivered_end: bool,
+        log_content: bool,
+        on_end: Option<Box<dyn FnOnce(StreamEnd) + Send>>,
     }
-}
 
-impl SseBody {
-    /// `rewriter` is `None` when the mode is `off`: the events then pass through unchanged, still
-    /// with the idle timeout and the in-band error.
-    pub fn new(
-        inner: Incoming,
-        rewriter: Option<SseRewriter>,
-        idle: Duration,
-        guard: StreamGuard,
-    ) -> Self {
-        SseBody {
-            inner,
-            sleep: tokio::time::sleep(idle),
-            idle,
-            rewriter,
-            framer: Framer::default(),
-            guard,
+    impl<B> PinnedDrop for SseBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(on_end) = this.on_end.take() {
+                let cancelled = !*this.done && !*this.delivered_end;
+                on_end(StreamEnd { rewriting: *this.rewriting, blocks: *this.blocks, cancelled });
+            }
         }
     }
 }
 
-impl Body for SseBody {
+impl<B> SseBody<B> {
+    /// `on_end` is called once, when the body is dropped (the stream ended or the client left).
+    pub fn new(
+        inner: B,
+        events: Events,
+        idle: Duration,
+        log_content: bool,
+        on_end: Box<dyn FnOnce(StreamEnd) + Send>,
+    ) -> Self {
+        SseBody {
+            inner: Idle::upstream(inner, idle),
+            events,
+            rewriting: Duration::ZERO,
+            blocks: 0,
+            done: false,
+            delivered_end: false,
+            log_content,
+            on_end: Some(on_end),
+        }
+    }
+}
+
+impl<B> Body for SseBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     type Data = Bytes;
     type Error = BoxError;
 
@@ -166,191 +181,118 @@ impl Body for SseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
-        if this.guard.done {
+        if *this.done {
             return Poll::Ready(None);
         }
         loop {
-            match this.inner.as_mut().poll_frame(cx) {
+            let out = match this.inner.as_mut().poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(frame))) => {
                     let Ok(data) = frame.into_data() else {
                         // Trailers cannot be carried to an HTTP/1.1 client of an event stream.
                         continue;
                     };
-                    let deadline = tokio::time::Instant::now() + *this.idle;
-                    this.sleep.as_mut().reset(deadline);
-                    let out = match this.rewriter.as_mut() {
-                        Some(rw) => {
+                    match this.events {
+                        Events::Rewrite(rw) => {
                             let started = Instant::now();
                             let mut out = Vec::with_capacity(data.len() + 64);
                             rw.push(&data, &mut out);
-                            this.guard.overhead += started.elapsed();
-                            // Kept current, so that a stream the client leaves still counts
-                            // the blocks it rewrote.
-                            this.guard.blocks = rw.stats().blocks_rewritten;
-                            this.framer.complete(Bytes::from(out))
+                            *this.rewriting += started.elapsed();
+                            // Kept current, so that a stream the client leaves still counts the
+                            // blocks it rewrote.
+                            *this.blocks = rw.stats().blocks_rewritten;
+                            Bytes::from(out)
                         }
-                        None => this.framer.complete(data),
-                    };
-                    if out.is_empty() {
-                        continue;
+                        Events::Pass(framer) => framer.complete(data),
                     }
-                    if this.guard.log_content {
-                        tracing::debug!(chunk = %String::from_utf8_lossy(&out), "stream out");
-                    }
-                    if !this.guard.delivered_end && super::terminal::ends_answer(&out) {
-                        this.guard.delivered_end = true;
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(out))));
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    let err = Error::UpstreamBody(e.to_string());
-                    tracing::warn!(error = %err, "upstream stream failed");
-                    let out = finish(this.rewriter, this.framer, this.guard, Some(&err));
+                    let err = upstream_error(e);
+                    if matches!(err, Error::UpstreamTimeout { .. }) {
+                        tracing::warn!(error = %err, "upstream stream stalled");
+                    } else {
+                        tracing::warn!(error = %err, "upstream stream failed");
+                    }
+                    *this.done = true;
+                    let out = finish(this.events, this.rewriting, this.blocks, Some(&err));
                     return Poll::Ready(Some(Ok(Frame::data(out))));
                 }
                 Poll::Ready(None) => {
-                    let out = finish(this.rewriter, this.framer, this.guard, None);
+                    *this.done = true;
+                    let out = finish(this.events, this.rewriting, this.blocks, None);
                     if out.is_empty() {
                         return Poll::Ready(None);
                     }
-                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                    out
                 }
-                Poll::Pending => {
-                    if this.sleep.as_mut().poll(cx).is_ready() {
-                        let err =
-                            Error::UpstreamTimeout { phase: TimeoutPhase::Idle, after: *this.idle };
-                        tracing::warn!(error = %err, "upstream stream stalled");
-                        let out = finish(this.rewriter, this.framer, this.guard, Some(&err));
-                        return Poll::Ready(Some(Ok(Frame::data(out))));
-                    }
-                    return Poll::Pending;
-                }
+            };
+            if out.is_empty() {
+                continue;
             }
+            if *this.log_content {
+                tracing::debug!(chunk = %String::from_utf8_lossy(&out), "stream out");
+            }
+            if !*this.delivered_end && super::terminal::ends_answer(&out) {
+                *this.delivered_end = true;
+            }
+            return Poll::Ready(Some(Ok(Frame::data(out))));
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.guard.done
+        self.done
     }
 }
 
-/// Flushes what the rewriter holds and, after a failure, appends the in-band error event.
+/// The end of a stream: what the rewriter or the framer still holds and, after a failure, the
+/// in-band error event (the unfinished event the upstream broke off is dropped: a client's parser
+/// would drop it, and the error says why it is missing).
 fn finish(
-    rewriter: &mut Option<SseRewriter>,
-    framer: &mut Framer,
-    guard: &mut StreamGuard,
+    events: &mut Events,
+    rewriting: &mut Duration,
+    blocks: &mut usize,
     error: Option<&Error>,
 ) -> Bytes {
     let mut out = Vec::new();
-    if let Some(rw) = rewriter.as_mut() {
-        let started = Instant::now();
-        rw.finish(&mut out);
-        guard.overhead += started.elapsed();
-        guard.blocks = rw.stats().blocks_rewritten;
-    }
-    guard.done = true;
-    let complete = framer.complete(Bytes::from(out));
-    let mut out = complete.to_vec();
-    match error {
-        None => out.extend_from_slice(&framer.take_rest()),
-        Some(err) => {
-            let partial = framer.take_rest();
-            if !partial.is_empty() {
-                // A client's parser drops an unfinished event at the end of a stream; the in-band
-                // error that follows says why it is missing.
-                tracing::warn!(
-                    bytes = partial.len(),
-                    "dropped the unfinished event the upstream broke off"
-                );
-            }
-            if framer.mid_event {
-                // An oversized event was already partly sent: end it so that the error stands alone.
-                out.extend_from_slice(b"\n\n");
-            }
-            out.extend_from_slice(&err.sse_event());
+    let dropped = match events {
+        Events::Rewrite(rw) => {
+            let started = Instant::now();
+            let dropped = match error {
+                None => {
+                    rw.finish(&mut out);
+                    0
+                }
+                Some(_) => rw.finish_broken(&mut out),
+            };
+            *rewriting += started.elapsed();
+            *blocks = rw.stats().blocks_rewritten;
+            dropped
         }
+        Events::Pass(framer) => {
+            let rest = framer.take_rest();
+            match error {
+                None => {
+                    out.extend_from_slice(&rest);
+                    0
+                }
+                Some(_) => {
+                    if framer.is_mid_event() {
+                        // An oversized event was already partly sent: end it so that the error
+                        // stands alone.
+                        out.extend_from_slice(b"\n\n");
+                    }
+                    rest.len()
+                }
+            }
+        }
+    };
+    if let Some(err) = error {
+        if dropped > 0 {
+            tracing::warn!(bytes = dropped, "dropped the unfinished event the upstream broke off");
+        }
+        out.extend_from_slice(&err.sse_event());
     }
     Bytes::from(out)
-}
-
-/// Splits an event stream at event boundaries (blank lines, with LF, CR or CRLF line ends): bytes of
-/// an event still incomplete are held until the event ends, up to [`Framer::MAX_HELD`].
-#[derive(Debug)]
-struct Framer {
-    held: Vec<u8>,
-    /// The current line has no characters yet.
-    line_empty: bool,
-    /// The last byte seen was a CR (a following LF belongs to it).
-    after_cr: bool,
-    /// Part of the current event was sent without its end, because it grew past the limit.
-    mid_event: bool,
-}
-
-impl Default for Framer {
-    fn default() -> Self {
-        Framer { held: Vec::new(), line_empty: true, after_cr: false, mid_event: false }
-    }
-}
-
-impl Framer {
-    /// An event larger than this is passed on in pieces rather than held whole.
-    const MAX_HELD: usize = 1 << 20;
-
-    /// Takes more stream bytes; returns those that complete events (with anything held before).
-    /// Without held bytes, the answer is a slice of the input: no copy.
-    fn complete(&mut self, bytes: Bytes) -> Bytes {
-        let mut boundary = None;
-        for (i, &b) in bytes.iter().enumerate() {
-            if self.after_cr && b == b'\n' {
-                self.after_cr = false;
-                if boundary == Some(i) {
-                    boundary = Some(i + 1);
-                }
-                continue;
-            }
-            self.after_cr = b == b'\r';
-            if b == b'\n' || b == b'\r' {
-                if self.line_empty {
-                    boundary = Some(i + 1);
-                }
-                self.line_empty = true;
-            } else {
-                self.line_empty = false;
-            }
-        }
-        match boundary {
-            Some(end) => {
-                self.mid_event = false;
-                let out = if self.held.is_empty() {
-                    bytes.slice(..end)
-                } else {
-                    let mut out = std::mem::take(&mut self.held);
-                    out.extend_from_slice(&bytes[..end]);
-                    Bytes::from(out)
-                };
-                self.held.extend_from_slice(&bytes[end..]);
-                out
-            }
-            None if self.held.len() + bytes.len() > Self::MAX_HELD => {
-                self.mid_event = true;
-                if self.held.is_empty() {
-                    return bytes;
-                }
-                let mut out = std::mem::take(&mut self.held);
-                out.extend_from_slice(&bytes);
-                Bytes::from(out)
-            }
-            None => {
-                self.held.extend_from_slice(&bytes);
-                Bytes::new()
-            }
-        }
-    }
-
-    /// Whatever is held: the start of an event that has not ended.
-    fn take_rest(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.held)
-    }
 }
 
 /// Why a client's request body was cut off.
@@ -415,26 +357,29 @@ impl UploadWatch {
 
 pin_project! {
     /// A client's request body on its way upstream: fails past `limit` bytes, or when the client
-    /// stays silent longer than the idle timeout, and records why in its [`UploadWatch`].
-    pub struct ClientBody {
+    /// stays silent longer than the idle timeout (an [`Idle`] inside), and records why in its
+    /// [`UploadWatch`].
+    pub struct ClientBody<B> {
         #[pin]
-        inner: Incoming,
-        #[pin]
-        sleep: Sleep,
-        idle: Duration,
+        inner: Idle<B>,
         seen: usize,
         limit: usize,
         upload: UploadWatch,
     }
 }
 
-impl ClientBody {
-    pub fn new(inner: Incoming, limit: usize, idle: Duration, upload: UploadWatch) -> Self {
-        ClientBody { inner, sleep: tokio::time::sleep(idle), idle, seen: 0, limit, upload }
+impl<B> ClientBody<B> {
+    pub fn new(inner: B, limit: usize, idle: Duration, upload: UploadWatch) -> Self {
+        let inner = Idle::new(inner, idle, |after| Error::ClientTimeout { after });
+        ClientBody { inner, seen: 0, limit, upload }
     }
 }
 
-impl Body for ClientBody {
+impl<B> Body for ClientBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     type Data = Bytes;
     type Error = BoxError;
 
@@ -442,36 +387,29 @@ impl Body for ClientBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
-        match this.inner.as_mut().poll_frame(cx) {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     *this.seen += data.len();
                     if *this.seen > *this.limit {
                         this.upload.set(ClientFault::TooLarge);
-                        return Poll::Ready(Some(Err(Box::new(Error::BodyTooLarge {
-                            limit: *this.limit,
-                        }))));
+                        let err = Error::BodyTooLarge { limit: *this.limit };
+                        return Poll::Ready(Some(Err(Box::new(err))));
                     }
                 }
                 this.upload.touch();
-                let deadline = tokio::time::Instant::now() + *this.idle;
-                this.sleep.as_mut().reset(deadline);
-                Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => {
-                this.upload.touch();
-                Poll::Ready(None)
-            }
-            Poll::Pending => match this.sleep.poll(cx) {
-                Poll::Ready(()) => {
+            Poll::Ready(Some(Err(e))) => {
+                if matches!(e.downcast_ref::<Error>(), Some(Error::ClientTimeout { .. })) {
                     this.upload.set(ClientFault::Idle);
-                    Poll::Ready(Some(Err(Box::new(Error::ClientTimeout { after: *this.idle }))))
                 }
-                Poll::Pending => Poll::Pending,
-            },
+            }
+            Poll::Ready(None) => this.upload.touch(),
+            Poll::Pending => {}
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -483,32 +421,26 @@ impl Body for ClientBody {
     }
 }
 
-/// An upstream body read for rewriting: whole, or (past the limit) the part read so far and the rest.
-pub enum Collected {
+/// An upstream body read for rewriting: whole, or (past the limit) the part read so far and the rest,
+/// still under its idle timeout.
+pub enum Collected<B> {
     Whole(Bytes),
-    TooLarge { head: Bytes, rest: Incoming },
+    TooLarge { head: Bytes, rest: Pin<Box<Idle<B>>> },
 }
 
 /// Reads an upstream body whole, up to `limit` bytes, failing when it stays silent longer than `idle`.
-pub async fn collect_up_to(
-    mut body: Incoming,
-    idle: Duration,
-    limit: usize,
-) -> Result<Collected, Error> {
+pub async fn collect_up_to<B>(body: B, idle: Duration, limit: usize) -> Result<Collected<B>, Error>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     let hint = body.size_hint().exact().and_then(|n| usize::try_from(n).ok());
     let mut buf: Vec<u8> = Vec::with_capacity(hint.unwrap_or(0).min(limit));
-    let sleep = tokio::time::sleep(idle);
-    tokio::pin!(sleep);
+    let mut body = Box::pin(Idle::upstream(body, idle));
     loop {
-        let frame = tokio::select! {
-            frame = body.frame() => frame,
-            () = &mut sleep => {
-                return Err(Error::UpstreamTimeout { phase: TimeoutPhase::Idle, after: idle })
-            }
-        };
-        match frame {
+        match body.frame().await {
             None => return Ok(Collected::Whole(Bytes::from(buf))),
-            Some(Err(e)) => return Err(Error::UpstreamBody(e.to_string())),
+            Some(Err(e)) => return Err(upstream_error(e)),
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     buf.extend_from_slice(data);
@@ -516,7 +448,6 @@ pub async fn collect_up_to(
                         return Ok(Collected::TooLarge { head: Bytes::from(buf), rest: body });
                     }
                 }
-                sleep.as_mut().reset(tokio::time::Instant::now() + idle);
             }
         }
     }
@@ -554,30 +485,5 @@ impl<B: Body<Data = Bytes>> Body for Prefixed<B> {
 
     fn is_end_stream(&self) -> bool {
         self.head.is_none() && self.rest.is_end_stream()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_framer_releases_whole_events_only() {
-        let mut f = Framer::default();
-        assert_eq!(&f.complete(Bytes::from_static(b"data: a\n"))[..], b"");
-        assert_eq!(&f.complete(Bytes::from_static(b"\ndata: b"))[..], b"data: a\n\n");
-        // A CR ends the blank line; the LF after it is part of the same line end.
-        assert_eq!(&f.complete(Bytes::from_static(b"\r\n\r"))[..], b"data: b\r\n\r");
-        assert_eq!(
-            &f.complete(Bytes::from_static(b"\ndata: c\r\rdata: d\n"))[..],
-            b"\ndata: c\r\r"
-        );
-        assert_eq!(f.take_rest(), b"data: d\n");
-        let mut f = Framer::default();
-        let big = vec![b'x'; Framer::MAX_HELD + 1];
-        assert_eq!(f.complete(Bytes::from(big.clone())).len(), big.len());
-        assert!(f.mid_event);
-        assert_eq!(&f.complete(Bytes::from_static(b"\n\n"))[..], b"\n\n");
-        assert!(!f.mid_event);
     }
 }

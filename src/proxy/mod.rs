@@ -3,18 +3,26 @@
 //!
 //! - [`Gateway::handle`] answers one request; it never fails: every error becomes an OpenAI-shaped
 //!   response, logged once here;
-//! - [`headers`]: the header policy; [`body`]: the body adapters (the streaming rewrite lives there);
-//!   [`upstream`]: the pooled upstream client and its timeouts; [`verify`]: the link check the
-//!   sandbox page asks for; `terminal`: whether a stream's events include its end (`[DONE]`).
+//! - [`headers`]: the header policy; [`body`]: the body wrappers (idle timer, upload limit, the event
+//!   stream); [`upstream`]: the pooled upstream client and its timeouts; [`verify`]: the link check
+//!   the sandbox page asks for; `terminal`: whether a stream's events include its end (`[DONE]`).
 //!
-//! Rewritten routes (`POST /v1/chat/completions`, `/v1/completions`, `/v1/responses`): the request body
-//! must be `application/json` (415 otherwise, also when the header is missing: a web page can send any
-//! other body without a CORS preflight), is read whole (up to `request_body_limit`), earlier answers in
-//! it signed by this sandgate are restored (at most `request_body_limit` bytes of them), the `python`
-//! tool is added where the configuration or `x-sandgate-tools` asks for it, and the response is
-//! rewritten: JSON whole, event streams event by event (tool calls pass untouched: the client runs
-//! them). Every other `/v1/...` request and
-//! its response stream through unchanged.
+//! A `/v1` request gets a [`Plan`], decided once from its route and headers: `Transparent` (every
+//! other `/v1/...` route, and the rewritten routes in the mode `off`: both bodies stream through
+//! unchanged) or `Rewrite`. Then one path runs the phases, for both plans:
+//!
+//! 1. **prepare request** ([`Gateway::prepare_request`]): the header policy (gateway keys); for
+//!    `Rewrite` the body must be `application/json` (415 otherwise, also when the header is missing:
+//!    a web page can send any other body without a CORS preflight), is read whole (up to
+//!    `request_body_limit`), earlier answers in it signed by this sandgate are restored (at most
+//!    `request_body_limit` bytes of them), and the `python` tool is added where the configuration or
+//!    `x-sandgate-tools` asks for it;
+//! 2. **send** ([`Gateway::send`]): the upstream latency is recorded here;
+//! 3. **prepare response** ([`Gateway::prepare_response`]): the response headers for the client, and
+//!    what the body goes through ([`Answer`]);
+//! 4. **response body** ([`Gateway::response_body`]): JSON whole, event streams event by event (tool
+//!    calls pass untouched: the client runs them), anything else as it comes; the overhead is
+//!    recorded here, once ([`Metrics::answered`]; a stream's at its end).
 
 pub mod body;
 pub mod headers;
@@ -35,11 +43,12 @@ use crate::config::Config;
 use crate::error::{Error, StartError};
 use crate::metrics::Metrics;
 use crate::rewrite::api::{self, Endpoint, SseRewriter, Tool};
+use crate::rewrite::sse::Framer;
 use crate::rewrite::{Cells, Context, Mode, Options};
 use crate::sandbox::Sandbox;
 use body::{
-    full, ClientBody, ClientFault, Collected, IdleBody, Prefixed, ProxyBody, SseBody, StreamGuard,
-    UploadWatch,
+    full, ClientBody, ClientFault, Collected, Events, Idle, Prefixed, ProxyBody, SseBody,
+    StreamEnd, UploadWatch,
 };
 use headers::{Auth, CONTEXT_HEADER, MODE_HEADER};
 
@@ -48,9 +57,9 @@ use headers::{Auth, CONTEXT_HEADER, MODE_HEADER};
 #[derive(Debug)]
 pub struct Gateway {
     config: Arc<Config>,
-    /// Rewrite options for each mode and context, built once: the configured ones and the
-    /// per-request overrides (`options[mode][context]`).
-    options: [[Arc<Options>; 3]; 4],
+    /// Rewrite options for each mode that rewrites and each context, built once: the configured ones
+    /// and the per-request overrides (`options[mode][context]`).
+    options: [[Arc<Options>; 3]; 3],
     upstream: upstream::Upstream,
     auth: Arc<Auth>,
     sandbox: Arc<Sandbox>,
@@ -61,7 +70,7 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Self, StartError> {
         let base = config.rewrite_options();
-        let options = [Mode::Off, Mode::Link, Mode::Widget, Mode::Artifact].map(|mode| {
+        let options = [Mode::Link, Mode::Widget, Mode::Artifact].map(|mode| {
             [Context::Off, Context::Answer, Context::Conversation]
                 .map(|context| Arc::new(Options { mode, context, ..base.clone() }))
         });
@@ -142,10 +151,16 @@ impl Gateway {
             }
             let endpoint =
                 if req.method() == Method::POST { Endpoint::from_path(rest) } else { None };
-            return match endpoint {
-                Some(ep) => (ep.as_str(), self.rewritten(ep, req, start).await),
-                None => ("v1_other", self.transparent(req, start).await),
+            let label = endpoint.map_or("v1_other", Endpoint::as_str);
+            let plan = match endpoint {
+                Some(endpoint) => self.plan(endpoint, &req),
+                None => Ok(Plan::Transparent),
             };
+            let result = match plan {
+                Ok(plan) => self.exchange(plan, req, start).await,
+                Err(e) => Err(e),
+            };
+            return (label, result);
         }
         match path {
             "/healthz" => ("healthz", Ok(text(StatusCode::OK, "ok\n"))),
@@ -191,9 +206,12 @@ impl Gateway {
         }
     }
 
-    /// The rewrite options for a request: the configured mode and context unless `x-sandgate-mode`
-    /// or `x-sandgate-context` say otherwise.
-    fn options_for(&self, req: &Request<Incoming>) -> Result<Arc<Options>, Error> {
+    /// The plan of a rewritten route: its options (the configured mode and context unless
+    /// `x-sandgate-mode` or `x-sandgate-context` say otherwise) and whether the `python` tool is
+    /// added (as configured, unless `x-sandgate-tools` says otherwise). The mode `off` makes the
+    /// route transparent: the one place where "off" is decided. A bad header is refused (400)
+    /// whatever the mode, before anything goes upstream.
+    fn plan(&self, endpoint: Endpoint, req: &Request<Incoming>) -> Result<Plan, Error> {
         let lossy = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
         let mode = match req.headers().get(MODE_HEADER) {
             None => self.config.mode,
@@ -211,26 +229,229 @@ impl Gateway {
                 .and_then(|s| s.parse::<Context>().ok())
                 .ok_or_else(|| Error::BadContextHeader { value: lossy(v) })?,
         };
+        let tools = headers::tools_header(req.headers())?;
+        let python_tool = tools.as_deref().unwrap_or(&self.config.tools).contains(&Tool::Python);
         let i = match mode {
-            Mode::Off => 0,
-            Mode::Link => 1,
-            Mode::Widget => 2,
-            Mode::Artifact => 3,
+            Mode::Off => return Ok(Plan::Transparent),
+            Mode::Link => 0,
+            Mode::Widget => 1,
+            Mode::Artifact => 2,
         };
         let j = match context {
             Context::Off => 0,
             Context::Answer => 1,
             Context::Conversation => 2,
         };
-        Ok(self.options[i][j].clone())
+        Ok(Plan::Rewrite { endpoint, opts: self.options[i][j].clone(), python_tool })
     }
 
-    /// Whether the `python` tool is added to a request: as configured, unless `x-sandgate-tools`
-    /// says otherwise.
-    fn python_tool_for(&self, req: &Request<Incoming>) -> Result<bool, Error> {
-        let tools = headers::tools_header(req.headers())?;
-        let tools = tools.as_deref().unwrap_or(&self.config.tools);
-        Ok(tools.contains(&Tool::Python))
+    /// The phases of a proxied request, the same for both plans.
+    async fn exchange(
+        &self,
+        plan: Plan,
+        req: Request<Incoming>,
+        start: Instant,
+    ) -> Result<Response<ProxyBody>, Error> {
+        let (plan, outgoing) = self.prepare_request(plan, req).await?;
+        // Sandgate's own time so far: everything before the request went upstream.
+        let before = start.elapsed();
+        let resp = self.send(outgoing.req, outgoing.upload.as_ref()).await?;
+        let (mut parts, body) = resp.into_parts();
+        let answer = self.prepare_response(plan, outgoing.head, &mut parts);
+        self.response_body(parts, body, answer, before).await
+    }
+
+    /// Phase 1: the request that goes upstream. Transparent: the client's, under the header policy,
+    /// its body streaming (with the size limit and the request body timeout). Rewrite: the body read
+    /// whole, restored, maybe given the tool; the plan comes back with the history's cells in its
+    /// options (the conversation context).
+    async fn prepare_request(
+        &self,
+        plan: Plan,
+        req: Request<Incoming>,
+    ) -> Result<(Plan, Outgoing), Error> {
+        let Plan::Rewrite { endpoint, mut opts, python_tool } = plan else {
+            let uri = self.upstream_uri(&req);
+            let (method, headers, body, upload) = self.outgoing(req)?;
+            // A HEAD answer has no body: nothing to frame, and no stream to count.
+            let head = method == Method::HEAD;
+            let req = build_request(method, &uri, headers, body.boxed_unsync())?;
+            return Ok((Plan::Transparent, Outgoing { req, upload: Some(upload), head }));
+        };
+        // Only JSON, checked after the gateway key: a web page can send other bodies without a CORS
+        // preflight, so a missing type is refused too (the openai SDKs always send it).
+        let media = headers::media_type(req.headers());
+        let wrong_type = (media != "application/json").then(|| {
+            let got = req.headers().get(header::CONTENT_TYPE);
+            Error::UnsupportedMediaType {
+                got: got.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            }
+        });
+        let uri = self.upstream_uri(&req);
+        let (method, mut up_headers, body, upload) = self.outgoing(req)?;
+        if let Some(e) = wrong_type {
+            return Err(e);
+        }
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| self.client_fault(&upload).unwrap_or(Error::ClientBody(e.to_string())))?
+            .to_bytes();
+        // With the conversation context, the history's Python blocks become the answer's first
+        // cells: they travel in the options of this request only.
+        let mut history = Cells::default();
+        let budget = self.config.request_body_limit;
+        let restored = if opts.context == Context::Conversation {
+            api::restore_request_with_cells(endpoint, &opts, &body, budget, &mut history)
+        } else {
+            api::restore_request(endpoint, &opts, &body, budget)
+        };
+        if !history.is_empty() {
+            opts = Arc::new(Options { history, ..Options::clone(&opts) });
+        }
+        let body = match restored {
+            Some((restored, n)) => {
+                self.metrics.histories_restored(n);
+                Bytes::from(restored)
+            }
+            None => body,
+        };
+        let body = match python_tool.then(|| api::add_python_tool(endpoint, &body)).flatten() {
+            Some(with_tool) => Bytes::from(with_tool),
+            None => body,
+        };
+        if self.config.log_content {
+            tracing::debug!(body = %String::from_utf8_lossy(&body), "request to upstream");
+        }
+        headers::for_rewritten_route(&mut up_headers, body.len());
+        let req = build_request(method, &uri, up_headers, full(body))?;
+        let plan = Plan::Rewrite { endpoint, opts, python_tool };
+        Ok((plan, Outgoing { req, upload: None, head: false }))
+    }
+
+    /// Phase 2: sends the request and waits for the response headers; the upstream latency is
+    /// recorded here. When a request body still streaming was cut off (too large, too slow), that
+    /// is the answer, not the upstream failure it caused.
+    async fn send(
+        &self,
+        req: Request<ProxyBody>,
+        upload: Option<&UploadWatch>,
+    ) -> Result<Response<Incoming>, Error> {
+        let sent = Instant::now();
+        let resp = self
+            .upstream
+            .send(req, upload)
+            .await
+            .map_err(|e| upload.and_then(|u| self.client_fault(u)).unwrap_or(e))?;
+        self.metrics.upstream_latency.observe(sent.elapsed());
+        Ok(resp)
+    }
+
+    /// Phase 3: the response headers for the client (hop-by-hop headers dropped; an event stream
+    /// marked as one: no length, no caching), and what the body goes through. Only a successful,
+    /// unencoded answer of a rewritten route is rewritten.
+    fn prepare_response(
+        &self,
+        plan: Plan,
+        head: bool,
+        parts: &mut http::response::Parts,
+    ) -> Answer {
+        headers::client_response(&mut parts.headers);
+        let media = headers::media_type(&parts.headers);
+        let encoded = headers::is_encoded(&parts.headers);
+        let stream = !head && media == "text/event-stream";
+        if stream {
+            headers::for_event_stream(&mut parts.headers);
+        }
+        let rewrite = match plan {
+            Plan::Rewrite { endpoint, opts, .. } if parts.status.is_success() => {
+                if encoded {
+                    tracing::warn!(
+                        encoding = ?parts.headers.get(header::CONTENT_ENCODING),
+                        "the upstream encoded its answer despite accept-encoding: identity; passing it through unchanged"
+                    );
+                    None
+                } else {
+                    Some((endpoint, opts))
+                }
+            }
+            _ => None,
+        };
+        match rewrite {
+            // An encoded stream cannot be framed, nor take an event appended: it passes as it is.
+            _ if stream && encoded => Answer::Pass,
+            Some((endpoint, opts)) if stream => {
+                Answer::Stream(Events::Rewrite(Box::new(SseRewriter::new(endpoint, opts))))
+            }
+            // An event stream not rewritten is framed like the rewritten ones: a failure or a
+            // stall after it began ends it with an in-band error event rather than a cut
+            // connection.
+            None if stream => Answer::Stream(Events::Pass(Framer::default())),
+            Some((endpoint, opts)) if media == "application/json" => {
+                Answer::Json { endpoint, opts }
+            }
+            _ => Answer::Pass,
+        }
+    }
+
+    /// Phase 4: the body for the client, under the idle timeout, and the overhead recorded once
+    /// (sandgate's time before the request went upstream and while rewriting, never the upstream's):
+    /// a stream's when it ends, through its callback.
+    async fn response_body(
+        &self,
+        mut parts: http::response::Parts,
+        body: Incoming,
+        answer: Answer,
+        before: std::time::Duration,
+    ) -> Result<Response<ProxyBody>, Error> {
+        let idle = self.config.timeouts.idle;
+        let body = match answer {
+            Answer::Stream(events) => {
+                self.metrics.stream_started();
+                let metrics = self.metrics.clone();
+                let on_end = Box::new(move |end: StreamEnd| {
+                    if end.cancelled {
+                        tracing::info!("client went away mid-stream; upstream request dropped");
+                    }
+                    metrics.stream_ended(end.cancelled);
+                    metrics.answered(before + end.rewriting, end.blocks);
+                });
+                SseBody::new(body, events, idle, self.config.log_content, on_end).boxed_unsync()
+            }
+            Answer::Json { endpoint, opts } => {
+                let limit = self.config.json_rewrite_limit;
+                match body::collect_up_to(body, idle, limit).await? {
+                    Collected::Whole(bytes) => {
+                        let rewriting = Instant::now();
+                        let (out, blocks) = match api::rewrite_json(endpoint, &opts, &bytes) {
+                            Some((rewritten, stats)) => {
+                                (Bytes::from(rewritten), stats.blocks_rewritten)
+                            }
+                            None => (bytes, 0),
+                        };
+                        if self.config.log_content {
+                            tracing::debug!(body = %String::from_utf8_lossy(&out), "response to client");
+                        }
+                        parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+                        self.metrics.answered(before + rewriting.elapsed(), blocks);
+                        full(out)
+                    }
+                    Collected::TooLarge { head, rest } => {
+                        tracing::warn!(
+                            limit,
+                            "the upstream's answer is larger than json_rewrite_limit: passed on unchanged"
+                        );
+                        self.metrics.answered(before, 0);
+                        Prefixed::new(head, rest).boxed_unsync()
+                    }
+                }
+            }
+            Answer::Pass => {
+                self.metrics.answered(before, 0);
+                Idle::upstream(body, idle).boxed_unsync()
+            }
+        };
+        Ok(Response::from_parts(parts, body))
     }
 
     fn upstream_uri(&self, req: &Request<Incoming>) -> String {
@@ -258,7 +479,7 @@ impl Gateway {
     fn outgoing(
         &self,
         req: Request<Incoming>,
-    ) -> Result<(Method, http::HeaderMap, ClientBody, UploadWatch), Error> {
+    ) -> Result<(Method, http::HeaderMap, ClientBody<Incoming>, UploadWatch), Error> {
         let (parts, body) = req.into_parts();
         let mut headers = parts.headers;
         headers::upstream_request(&mut headers, &self.auth)?;
@@ -276,165 +497,37 @@ impl Gateway {
             ClientFault::Idle => Error::ClientTimeout { after: self.config.timeouts.request_body },
         })
     }
+}
 
-    /// `POST /v1/chat/completions`, `/v1/completions`, `/v1/responses`.
-    async fn rewritten(
-        &self,
-        endpoint: Endpoint,
-        req: Request<Incoming>,
-        start: Instant,
-    ) -> Result<Response<ProxyBody>, Error> {
-        let mut opts = self.options_for(&req)?;
-        let python_tool = self.python_tool_for(&req)?;
-        // Only JSON, checked after the gateway key: a web page can send other bodies without a CORS
-        // preflight, so a missing type is refused too (the openai SDKs always send it).
-        let media = headers::media_type(req.headers());
-        let wrong_type = (media != "application/json").then(|| {
-            let got = req.headers().get(header::CONTENT_TYPE);
-            Error::UnsupportedMediaType {
-                got: got.map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
-            }
-        });
-        let uri = self.upstream_uri(&req);
-        let (method, mut up_headers, body, upload) = self.outgoing(req)?;
-        if let Some(e) = wrong_type {
-            return Err(e);
-        }
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| self.client_fault(&upload).unwrap_or(Error::ClientBody(e.to_string())))?
-            .to_bytes();
-        // With the conversation context, the history's Python blocks become the answer's first
-        // cells: they travel in the options of this request only.
-        let mut history = Cells::default();
-        let budget = self.config.request_body_limit;
-        let restored = if opts.mode != Mode::Off && opts.context == Context::Conversation {
-            api::restore_request_with_cells(endpoint, &opts, &body, budget, &mut history)
-        } else {
-            api::restore_request(endpoint, &opts, &body, budget)
-        };
-        if !history.is_empty() {
-            opts = Arc::new(Options { history, ..Options::clone(&opts) });
-        }
-        let body = match restored {
-            Some((restored, n)) => {
-                self.metrics.histories_restored(n);
-                Bytes::from(restored)
-            }
-            None => body,
-        };
-        let body = match python_tool.then(|| api::add_python_tool(endpoint, &body)).flatten() {
-            Some(with_tool) => Bytes::from(with_tool),
-            None => body,
-        };
-        if self.config.log_content {
-            tracing::debug!(body = %String::from_utf8_lossy(&body), "request to upstream");
-        }
-        headers::for_rewritten_route(&mut up_headers, body.len());
-        let up_req = build_request(method, &uri, up_headers, full(body))?;
+/// What a `/v1` request gets, decided once, by the route and [`Gateway::plan`], before anything is
+/// read or sent.
+#[derive(Debug)]
+enum Plan {
+    /// Both bodies stream through unchanged: every other `/v1` route, and the rewritten routes in
+    /// the mode `off`.
+    Transparent,
+    /// A rewritten route: the request read whole, its history restored, the `python` tool added when
+    /// asked for; the answer rewritten with `opts`.
+    Rewrite { endpoint: Endpoint, opts: Arc<Options>, python_tool: bool },
+}
 
-        let sent = Instant::now();
-        let resp = self.upstream.send(up_req, None).await?;
-        let waited = sent.elapsed();
-        self.metrics.upstream_latency.observe(waited);
-        let before = sent.saturating_duration_since(start);
+/// The request to send upstream, as [`Gateway::prepare_request`] left it.
+struct Outgoing {
+    req: Request<ProxyBody>,
+    /// For a client's body still streaming (transparent): how it fares.
+    upload: Option<UploadWatch>,
+    /// A `HEAD` request: its answer has no body.
+    head: bool,
+}
 
-        let (mut rparts, rbody) = resp.into_parts();
-        headers::client_response(&mut rparts.headers);
-        let rewritable = rparts.status.is_success() && !headers::is_encoded(&rparts.headers);
-        if rparts.status.is_success() && headers::is_encoded(&rparts.headers) {
-            tracing::warn!(
-                encoding = ?rparts.headers.get(header::CONTENT_ENCODING),
-                "the upstream encoded its answer despite accept-encoding: identity; passing it through unchanged"
-            );
-        }
-        let media = headers::media_type(&rparts.headers);
-
-        if rewritable && media == "text/event-stream" {
-            headers::for_event_stream(&mut rparts.headers);
-            let rewriter =
-                (opts.mode != Mode::Off).then(|| SseRewriter::new(endpoint, opts.clone()));
-            let guard = StreamGuard::new(self.metrics.clone(), before, self.config.log_content);
-            let body = SseBody::new(rbody, rewriter, self.config.timeouts.idle, guard);
-            return Ok(Response::from_parts(rparts, body.boxed_unsync()));
-        }
-
-        if rewritable && media == "application/json" && opts.mode != Mode::Off {
-            let collecting = Instant::now();
-            let idle = self.config.timeouts.idle;
-            let bytes = match body::collect_up_to(rbody, idle, self.config.json_rewrite_limit)
-                .await?
-            {
-                Collected::Whole(bytes) => bytes,
-                Collected::TooLarge { head, rest } => {
-                    tracing::warn!(
-                        limit = self.config.json_rewrite_limit,
-                        "the upstream's answer is larger than json_rewrite_limit: passed on unchanged"
-                    );
-                    self.metrics.overhead.observe(before);
-                    let body = Prefixed::new(head, IdleBody::new(rest, idle));
-                    return Ok(Response::from_parts(rparts, body.boxed_unsync()));
-                }
-            };
-            let upstream_time = waited + collecting.elapsed();
-            let out = match api::rewrite_json(endpoint, &opts, &bytes) {
-                Some((rewritten, stats)) => {
-                    self.metrics.blocks_rewritten(stats.blocks_rewritten);
-                    Bytes::from(rewritten)
-                }
-                None => bytes,
-            };
-            if self.config.log_content {
-                tracing::debug!(body = %String::from_utf8_lossy(&out), "response to client");
-            }
-            rparts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
-            self.metrics.overhead.observe(start.elapsed().saturating_sub(upstream_time));
-            return Ok(Response::from_parts(rparts, full(out)));
-        }
-
-        self.metrics.overhead.observe(before);
-        let body = IdleBody::new(rbody, self.config.timeouts.idle);
-        Ok(Response::from_parts(rparts, body.boxed_unsync()))
-    }
-
-    /// Every other `/v1/...` request: both bodies stream through unchanged.
-    async fn transparent(
-        &self,
-        req: Request<Incoming>,
-        start: Instant,
-    ) -> Result<Response<ProxyBody>, Error> {
-        let uri = self.upstream_uri(&req);
-        let (method, up_headers, body, upload) = self.outgoing(req)?;
-        // A HEAD answer has no body: nothing to frame, and no stream to count.
-        let head = method == Method::HEAD;
-        let up_req = build_request(method, &uri, up_headers, body.boxed_unsync())?;
-
-        let sent = Instant::now();
-        let resp = match self.upstream.send(up_req, Some(&upload)).await {
-            Ok(resp) => resp,
-            Err(e) => return Err(self.client_fault(&upload).unwrap_or(e)),
-        };
-        self.metrics.upstream_latency.observe(sent.elapsed());
-        let before = sent.saturating_duration_since(start);
-        let (mut rparts, rbody) = resp.into_parts();
-        headers::client_response(&mut rparts.headers);
-        let stream = !head && headers::media_type(&rparts.headers) == "text/event-stream";
-        if stream {
-            headers::for_event_stream(&mut rparts.headers);
-        }
-        // An event stream is not rewritten here, but framed like the rewritten ones: a failure or a
-        // stall after it began ends it with an in-band error event rather than a cut connection. (An
-        // encoded stream cannot be framed, nor take an event appended: it passes as it is.)
-        if stream && !headers::is_encoded(&rparts.headers) {
-            let guard = StreamGuard::new(self.metrics.clone(), before, self.config.log_content);
-            let body = SseBody::new(rbody, None, self.config.timeouts.idle, guard);
-            return Ok(Response::from_parts(rparts, body.boxed_unsync()));
-        }
-        self.metrics.overhead.observe(before);
-        let body = IdleBody::new(rbody, self.config.timeouts.idle);
-        Ok(Response::from_parts(rparts, body.boxed_unsync()))
-    }
+/// What the answer's body goes through, as [`Gateway::prepare_response`] decided.
+enum Answer {
+    /// An event stream: rewritten event by event, or framed.
+    Stream(Events),
+    /// A whole JSON answer, rewritten at once (up to `json_rewrite_limit`).
+    Json { endpoint: Endpoint, opts: Arc<Options> },
+    /// Anything else, as it comes.
+    Pass,
 }
 
 /// A path below `/v1/` must stay below the upstream base: no `.` or `..` segments (also
