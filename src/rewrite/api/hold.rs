@@ -111,7 +111,8 @@ pub(super) struct Hold<K> {
     queue: VecDeque<Entry>,
     /// The absolute number of `queue[0]`.
     base: usize,
-    texts: BTreeMap<K, Text>,
+    /// Boxed: a map's node has room for eleven values, and a text's rewriter is large.
+    texts: BTreeMap<K, Box<Text>>,
     finished_blocks: usize,
 }
 
@@ -179,12 +180,14 @@ impl<K: Ord + Clone> Hold<K> {
         let mut segments = Vec::with_capacity(texts.len());
         let mut keys = Vec::with_capacity(texts.len());
         for (number, (key, pointer, text)) in texts.into_iter().enumerate() {
-            let state = self.texts.entry(key.clone()).or_insert_with(|| Text {
-                rewriter: Rewriter::new(Arc::clone(&self.opts)),
-                output: String::new(),
-                pending: VecDeque::new(),
-                text_in: String::new(),
-                text_out: String::new(),
+            let state = self.texts.entry(key.clone()).or_insert_with(|| {
+                Box::new(Text {
+                    rewriter: Rewriter::new(Arc::clone(&self.opts)),
+                    output: String::new(),
+                    pending: VecDeque::new(),
+                    text_in: String::new(),
+                    text_out: String::new(),
+                })
             });
             let before = state.output.len();
             state.rewriter.push(&text, &mut state.output);
