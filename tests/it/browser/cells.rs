@@ -7,30 +7,16 @@
 //! through playwright-core and reports what the page showed; the assertions are here.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
+use crate::support::browser::{self, repo};
 use crate::support::{openai, post_json, Reply, ScriptedUpstream};
 use sandgate::rewrite::payload;
 use serde_json::{json, Value};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Fails with the command to run when something the setup script installs is missing.
-fn require(path: &Path, what: &str) {
-    assert!(
-        path.exists(),
-        "{what} is missing at {}: run `bash tests/setup/10-browser.sh` (or `bash tests/run.sh`)",
-        path.display()
-    );
-}
-
 /// A sandgate serving the sandbox page with the offline Pyodide, `timeout` per run.
 async fn sandgate(upstream: &ScriptedUpstream, timeout: &str) -> sandgate::server::Running {
-    let assets = repo().join("target/browser-assets");
-    let pyodide = assets.join("pyodide").to_string_lossy().into_owned();
-    let wheels = assets.join("wheels").to_string_lossy().into_owned();
+    let pyodide = browser::pyodide().to_string_lossy().into_owned();
+    let wheels = browser::assets().join("wheels").to_string_lossy().into_owned();
     crate::support::start_sandgate(&upstream.base_url(), |raw| {
         raw.set("pyodide_dir", &pyodide).unwrap();
         raw.set("wheels_dir", &wheels).unwrap();
@@ -134,12 +120,9 @@ const WRITE_CODE: &str = "import os\nos.makedirs(\"out\", exist_ok=True)\n\
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cells_input_and_files_in_headless_chromium() {
-    let _browser = crate::support::browser::lock().await;
+    let _browser = browser::lock().await;
     let repo = repo();
-    let assets = repo.join("target/browser-assets");
-    require(Path::new("/usr/bin/chromium"), "Debian's chromium");
-    require(&repo.join("tests/browser/node_modules/playwright-core"), "playwright-core");
-    require(&assets.join("pyodide/pyodide.asm.wasm"), "the Pyodide distribution");
+    browser::pyodide();
     let shots = repo.join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let shot = |name: &str| shots.join(name).to_string_lossy().into_owned();

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::support::browser;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
@@ -25,29 +26,10 @@ use sandgate::sandbox::{Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-/// One browser at a time.
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
+/// The assets root, with what these tests use checked: Chromium, Pyodide, micropip, the wheels.
 fn assets() -> PathBuf {
-    let repo = repo();
-    let assets = repo.join("target/browser-assets");
-    for (path, what) in [
-        (PathBuf::from("/usr/bin/chromium"), "Debian's chromium"),
-        (repo.join("tests/browser/node_modules/playwright-core"), "playwright-core"),
-        (assets.join("pyodide/pyodide.asm.wasm"), "the Pyodide distribution"),
-        (assets.join("pyodide/micropip-0.11.1-py3-none-any.whl"), "the micropip wheel"),
-        (assets.join("wheels/plotly-7.1.0-py3-none-any.whl"), "the plotly wheel"),
-        (assets.join("wheels/plotly.min.js"), "plotly.js"),
-    ] {
-        assert!(
-            path.exists(),
-            "{what} is missing at {}: run `bash tests/setup/10-browser.sh` (or `bash tests/run.sh`)",
-            path.display()
-        );
-    }
-    assets
+    browser::wheels();
+    browser::assets()
 }
 
 fn sandbox(assets: &Path, wheels: &Path, timeout_ms: u64) -> Sandbox {
@@ -154,43 +136,11 @@ fn link(base: &str, code: &str) -> String {
     format!("{base}/sandbox#{fragment}{MAC_PARAM}{mac}")
 }
 
-/// Runs the cases in one browser and answers each case's result by name, after checking that it
-/// ran to its end without a page error or a dialog.
+/// Runs the cases in one browser (holding the browser lock) and answers each case's result by
+/// name, after checking that it ran to its end without a page error or a dialog.
 async fn drive(name: &str, cases: Value) -> HashMap<String, Value> {
-    let _one = crate::support::browser::lock().await;
-    let repo = repo();
-    let cases_file = repo.join(format!("target/page-hardening-{name}.json"));
-    std::fs::write(&cases_file, serde_json::to_vec_pretty(&cases).unwrap()).unwrap();
-    let output = tokio::process::Command::new("node")
-        .arg("drive.mjs")
-        .arg(&cases_file)
-        .current_dir(repo.join("tests/browser"))
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("node must be installed (tests/setup/10-browser.sh)");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "drive.mjs failed: {}\n{stderr}", output.status);
-    std::fs::write(repo.join(format!("target/page-hardening-{name}-report.json")), &output.stdout)
-        .unwrap();
-    let report: Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|e| panic!("drive.mjs printed no JSON ({e}): {stderr}"));
-    let mut results = HashMap::new();
-    for r in report["results"].as_array().unwrap() {
-        let case = r["name"].as_str().unwrap().to_string();
-        assert!(
-            r["error"].is_null(),
-            "case {case} failed in the browser: {}\nobservations: {:#}\nevals: {:#}\nevents: {:#}",
-            r["error"],
-            r["observations"],
-            r["evals"],
-            r["events"]
-        );
-        assert_eq!(r["events"]["dialogs"], json!([]), "case {case} opened a dialog");
-        assert_eq!(r["events"]["pageErrors"], json!([]), "case {case} had uncaught page errors");
-        results.insert(case, r.clone());
-    }
-    results
+    let _one = browser::lock().await;
+    browser::drive(&format!("page-hardening-{name}"), &cases).await
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
@@ -254,7 +204,7 @@ async fn sanitized_html_cannot_cover_the_controls() {
             // Time for plotly.js to load and draw the figure shown before the HTML.
             {"do": "sleep", "ms": 2000},
             {"do": "eval", "label": "hits", "js": HIT_TEST},
-            {"do": "screenshot", "path": repo().join("target/page-hardening-overlay.png").to_string_lossy()},
+            {"do": "screenshot", "path": browser::repo().join("target/page-hardening-overlay.png").to_string_lossy()},
             {"do": "click", "selector": "#stop"},
             {"do": "wait", "states": ENDED, "timeoutMs": 5000},
             {"do": "observe", "label": "end"},
@@ -276,7 +226,8 @@ async fn sanitized_html_cannot_cover_the_controls() {
 /// A directory of pure-Python wheels made for one test: `(project, code of its __init__.py)`.
 /// Served as the sandbox's `wheels_dir`, so micropip installs them from the test server.
 fn wheels(name: &str, projects: &[(&str, &str)]) -> PathBuf {
-    let dir = repo().join(format!("target/page-hardening-wheels/{name}-{}", std::process::id()));
+    let dir =
+        browser::repo().join(format!("target/page-hardening-wheels/{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     // Python's zipfile writes the wheel (a zip with a .dist-info directory).

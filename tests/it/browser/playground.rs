@@ -6,23 +6,12 @@
 //! target/playground-screenshots/.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
+use crate::support::browser::{self, repo};
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn require(path: &Path, what: &str) {
-    assert!(
-        path.exists(),
-        "{what} is missing at {}: run `bash tests/setup/10-browser.sh` (or `bash tests/run.sh`)",
-        path.display()
-    );
-}
 
 /// The demo process, killed when the test ends however it ends.
 struct Demo {
@@ -145,11 +134,10 @@ fn only_block(markdown: &str) -> String {
 
 #[test]
 fn the_demo_playground_streams_an_answer_and_its_run_link_runs_the_code() {
-    let _browser = crate::support::browser::lock_blocking();
-    let assets = repo().join("target/browser-assets");
-    require(&repo().join("tests/browser/node_modules/playwright-core"), "playwright-core");
-    require(&assets.join("pyodide-0.27.7/.complete"), "Pyodide 0.27.7 with matplotlib");
-    require(&assets.join("wheels"), "the wheels directory");
+    let _browser = browser::lock_blocking();
+    browser::pyodide_0277();
+    browser::wheels();
+    let assets = browser::assets();
     let demo = start_demo(&assets);
     let shots = repo().join("target/playground-screenshots");
     let base = demo.url.trim_end_matches('/');

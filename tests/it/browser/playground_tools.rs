@@ -7,22 +7,11 @@
 //! a Python block, as without tools. Nothing leaves loopback.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+use crate::support::browser::{self, repo};
 use serde_json::{json, Value};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn require(path: &Path, what: &str) {
-    assert!(
-        path.exists(),
-        "{what} is missing at {}: run `bash tests/setup/10-browser.sh` (or `bash tests/run.sh`)",
-        path.display()
-    );
-}
 
 /// The demo process, killed when the test ends however it ends.
 struct Demo {
@@ -64,10 +53,9 @@ fn start_demo(assets: &Path) -> Demo {
 
 #[test]
 fn the_playground_lets_the_demo_model_run_python_and_answers_with_its_output() {
-    let _browser = crate::support::browser::lock_blocking();
-    let assets = repo().join("target/browser-assets");
-    require(&repo().join("tests/browser/node_modules/playwright-core"), "playwright-core");
-    require(&assets.join("pyodide-0.27.7/.complete"), "Pyodide 0.27.7");
+    let _browser = browser::lock_blocking();
+    browser::pyodide_0277();
+    let assets = browser::assets();
     let demo = start_demo(&assets);
     let base = demo.url.trim_end_matches('/').to_owned();
     let shots = repo().join("target/playground-screenshots");

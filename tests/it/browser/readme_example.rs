@@ -7,10 +7,10 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use crate::support::browser::{self, repo};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
@@ -18,18 +18,6 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpListener;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn require(path: &Path, what: &str) {
-    assert!(
-        path.exists(),
-        "{what} is missing at {}: run `bash tests/setup/10-browser.sh` (or `bash tests/run.sh`)",
-        path.display()
-    );
-}
 
 /// The html block of the README's section "Example: a web page that runs the loop".
 fn readme_example() -> String {
@@ -121,16 +109,12 @@ async fn serve_app(page: String, sandgate: SocketAddr) -> SocketAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_example_page_runs_the_loop_with_the_demo_model() {
-    let _browser = crate::support::browser::lock().await;
+    let _browser = browser::lock().await;
     let repo = repo();
-    let assets = repo.join("target/browser-assets");
-    require(Path::new("/usr/bin/chromium"), "Debian's chromium");
-    require(&repo.join("tests/browser/node_modules/playwright-core"), "playwright-core");
-    require(&assets.join("pyodide-0.27.7/.complete"), "the Pyodide 0.27.7 distribution");
+    let pyodide = browser::pyodide_0277();
 
     let (model, _handle) =
         sandgate::demo::start_upstream_with(sandgate::demo::Pace::INSTANT).await.unwrap();
-    let pyodide = assets.join("pyodide-0.27.7");
     let sg = crate::support::start_sandgate(&format!("http://{model}/v1"), |raw| {
         raw.set("pyodide_dir", pyodide.to_str().unwrap()).unwrap();
     })

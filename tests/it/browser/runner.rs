@@ -10,10 +10,11 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
+use crate::support::browser::{self, repo};
 use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -23,18 +24,6 @@ use hyper_util::rt::TokioIo;
 use sandgate::sandbox::{Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn require(path: &Path, what: &str) {
-    assert!(
-        path.exists(),
-        "{what} is missing at {}: run `bash tests/setup/10-browser.sh` (or `bash tests/run.sh`)",
-        path.display()
-    );
-}
 
 /// Serves `Sandbox::handle` on a loopback port.
 async fn serve_sandbox(sandbox: Sandbox) -> SocketAddr {
@@ -283,15 +272,10 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runner_module_on_another_origin_in_headless_chromium() {
-    let _browser = crate::support::browser::lock().await;
+    let _browser = browser::lock().await;
     let repo = repo();
-    let assets = repo.join("target/browser-assets");
-    require(Path::new("/usr/bin/chromium"), "Debian's chromium");
-    require(&repo.join("tests/browser/node_modules/playwright-core"), "playwright-core");
-    require(
-        &assets.join("pyodide-0.27.7/.complete"),
-        "the Pyodide 0.27.7 distribution with matplotlib",
-    );
+    browser::pyodide_0277();
+    let assets = browser::assets();
     let main = serve_sandbox(sandbox(&assets, 30_000)).await;
     let short = serve_sandbox(sandbox(&assets, 3_000)).await;
     let main_url = format!("http://127.0.0.1:{}", main.port());
