@@ -28,16 +28,48 @@ use std::ops::Range;
 use bytes::Bytes;
 
 /// One event of the stream: its exact bytes plus the parsed fields.
+///
+/// A field's text is kept as where it stands in the raw bytes whenever those bytes are the text (one
+/// line of valid UTF-8, the common case), so that decoding an event copies nothing but its bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Event {
     raw: Vec<u8>,
-    lines: Vec<Line>,
-    event: Option<String>,
-    data: Option<String>,
+    /// The stream's byte-order mark starts `raw` (the first event only) and belongs to no line.
+    bom: bool,
+    event: Option<Text>,
+    data: Option<Text>,
     id: Option<String>,
     retry: Option<u64>,
     comments: Vec<String>,
     complete: bool,
+}
+
+/// A field's value: its place in the event's raw bytes, or (several `data` lines, invalid UTF-8)
+/// the text decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Text {
+    At(Range<usize>),
+    Decoded(String),
+}
+
+impl Text {
+    /// The value `bytes`, which stand at `at` in the event's raw bytes.
+    fn of(bytes: &[u8], at: Range<usize>) -> Text {
+        match std::str::from_utf8(bytes) {
+            Ok(_) => Text::At(at),
+            Err(_) => Text::Decoded(String::from_utf8_lossy(bytes).into_owned()),
+        }
+    }
+
+    fn get<'a>(&'a self, raw: &'a [u8]) -> &'a str {
+        match self {
+            // Checked when the line was read; the check cannot fail here.
+            Text::At(at) => {
+                raw.get(at.clone()).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
+            }
+            Text::Decoded(text) => text,
+        }
+    }
 }
 
 impl Event {
@@ -53,12 +85,12 @@ impl Event {
 
     /// The value of the last `event:` line, if there was one.
     pub fn event_type(&self) -> Option<&str> {
-        self.event.as_deref()
+        self.event.as_ref().map(|t| t.get(&self.raw))
     }
 
     /// The `data:` lines joined with `\n`; `None` when the event has no data line.
     pub fn data(&self) -> Option<&str> {
-        self.data.as_deref()
+        self.data.as_ref().map(|t| t.get(&self.raw))
     }
 
     /// The value of the last valid `id:` line, if there was one.
@@ -87,15 +119,16 @@ impl Event {
     /// `data: ...\n` lines at the place of the first one (or before the closing blank line when the
     /// event had none). An incomplete event gets its closing blank line.
     pub fn write_with_data(&self, data: &str, out: &mut Vec<u8>) {
+        let (lines, end_of_lines) = self.lines();
         let mut written = false;
-        for line in &self.lines {
-            if line.is_data {
+        for (bytes, is_data) in lines {
+            if is_data {
                 if !written {
                     write_data_lines(data, out);
                     written = true;
                 }
             } else {
-                let bytes = &self.raw[line.bytes.clone()];
+                let bytes = &self.raw[bytes];
                 out.extend_from_slice(bytes);
                 if !bytes.ends_with(b"\n") && !bytes.ends_with(b"\r") {
                     out.push(b'\n');
@@ -106,30 +139,40 @@ impl Event {
             write_data_lines(data, out);
         }
         if self.complete {
-            out.extend_from_slice(&self.raw[self.terminator()]);
+            out.extend_from_slice(&self.raw[end_of_lines..]);
         } else {
             out.push(b'\n');
         }
     }
 
-    /// The bytes of the closing blank line (empty for an incomplete event).
-    fn terminator(&self) -> Range<usize> {
-        let end_of_lines = self.lines.last().map_or(self.bom_len(), |l| l.bytes.end);
-        end_of_lines.min(self.raw.len())..self.raw.len()
-    }
-
-    /// The length of a byte-order mark that starts the raw bytes and belongs to no line.
-    fn bom_len(&self) -> usize {
-        self.lines.first().map_or_else(
-            || {
-                if self.raw.starts_with(BOM) {
-                    BOM.len()
-                } else {
-                    0
+    /// The event's lines as the decoder cut them, the closing blank line excepted: where each
+    /// stands (its line end included) and whether it is a `data` line; then where the closing blank
+    /// line starts. Found again from the raw bytes, which only a changed event needs.
+    fn lines(&self) -> (Vec<(Range<usize>, bool)>, usize) {
+        let raw = &self.raw[..];
+        let mut pos = if self.bom { BOM.len() } else { 0 };
+        let mut lines = Vec::new();
+        while pos < raw.len() {
+            let (end, next) = match memchr::memchr2(b'\n', b'\r', &raw[pos..]) {
+                None => (raw.len(), raw.len()),
+                Some(rel) => {
+                    let end = pos + rel;
+                    let crlf = raw[end] == b'\r' && raw.get(end + 1) == Some(&b'\n');
+                    (end, end + 1 + usize::from(crlf))
                 }
-            },
-            |l| l.bytes.start,
-        )
+            };
+            if end == pos {
+                break;
+            }
+            let text = &raw[pos..end];
+            let name = match memchr::memchr(b':', text) {
+                Some(colon) => &text[..colon],
+                None => text,
+            };
+            lines.push((pos..next, name == b"data"));
+            pos = next;
+        }
+        (lines, pos)
     }
 }
 
@@ -160,10 +203,11 @@ pub struct Decoder {
     scanned: usize,
     /// Whether the stream's first bytes were checked for a byte-order mark.
     bom_checked: bool,
-    /// The event being built (fields of the complete lines seen so far).
+    /// A byte-order mark was skipped and the event it starts is not handed out yet.
+    bom_pending: bool,
+    /// The event being built (fields of the complete lines seen so far; places relative to
+    /// `event_start`, which compacting the buffer does not change).
     current: Event,
-    /// Bytes of `data` lines, joined with `\n`, for the current event.
-    data: Option<String>,
 }
 
 impl Decoder {
@@ -187,12 +231,11 @@ impl Decoder {
             if self.line_start < self.buf.len() {
                 let start = self.line_start;
                 let end = self.buf.len();
-                self.line(start, end, end);
+                self.line(start, end);
             }
             let mut event = std::mem::take(&mut self.current);
             event.raw = self.buf[self.event_start..].to_vec();
-            rebase(&mut event, self.event_start);
-            event.data = self.data.take();
+            event.bom = std::mem::take(&mut self.bom_pending);
             event.complete = false;
             events.push(event);
         }
@@ -215,10 +258,11 @@ impl Decoder {
             self.bom_checked = true;
             if have.starts_with(BOM) {
                 self.line_start = BOM.len();
+                self.bom_pending = true;
             }
         }
         let mut pos = self.line_start.max(self.scanned);
-        while let Some(offset) = self.buf[pos..].iter().position(|&b| b == b'\n' || b == b'\r') {
+        while let Some(offset) = memchr::memchr2(b'\n', b'\r', &self.buf[pos..]) {
             let end = pos + offset;
             let next = match self.buf[end] {
                 b'\n' => end + 1,
@@ -237,7 +281,7 @@ impl Decoder {
             if start == end {
                 self.dispatch(next, events);
             } else {
-                self.line(start, end, next);
+                self.line(start, end);
             }
             self.line_start = next;
             pos = next;
@@ -245,35 +289,38 @@ impl Decoder {
         self.scanned = self.buf.len();
     }
 
-    /// Records one complete, non-blank line `buf[start..end]` whose line end runs to `next`.
-    fn line(&mut self, start: usize, end: usize, next: usize) {
+    /// Records one complete, non-blank line `buf[start..end]` (its line end left out).
+    fn line(&mut self, start: usize, end: usize) {
         let text = &self.buf[start..end];
-        let (name, value) = match text.iter().position(|&b| b == b':') {
+        let (name, value_start) = match memchr::memchr(b':', text) {
             Some(0) => {
                 let comment = String::from_utf8_lossy(&text[1..]).into_owned();
                 self.current.comments.push(comment);
-                self.current.lines.push(Line { bytes: start..next, is_data: false });
                 return;
             }
             Some(colon) => {
-                let value = &text[colon + 1..];
-                (&text[..colon], value.strip_prefix(b" ").unwrap_or(value))
+                let after = start + colon + 1;
+                (&text[..colon], after + usize::from(self.buf.get(after) == Some(&b' ')))
             }
-            None => (text, &text[text.len()..]),
+            None => (text, end),
         };
-        let is_data = name == b"data";
+        let value_start = value_start.min(end);
+        let value = &self.buf[value_start..end];
+        let at = value_start - self.event_start..end - self.event_start;
         match name {
             b"data" => {
-                let value = String::from_utf8_lossy(value);
-                match &mut self.data {
-                    Some(data) => {
-                        data.push('\n');
-                        data.push_str(&value);
+                let data = match self.current.data.take() {
+                    None => Text::of(value, at),
+                    Some(first) => {
+                        let mut joined = first.get(&self.buf[self.event_start..]).to_owned();
+                        joined.push('\n');
+                        joined.push_str(&String::from_utf8_lossy(value));
+                        Text::Decoded(joined)
                     }
-                    None => self.data = Some(value.into_owned()),
-                }
+                };
+                self.current.data = Some(data);
             }
-            b"event" => self.current.event = Some(String::from_utf8_lossy(value).into_owned()),
+            b"event" => self.current.event = Some(Text::of(value, at)),
             b"id" if !value.contains(&0) => {
                 self.current.id = Some(String::from_utf8_lossy(value).into_owned());
             }
@@ -285,15 +332,13 @@ impl Decoder {
             }
             _ => {}
         }
-        self.current.lines.push(Line { bytes: start..next, is_data });
     }
 
     /// Ends the current event with the blank line that runs to `next`.
     fn dispatch(&mut self, next: usize, events: &mut Vec<Event>) {
         let mut event = std::mem::take(&mut self.current);
         event.raw = self.buf[self.event_start..next].to_vec();
-        rebase(&mut event, self.event_start);
-        event.data = self.data.take();
+        event.bom = std::mem::take(&mut self.bom_pending);
         event.complete = true;
         events.push(event);
         self.event_start = next;
@@ -309,28 +354,11 @@ impl Decoder {
         self.event_start = 0;
         self.line_start -= shift;
         self.scanned -= shift;
-        for line in &mut self.current.lines {
-            line.bytes = line.bytes.start - shift..line.bytes.end - shift;
-        }
     }
 }
 
 /// The UTF-8 byte-order mark, skipped at the start of a stream.
 const BOM: &[u8] = b"\xEF\xBB\xBF";
-
-/// Where one line of an event sits in its raw bytes (line end included).
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Line {
-    bytes: Range<usize>,
-    is_data: bool,
-}
-
-/// Makes the line ranges of `event` relative to its own raw bytes.
-fn rebase(event: &mut Event, event_start: usize) {
-    for line in &mut event.lines {
-        line.bytes = line.bytes.start - event_start..line.bytes.end - event_start;
-    }
-}
 
 /// Writes `data` as `data:` lines, one per line of `data` (split at CRLF, LF or CR, which the
 /// decoder turns back into `\n`).
