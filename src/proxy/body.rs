@@ -111,6 +111,9 @@ pub struct StreamEnd {
     pub cancelled: bool,
 }
 
+/// The callback a stream reports its end to.
+pub type OnEnd = Box<dyn FnOnce(StreamEnd) + Send>;
+
 /// What an event stream goes through: the rewriter, or (not rewritten) the framer that only finds
 /// where its events end. Either way every byte is scanned once, and a failure cuts between events.
 #[derive(Debug)]
@@ -132,7 +135,7 @@ pin_project! {
         // complete stream.
         delivered_end: bool,
         log_content: bool,
-        on_end: Option<Box<dyn FnOnce(StreamEnd) + Send>>,
+        on_end: Option<OnEnd>,
     }
 
     impl<B> PinnedDrop for SseBody<B> {
@@ -148,13 +151,7 @@ pin_project! {
 
 impl<B> SseBody<B> {
     /// `on_end` is called once, when the body is dropped (the stream ended or the client left).
-    pub fn new(
-        inner: B,
-        events: Events,
-        idle: Duration,
-        log_content: bool,
-        on_end: Box<dyn FnOnce(StreamEnd) + Send>,
-    ) -> Self {
+    pub fn new(inner: B, events: Events, idle: Duration, log_content: bool, on_end: OnEnd) -> Self {
         SseBody {
             inner: Idle::upstream(inner, idle),
             events,
@@ -485,5 +482,103 @@ impl<B: Body<Data = Bytes>> Body for Prefixed<B> {
 
     fn is_end_stream(&self) -> bool {
         self.head.is_none() && self.rest.is_end_stream()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::Mutex;
+
+    use futures_util::stream::{self, StreamExt};
+    use http_body_util::StreamBody;
+
+    use super::*;
+
+    type Frames = Vec<Result<Frame<Bytes>, Infallible>>;
+
+    fn frames(parts: &[&'static [u8]]) -> Frames {
+        parts.iter().map(|p| Ok(Frame::data(Bytes::from_static(p)))).collect()
+    }
+
+    /// The ends a stream reported, and the callback that records them.
+    fn recorder() -> (Arc<Mutex<Vec<StreamEnd>>>, OnEnd) {
+        let ends = Arc::new(Mutex::new(Vec::new()));
+        let record = ends.clone();
+        (ends, Box::new(move |end| record.lock().unwrap_or_else(|e| e.into_inner()).push(end)))
+    }
+
+    fn cancelled(ends: &Mutex<Vec<StreamEnd>>) -> Vec<bool> {
+        ends.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|e| e.cancelled).collect()
+    }
+
+    #[tokio::test]
+    async fn a_framed_stream_passes_whole_events_and_reports_its_end_once() {
+        let (ends, on_end) = recorder();
+        let upstream = StreamBody::new(stream::iter(frames(&[
+            b"data: a\n",
+            b"\ndata: b\n\n",
+            b"data: [DONE]\n\n",
+        ])));
+        let events = Events::Pass(Framer::default());
+        let body = SseBody::new(upstream, events, Duration::from_secs(60), false, on_end);
+        let out = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        assert_eq!(&out[..], b"data: a\n\ndata: b\n\ndata: [DONE]\n\n");
+        assert_eq!(cancelled(&ends), [false]);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_leaves_before_the_answer_ends_cancels_the_stream() {
+        for (parts, want) in [
+            (&[&b"data: a\n\n"[..]][..], true),
+            (&[&b"data: a\n\n"[..], b"data: [DONE]\n\n"][..], false),
+        ] {
+            let (ends, on_end) = recorder();
+            // The upstream then stays open: only the client leaving ends the stream.
+            let upstream = StreamBody::new(stream::iter(frames(parts)).chain(stream::pending()));
+            let events = Events::Pass(Framer::default());
+            let mut body =
+                Box::pin(SseBody::new(upstream, events, Duration::from_secs(60), false, on_end));
+            for _ in parts {
+                assert!(body.frame().await.is_some_and(|f| f.is_ok()));
+            }
+            assert!(cancelled(&ends).is_empty(), "nothing reported while the body lives");
+            drop(body);
+            assert_eq!(cancelled(&ends), [want], "{parts:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stalled_stream_ends_between_events_with_the_in_band_error() {
+        let (ends, on_end) = recorder();
+        let upstream = StreamBody::new(
+            stream::iter(frames(&[b"data: a\n\ndata: par"])).chain(stream::pending()),
+        );
+        let idle = Duration::from_millis(50);
+        let body = SseBody::new(upstream, Events::Pass(Framer::default()), idle, false, on_end);
+        let out = tokio::time::timeout(Duration::from_secs(30), body.collect()).await;
+        let out = out.ok().and_then(Result::ok).map(|c| c.to_bytes()).unwrap_or_default();
+        let mut want = b"data: a\n\n".to_vec();
+        want.extend_from_slice(
+            &Error::UpstreamTimeout { phase: TimeoutPhase::Idle, after: idle }.sse_event(),
+        );
+        assert_eq!(out, want, "the unfinished event is dropped, the error stands alone");
+        assert_eq!(cancelled(&ends), [false]);
+    }
+
+    #[tokio::test]
+    async fn an_upload_past_its_limit_or_silent_says_why() {
+        let upload = UploadWatch::default();
+        let client = StreamBody::new(stream::iter(frames(&[b"12345", b"678"])));
+        let body = ClientBody::new(client, 6, Duration::from_secs(60), upload.clone());
+        assert!(body.collect().await.is_err());
+        assert_eq!(upload.get(), Some(ClientFault::TooLarge));
+
+        let upload = UploadWatch::default();
+        let client = StreamBody::new(stream::iter(frames(&[b"12"])).chain(stream::pending()));
+        let body = ClientBody::new(client, 6, Duration::from_millis(50), upload.clone());
+        let result = tokio::time::timeout(Duration::from_secs(30), body.collect()).await;
+        assert!(matches!(result, Ok(Err(_))));
+        assert_eq!(upload.get(), Some(ClientFault::Idle));
     }
 }
