@@ -7,20 +7,20 @@
 //!   stream); [`upstream`]: the pooled upstream client and its timeouts; [`verify`]: the link check
 //!   the sandbox page asks for; `terminal`: whether a stream's events include its end (`[DONE]`).
 //!
-//! A `/v1` request gets a [`Plan`], decided once from its route and headers: `Transparent` (every
+//! A `/v1` request gets a `Plan`, decided once from its route and headers: `Transparent` (every
 //! other `/v1/...` route, and the rewritten routes in the mode `off`: both bodies stream through
 //! unchanged) or `Rewrite`. Then one path runs the phases, for both plans:
 //!
-//! 1. **prepare request** ([`Gateway::prepare_request`]): the header policy (gateway keys); for
+//! 1. **prepare request** (`Gateway::prepare_request`): the header policy (gateway keys); for
 //!    `Rewrite` the body must be `application/json` (415 otherwise, also when the header is missing:
 //!    a web page can send any other body without a CORS preflight), is read whole (up to
 //!    `request_body_limit`), earlier answers in it signed by this sandgate are restored (at most
 //!    `request_body_limit` bytes of them), and the `python` tool is added where the configuration or
 //!    `x-sandgate-tools` asks for it;
-//! 2. **send** ([`Gateway::send`]): the upstream latency is recorded here;
-//! 3. **prepare response** ([`Gateway::prepare_response`]): the response headers for the client, and
-//!    what the body goes through ([`Answer`]);
-//! 4. **response body** ([`Gateway::response_body`]): JSON whole, event streams event by event (tool
+//! 2. **send** (`Gateway::send`): the upstream latency is recorded here;
+//! 3. **prepare response** (`Gateway::prepare_response`): the response headers for the client, and
+//!    what the body goes through (`Answer`);
+//! 4. **response body** (`Gateway::response_body`): JSON whole, event streams event by event (tool
 //!    calls pass untouched: the client runs them), anything else as it comes; the overhead is
 //!    recorded here, once ([`Metrics::answered`]; a stream's at its end).
 
