@@ -10,6 +10,7 @@ use sandgate::config::{Config, LogFormat, Overrides};
 use sandgate::rewrite::sign::MIN_KEY_BYTES;
 use sandgate::rewrite::{LinkKey, Mode};
 
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
