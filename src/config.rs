@@ -28,16 +28,13 @@ pub struct Config {
     /// Worker threads, each with its own event loop and upstream connection pool.
     pub workers: usize,
     pub upstream: Upstream,
-    /// The public base URL of this sandgate, without a trailing slash.
-    pub public_url: String,
-    pub mode: Mode,
-    pub show_code: bool,
-    pub link_text: String,
-    pub languages: Vec<String>,
-    pub max_block_bytes: usize,
-    /// Which earlier Python blocks a replacement carries (`cx=`).
-    pub context: Context,
-    pub context_bytes: usize,
+    /// The rewrite engine's options: mode, context, link text, languages, limits, the public URL
+    /// (without a trailing slash) and the key that signs run links (restore and the page trust only
+    /// links it signed). Its `history` is per request and stays empty here: the proxy fills it in
+    /// its own copy of these options for each request that needs it.
+    pub rewrite: Options,
+    /// The sandbox page's configuration; its `max_code_bytes` is `rewrite.max_block_bytes`.
+    pub sandbox: SandboxConfig,
     pub request_body_limit: usize,
     /// A non-streamed answer larger than this is passed on unchanged instead of being held whole.
     pub json_rewrite_limit: usize,
@@ -59,18 +56,12 @@ pub struct Config {
     /// pooled HTTP/1.1 connection.
     pub upstream_http2: bool,
     pub tls: Option<TlsFiles>,
-    pub pyodide_url: String,
-    pub pyodide_dir: Option<PathBuf>,
-    pub wheels_dir: Option<PathBuf>,
-    pub sandbox_timeout: Duration,
     /// Tools added to every chat and Responses request (the header `x-sandgate-tools` overrides it).
     pub tools: Vec<Tool>,
     pub log_format: LogFormat,
     pub log_level: String,
     pub log_content: bool,
-    /// The key that signs run links; restore and the page trust only links it signed.
-    pub link_key: LinkKey,
-    /// Whether `link_key` was left unset, so that the key is random for this process.
+    /// Whether `link_key` was left unset, so that `rewrite.link_key` is random for this process.
     pub link_key_random: bool,
 }
 
@@ -626,18 +617,33 @@ impl RawConfig {
             })?
         };
 
-        Ok(Config {
-            listen,
-            workers,
-            upstream,
-            public_url,
+        let rewrite = Options {
             mode,
             show_code: self.show_code,
+            public_url,
             link_text: self.link_text.clone(),
             languages,
             max_block_bytes,
             context,
             context_bytes,
+            history: Cells::default(),
+            link_key,
+        };
+        let sandbox = SandboxConfig {
+            pyodide_url,
+            pyodide_dir,
+            wheels_dir,
+            timeout_ms: u64::try_from(sandbox_timeout.as_millis()).unwrap_or(u64::MAX),
+            max_code_bytes: max_block_bytes,
+            ..SandboxConfig::default()
+        };
+
+        Ok(Config {
+            listen,
+            workers,
+            upstream,
+            rewrite,
+            sandbox,
             request_body_limit,
             json_rewrite_limit,
             timeouts,
@@ -649,15 +655,10 @@ impl RawConfig {
             upstream_ca,
             upstream_http2: self.upstream_http2,
             tls,
-            pyodide_url,
-            pyodide_dir,
-            wheels_dir,
-            sandbox_timeout,
             tools,
             log_format,
             log_level,
             log_content: self.log_content,
-            link_key,
             link_key_random,
         })
     }
@@ -686,34 +687,6 @@ impl Config {
         raw.set("listen", "127.0.0.1:0")?;
         raw.set("upstream", upstream)?;
         raw.validate()
-    }
-
-    /// The rewrite engine's options.
-    pub fn rewrite_options(&self) -> Options {
-        Options {
-            mode: self.mode,
-            show_code: self.show_code,
-            public_url: self.public_url.clone(),
-            link_text: self.link_text.clone(),
-            languages: self.languages.clone(),
-            max_block_bytes: self.max_block_bytes,
-            context: self.context,
-            context_bytes: self.context_bytes,
-            history: Cells::default(),
-            link_key: self.link_key.clone(),
-        }
-    }
-
-    /// The sandbox page's configuration.
-    pub fn sandbox_config(&self) -> SandboxConfig {
-        SandboxConfig {
-            pyodide_url: self.pyodide_url.clone(),
-            pyodide_dir: self.pyodide_dir.clone(),
-            wheels_dir: self.wheels_dir.clone(),
-            timeout_ms: u64::try_from(self.sandbox_timeout.as_millis()).unwrap_or(u64::MAX),
-            max_code_bytes: self.max_block_bytes,
-            ..SandboxConfig::default()
-        }
     }
 }
 
@@ -915,19 +888,19 @@ mod tests {
         let c = RawConfig::default().validate().unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8787");
         assert_eq!(c.upstream.to_string(), "https://api.openai.com/v1");
-        assert_eq!(c.public_url, "http://127.0.0.1:8787");
-        assert_eq!(c.mode, Mode::Link);
-        assert_eq!((c.context, c.context_bytes), (Context::Answer, 65536));
-        assert!(c.show_code);
+        assert_eq!(c.rewrite.public_url, "http://127.0.0.1:8787");
+        assert_eq!(c.rewrite.mode, Mode::Link);
+        assert_eq!((c.rewrite.context, c.rewrite.context_bytes), (Context::Answer, 65536));
+        assert!(c.rewrite.show_code);
         assert_eq!(c.timeouts.connect, Duration::from_secs(10));
         assert_eq!(c.request_body_limit, 32 << 20);
         assert!(c.api_keys.is_empty() && c.upstream_api_key.is_none() && c.tls.is_none());
-        assert!(c.link_key_random && !c.link_key.is_public());
+        assert!(c.link_key_random && !c.rewrite.link_key.is_public());
         assert_eq!(
-            c.rewrite_options(),
-            Options { link_key: c.link_key.clone(), ..Options::default() }
+            c.rewrite,
+            Options { link_key: c.rewrite.link_key.clone(), ..Options::default() }
         );
-        assert_eq!(c.sandbox_config().timeout_ms, 30_000);
+        assert_eq!(c.sandbox.timeout_ms, 30_000);
     }
 
     #[test]
@@ -936,10 +909,13 @@ mod tests {
         raw.set("link_key", "a shared key for the replicas").unwrap();
         let (a, b) = (raw.validate().unwrap(), raw.validate().unwrap());
         assert!(!a.link_key_random);
-        assert_eq!(a.link_key, b.link_key);
-        assert_eq!(a.link_key, LinkKey::new(b"a shared key for the replicas").unwrap());
+        assert_eq!(a.rewrite.link_key, b.rewrite.link_key);
+        assert_eq!(a.rewrite.link_key, LinkKey::new(b"a shared key for the replicas").unwrap());
         let unset = RawConfig::default();
-        assert_ne!(unset.validate().unwrap().link_key, unset.validate().unwrap().link_key);
+        assert_ne!(
+            unset.validate().unwrap().rewrite.link_key,
+            unset.validate().unwrap().rewrite.link_key
+        );
         assert!(!format!("{a:?}").contains("shared key"), "the key is never printed");
     }
 
@@ -1099,12 +1075,12 @@ mod tests {
         cli.push("listen", "127.0.0.1:3000");
         let c = Config::load(Some(&file), &env, &cli).unwrap();
         assert_eq!(c.listen.port(), 3000, "the command line wins");
-        assert_eq!(c.mode, Mode::Artifact, "the environment beats the file");
-        assert!(!c.show_code, "the file beats the defaults");
+        assert_eq!(c.rewrite.mode, Mode::Artifact, "the environment beats the file");
+        assert!(!c.rewrite.show_code, "the file beats the defaults");
         assert_eq!(c.timeouts.idle, Duration::from_secs(7));
         assert_eq!(c.timeouts.connect, Duration::from_millis(250));
-        assert_eq!(c.languages, vec!["python", "py"]);
-        assert_eq!(c.public_url, "http://127.0.0.1:3000");
+        assert_eq!(c.rewrite.languages, vec!["python", "py"]);
+        assert_eq!(c.rewrite.public_url, "http://127.0.0.1:3000");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -1157,7 +1133,7 @@ mod tests {
         let mut raw = RawConfig::default();
         raw.set("pyodide_dir", dir.to_str().unwrap()).unwrap();
         let c = raw.validate().unwrap();
-        assert_eq!(c.pyodide_url, "/pyodide/");
-        assert_eq!(c.sandbox_config().pyodide_dir.as_deref(), Some(dir.as_path()));
+        assert_eq!(c.sandbox.pyodide_url, "/pyodide/");
+        assert_eq!(c.sandbox.pyodide_dir.as_deref(), Some(dir.as_path()));
     }
 }

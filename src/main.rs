@@ -200,7 +200,7 @@ fn text_command(
     let mut input = Vec::new();
     std::io::stdin().read_to_end(&mut input).map_err(|e| format!("cannot read stdin: {e}"))?;
     let input = String::from_utf8(input).map_err(|e| format!("stdin is not UTF-8: {e}"))?;
-    let mut opts = config.rewrite_options();
+    let mut opts = config.rewrite;
     opts.link_key = match &args.link_key {
         None => LinkKey::public(),
         Some(key) => LinkKey::new(key.as_bytes())

@@ -142,7 +142,7 @@ impl Server {
                     workers = running,
                     tls = tls.is_some(),
                     upstream = %config.upstream,
-                    mode = %config.mode,
+                    mode = %config.rewrite.mode,
                     max_connections = limits.max_connections,
                     open_files = limits.open_files,
                     "sandgate listening"

@@ -85,8 +85,8 @@ impl Demo {
         let mut cli = cli.clone();
         cli.push("upstream", format!("http://{upstream_addr}/v1"));
         let config = Config::load(file, env, &cli).map_err(|e| e.to_string())?;
-        let derived_public_url = config.public_url == format!("http://{}", config.listen)
-            || config.public_url == format!("https://{}", config.listen);
+        let derived_public_url = config.rewrite.public_url == format!("http://{}", config.listen)
+            || config.rewrite.public_url == format!("https://{}", config.listen);
         let mut listen = config.listen;
         if listen.port() == 0 {
             let probe = std::net::TcpListener::bind(listen)
@@ -119,7 +119,7 @@ impl Demo {
 
     /// The text to print on start.
     pub fn banner(&self) -> String {
-        banner(&self.config.public_url, &self.config.link_text)
+        banner(&self.config.rewrite.public_url, &self.config.rewrite.link_text)
     }
 
     /// Stops the scripted upstream.
@@ -160,7 +160,7 @@ mod tests {
         let demo = Demo::start(None, &Overrides::default(), &cli).await.unwrap();
         let port = demo.config().listen.port();
         assert_ne!(port, 0);
-        assert_eq!(demo.config().public_url, format!("http://127.0.0.1:{port}"));
+        assert_eq!(demo.config().rewrite.public_url, format!("http://127.0.0.1:{port}"));
         assert_eq!(
             demo.config().upstream.to_string(),
             format!("http://{}/v1", demo.upstream_addr())
@@ -175,7 +175,7 @@ mod tests {
         cli.push("public_url", "https://sandbox.example");
         let demo = Demo::start(None, &Overrides::default(), &cli).await;
         let demo = demo.unwrap();
-        assert_eq!(demo.config().public_url, "https://sandbox.example");
+        assert_eq!(demo.config().rewrite.public_url, "https://sandbox.example");
         demo.shutdown().await;
 
         let mut cli = Overrides::default();

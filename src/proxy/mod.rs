@@ -69,14 +69,14 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(config: Arc<Config>, metrics: Arc<Metrics>) -> Result<Self, StartError> {
-        let base = config.rewrite_options();
+        let base = &config.rewrite;
         let options = [Mode::Link, Mode::Widget, Mode::Artifact].map(|mode| {
             [Context::Off, Context::Answer, Context::Conversation]
                 .map(|context| Arc::new(Options { mode, context, ..base.clone() }))
         });
         let upstream = upstream::Upstream::new(&config)?;
         let auth = Auth::new(config.api_keys.clone(), config.upstream_authorization.clone())?;
-        let sandbox = Sandbox::new(config.sandbox_config()).map_err(StartError::Sandbox)?;
+        let sandbox = Sandbox::new(config.sandbox.clone()).map_err(StartError::Sandbox)?;
         Ok(Gateway {
             config,
             options,
@@ -183,7 +183,7 @@ impl Gateway {
             }
             verify::PATH => {
                 let resp = if matches!(*req.method(), Method::GET | Method::HEAD) {
-                    let key = &self.config.link_key;
+                    let key = &self.config.rewrite.link_key;
                     Ok(verify::answer(key, req.uri().query()).map(full))
                 } else {
                     Err(Error::MethodNotAllowed(req.method().to_string()))
@@ -214,7 +214,7 @@ impl Gateway {
     fn plan(&self, endpoint: Endpoint, req: &Request<Incoming>) -> Result<Plan, Error> {
         let lossy = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
         let mode = match req.headers().get(MODE_HEADER) {
-            None => self.config.mode,
+            None => self.config.rewrite.mode,
             Some(v) => v
                 .to_str()
                 .ok()
@@ -222,7 +222,7 @@ impl Gateway {
                 .ok_or_else(|| Error::BadModeHeader { value: lossy(v) })?,
         };
         let context = match req.headers().get(CONTEXT_HEADER) {
-            None => self.config.context,
+            None => self.config.rewrite.context,
             Some(v) => v
                 .to_str()
                 .ok()

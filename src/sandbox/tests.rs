@@ -372,7 +372,7 @@ async fn page_limits_come_from_the_configuration() {
     assert!(html.contains(r#"data-max-figure-json-chars="1234""#), "{html}");
     let mut raw = crate::config::RawConfig::default();
     raw.set("max_block_bytes", "4096").unwrap();
-    assert_eq!(raw.validate().unwrap().sandbox_config().max_code_bytes, 4096);
+    assert_eq!(raw.validate().unwrap().sandbox.max_code_bytes, 4096);
     assert_eq!(SandboxConfig::default().max_code_bytes, crate::rewrite::DEFAULT_MAX_BLOCK_BYTES);
     // Neither script carries a limit of its own.
     for script in ["page.js", "worker.js"] {

@@ -354,7 +354,7 @@ async fn sandgate_in_front_of_the_scripted_upstream_rewrites_json_and_streams() 
     let (base, _handle) = upstream().await;
     let mut config = Config::for_upstream(&format!("{base}/v1")).unwrap();
     let public = "https://sandbox.example";
-    config.public_url = public.to_owned();
+    config.rewrite.public_url = public.to_owned();
     let server = sandgate::server::spawn(config).await.unwrap();
     let addr: SocketAddr = server.addr();
     let client = client();

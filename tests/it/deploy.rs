@@ -111,7 +111,7 @@ fn configmap_toml_passes_sandgates_loader() {
         .and_then(|raw| raw.validate())
         .unwrap_or_else(|e| panic!("the ConfigMap's sandgate.toml: {e}"));
     assert!(config.listen.ip().is_unspecified(), "a pod listens on every address");
-    assert!(config.public_url.starts_with("https://"));
+    assert!(config.rewrite.public_url.starts_with("https://"));
     // A typo in a key would be an error: the loader is strict, so the pass above means the keys are real.
     let typo = toml.replace("log_format", "log_formt");
     assert!(RawConfig::from_toml(&typo).and_then(|raw| raw.validate()).is_err());
