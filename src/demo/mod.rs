@@ -2,7 +2,8 @@
 //! person sees it work within a minute, with no API key and no network.
 //!
 //! - [`upstream`]: the scripted OpenAI-compatible upstream (a hyper server on a loopback port) that
-//!   streams canned answers chosen by the prompt, from [`answers`];
+//!   streams canned answers chosen by the prompt, from [`answers`], in the OpenAI wire [`shapes`]
+//!   (which the tests' scripted upstream builds its answers with too);
 //! - [`playground`]: the page at `/` where a prompt's answer streams in as rendered markdown through
 //!   sandgate's own `/v1/chat/completions`; it works the same in front of a real upstream (`serve`);
 //! - [`Demo`]: the configuration `sandgate demo` runs with (the scripted upstream, a listen port fixed
@@ -13,6 +14,7 @@
 
 pub mod answers;
 pub mod playground;
+pub mod shapes;
 pub mod upstream;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

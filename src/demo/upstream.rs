@@ -34,6 +34,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use super::answers::{answer_for, answer_to_tool_result, python_call_for};
+use super::shapes::{Answer, Choice, Event};
 
 /// The model name the scripted upstream lists and answers as when a request names none.
 pub const DEMO_MODEL: &str = "sandgate-demo";
@@ -243,21 +244,6 @@ struct Script {
     ids: AtomicU64,
 }
 
-/// What one generating request asked for.
-struct Ask {
-    id: String,
-    created: u64,
-    model: String,
-    /// The answer's text, or with [`Ask::call`] the call's arguments (JSON text).
-    text: String,
-    /// The answer is a call of the `python` tool.
-    call: bool,
-    prompt_tokens: u64,
-    n: u64,
-    stream: bool,
-    include_usage: bool,
-}
-
 impl Script {
     async fn answer(&self, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_owned();
@@ -349,51 +335,43 @@ impl Script {
             },
         };
         let serial = self.ids.fetch_add(1, Ordering::Relaxed);
-        let ask = Ask {
-            id: format!("{serial:08x}"),
+        let id = format!("demo{serial:08x}");
+        let model = request
+            .get("model")
+            .and_then(Value::as_str)
+            .filter(|m| !m.is_empty())
+            .unwrap_or(DEMO_MODEL);
+        // Only Chat Completions answers with several choices here.
+        let n = if path == "/v1/chat/completions" { n } else { 1 };
+        let answer = Answer {
+            id: &id,
+            model,
             created: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-            model: request
-                .get("model")
-                .and_then(Value::as_str)
-                .filter(|m| !m.is_empty())
-                .unwrap_or(DEMO_MODEL)
-                .to_owned(),
-            text,
+            system_fingerprint: "fp_sandgate_demo",
+            choices: (0..n).map(|_| Choice::new(&text, deltas)).collect(),
             call,
             prompt_tokens: tokens(&prompt),
-            // Only Chat Completions answers with several choices here.
-            n: if path == "/v1/chat/completions" { n } else { 1 },
-            stream: request.get("stream").and_then(Value::as_bool) == Some(true),
+            completion_tokens: tokens(&text),
             include_usage: request
                 .pointer("/stream_options/include_usage")
                 .and_then(Value::as_bool)
                 == Some(true),
         };
-        match (path, ask.stream) {
-            ("/v1/chat/completions", false) => json_response(StatusCode::OK, &chat_json(&ask)),
-            ("/v1/chat/completions", true) => self.sse(chat_events(&ask), false),
-            ("/v1/completions", false) => json_response(StatusCode::OK, &completion_json(&ask)),
-            ("/v1/completions", true) => self.sse(completion_events(&ask), false),
-            (_, false) => json_response(StatusCode::OK, &responses_json(&ask)),
-            (_, true) => self.sse(responses_events(&ask), true),
+        let stream = request.get("stream").and_then(Value::as_bool) == Some(true);
+        match (path, stream) {
+            ("/v1/chat/completions", false) => json_response(StatusCode::OK, &answer.chat_json()),
+            ("/v1/chat/completions", true) => self.sse(answer.chat_events()),
+            ("/v1/completions", false) => json_response(StatusCode::OK, &answer.completion_json()),
+            ("/v1/completions", true) => self.sse(answer.completion_events()),
+            (_, false) => json_response(StatusCode::OK, &answer.responses_json()),
+            (_, true) => self.sse(answer.responses_events()),
         }
     }
 
-    /// A stream of events, paced; `named` events carry an `event:` line (the Responses API).
-    fn sse(&self, events: Vec<(Option<&'static str>, String)>, named: bool) -> Response<Body> {
+    /// A stream of events, paced.
+    fn sse(&self, events: Vec<Event>) -> Response<Body> {
         let pace = self.pace;
-        let frames = events.into_iter().map(move |(name, data)| {
-            let mut text = String::with_capacity(data.len() + 32);
-            if let (true, Some(name)) = (named, name) {
-                text.push_str("event: ");
-                text.push_str(name);
-                text.push('\n');
-            }
-            text.push_str("data: ");
-            text.push_str(&data);
-            text.push_str("\n\n");
-            Bytes::from(text)
-        });
+        let frames = events.into_iter().map(|event| Bytes::from(event.to_frame()));
         let stream =
             futures_util::stream::unfold((frames, true), move |(mut frames, first)| async move {
                 let frame = frames.next()?;
@@ -421,309 +399,6 @@ fn model_object() -> Value {
 /// A rough token count: one token per four bytes, at least one.
 fn tokens(text: &str) -> u64 {
     (text.len() as u64).div_ceil(4).max(1)
-}
-
-fn usage_chat(ask: &Ask) -> Value {
-    let completion = tokens(&ask.text) * ask.n;
-    json!({
-        "prompt_tokens": ask.prompt_tokens,
-        "completion_tokens": completion,
-        "total_tokens": ask.prompt_tokens + completion,
-    })
-}
-
-/// The id of choice `i`'s call of `python`.
-fn call_id(ask: &Ask, i: u64) -> String {
-    format!("call_demo{}_{i}", ask.id)
-}
-
-fn chat_json(ask: &Ask) -> Value {
-    let choices: Vec<Value> = (0..ask.n)
-        .map(|i| {
-            let (message, finish) = if ask.call {
-                let call = json!({"id": call_id(ask, i), "type": "function",
-                                  "function": {"name": "python", "arguments": ask.text}});
-                let message = json!({"role": "assistant", "content": null, "refusal": null,
-                                     "tool_calls": [call]});
-                (message, "tool_calls")
-            } else {
-                (json!({"role": "assistant", "content": ask.text, "refusal": null}), "stop")
-            };
-            json!({"index": i, "message": message, "logprobs": null, "finish_reason": finish})
-        })
-        .collect();
-    json!({
-        "id": format!("chatcmpl-demo{}", ask.id),
-        "object": "chat.completion",
-        "created": ask.created,
-        "model": ask.model,
-        "choices": choices,
-        "usage": usage_chat(ask),
-        "system_fingerprint": "fp_sandgate_demo",
-    })
-}
-
-/// The chunks of a chat stream: each choice opens with its role, deltas interleave round-robin as
-/// several choices arrive from the real API, each choice ends with its finish reason, then the usage
-/// chunk (when asked for) and `[DONE]`.
-fn chat_events(ask: &Ask) -> Vec<(Option<&'static str>, String)> {
-    let id = format!("chatcmpl-demo{}", ask.id);
-    let chunk = |choices: Value, usage: Option<Value>| {
-        let mut v = json!({
-            "id": id,
-            "object": "chat.completion.chunk",
-            "created": ask.created,
-            "model": ask.model,
-            "system_fingerprint": "fp_sandgate_demo",
-            "choices": choices,
-        });
-        if ask.include_usage {
-            v["usage"] = usage.unwrap_or(Value::Null);
-        }
-        (None, v.to_string())
-    };
-    let pieces = deltas(&ask.text);
-    let mut out = Vec::with_capacity((pieces.len() + 3) * ask.n as usize);
-    for i in 0..ask.n {
-        // A call opens with its id and name, as the real API streams one, and no content.
-        let delta = if ask.call {
-            json!({"role": "assistant", "content": null, "refusal": null, "tool_calls": [
-                {"index": 0, "id": call_id(ask, i), "type": "function",
-                 "function": {"name": "python", "arguments": ""}}]})
-        } else {
-            json!({"role": "assistant", "content": "", "refusal": null})
-        };
-        out.push(chunk(
-            json!([{"index": i, "delta": delta, "logprobs": null, "finish_reason": null}]),
-            None,
-        ));
-    }
-    for piece in &pieces {
-        for i in 0..ask.n {
-            let delta = if ask.call {
-                json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
-            } else {
-                json!({"content": piece})
-            };
-            out.push(chunk(
-                json!([{"index": i, "delta": delta, "logprobs": null, "finish_reason": null}]),
-                None,
-            ));
-        }
-    }
-    let finish = if ask.call { "tool_calls" } else { "stop" };
-    for i in 0..ask.n {
-        out.push(chunk(
-            json!([{"index": i, "delta": {}, "logprobs": null, "finish_reason": finish}]),
-            None,
-        ));
-    }
-    if ask.include_usage {
-        out.push(chunk(json!([]), Some(usage_chat(ask))));
-    }
-    out.push((None, "[DONE]".to_owned()));
-    out
-}
-
-fn completion_json(ask: &Ask) -> Value {
-    json!({
-        "id": format!("cmpl-demo{}", ask.id),
-        "object": "text_completion",
-        "created": ask.created,
-        "model": ask.model,
-        "choices": [{"text": &ask.text, "index": 0, "logprobs": null, "finish_reason": "stop"}],
-        "usage": usage_chat(ask),
-    })
-}
-
-fn completion_events(ask: &Ask) -> Vec<(Option<&'static str>, String)> {
-    let id = format!("cmpl-demo{}", ask.id);
-    let chunk = |text: &str, finish: Value| {
-        let mut v = json!({
-            "id": id,
-            "object": "text_completion",
-            "created": ask.created,
-            "model": ask.model,
-            "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": finish}],
-        });
-        if ask.include_usage {
-            v["usage"] = Value::Null;
-        }
-        (None, v.to_string())
-    };
-    let mut out: Vec<_> =
-        deltas(&ask.text).into_iter().map(|piece| chunk(piece, Value::Null)).collect();
-    out.push(chunk("", json!("stop")));
-    if ask.include_usage {
-        let v = json!({
-            "id": id,
-            "object": "text_completion",
-            "created": ask.created,
-            "model": ask.model,
-            "choices": [],
-            "usage": usage_chat(ask),
-        });
-        out.push((None, v.to_string()));
-    }
-    out.push((None, "[DONE]".to_owned()));
-    out
-}
-
-fn message_item(ask: &Ask, text: &str, status: &str) -> Value {
-    let content = if status == "in_progress" {
-        json!([])
-    } else {
-        json!([{"type": "output_text", "text": text, "annotations": [], "logprobs": []}])
-    };
-    json!({
-        "id": format!("msg_demo{}", ask.id),
-        "type": "message",
-        "status": status,
-        "role": "assistant",
-        "content": content,
-    })
-}
-
-fn response_object(ask: &Ask, status: &str, output: Value) -> Value {
-    let completed = status == "completed";
-    let output_tokens = tokens(&ask.text);
-    json!({
-        "id": format!("resp_demo{}", ask.id),
-        "object": "response",
-        "created_at": ask.created,
-        "status": status,
-        "error": null,
-        "incomplete_details": null,
-        "model": ask.model,
-        "output": output,
-        "parallel_tool_calls": true,
-        "tool_choice": "auto",
-        "tools": [],
-        "usage": if completed {
-            json!({
-                "input_tokens": ask.prompt_tokens,
-                "input_tokens_details": {"cached_tokens": 0},
-                "output_tokens": output_tokens,
-                "output_tokens_details": {"reasoning_tokens": 0},
-                "total_tokens": ask.prompt_tokens + output_tokens,
-            })
-        } else {
-            Value::Null
-        },
-    })
-}
-
-/// A Responses `function_call` item calling `python` with `arguments`.
-fn call_item(ask: &Ask, arguments: &str, status: &str) -> Value {
-    json!({
-        "id": format!("fc_demo{}", ask.id),
-        "type": "function_call",
-        "status": status,
-        "arguments": arguments,
-        "call_id": call_id(ask, 0),
-        "name": "python",
-    })
-}
-
-fn responses_json(ask: &Ask) -> Value {
-    let item = if ask.call {
-        call_item(ask, &ask.text, "completed")
-    } else {
-        message_item(ask, &ask.text, "completed")
-    };
-    response_object(ask, "completed", json!([item]))
-}
-
-/// The events of a Responses stream, each with its `type` and `sequence_number`.
-fn responses_events(ask: &Ask) -> Vec<(Option<&'static str>, String)> {
-    if ask.call {
-        return responses_call_events(ask);
-    }
-    let item_id = format!("msg_demo{}", ask.id);
-    let mut out = Vec::new();
-    let mut seq = 0u64;
-    let mut event = |name: &'static str, mut v: Value| {
-        v["type"] = json!(name);
-        v["sequence_number"] = json!(seq);
-        seq += 1;
-        out.push((Some(name), v.to_string()));
-    };
-    event("response.created", json!({"response": response_object(ask, "in_progress", json!([]))}));
-    event(
-        "response.in_progress",
-        json!({"response": response_object(ask, "in_progress", json!([]))}),
-    );
-    event(
-        "response.output_item.added",
-        json!({"output_index": 0, "item": message_item(ask, "", "in_progress")}),
-    );
-    event(
-        "response.content_part.added",
-        json!({"item_id": item_id, "output_index": 0, "content_index": 0,
-               "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}),
-    );
-    for piece in deltas(&ask.text) {
-        event(
-            "response.output_text.delta",
-            json!({"item_id": item_id, "output_index": 0, "content_index": 0,
-                   "delta": piece, "logprobs": []}),
-        );
-    }
-    event(
-        "response.output_text.done",
-        json!({"item_id": item_id, "output_index": 0, "content_index": 0,
-               "text": &ask.text, "logprobs": []}),
-    );
-    event(
-        "response.content_part.done",
-        json!({"item_id": item_id, "output_index": 0, "content_index": 0,
-               "part": {"type": "output_text", "text": &ask.text, "annotations": [], "logprobs": []}}),
-    );
-    event(
-        "response.output_item.done",
-        json!({"output_index": 0, "item": message_item(ask, &ask.text, "completed")}),
-    );
-    event("response.completed", json!({"response": responses_json(ask)}));
-    out
-}
-
-/// The events of a Responses stream that calls `python`: the `function_call` item, its arguments
-/// in deltas, and the done events.
-fn responses_call_events(ask: &Ask) -> Vec<(Option<&'static str>, String)> {
-    let item_id = format!("fc_demo{}", ask.id);
-    let mut out = Vec::new();
-    let mut seq = 0u64;
-    let mut event = |name: &'static str, mut v: Value| {
-        v["type"] = json!(name);
-        v["sequence_number"] = json!(seq);
-        seq += 1;
-        out.push((Some(name), v.to_string()));
-    };
-    event("response.created", json!({"response": response_object(ask, "in_progress", json!([]))}));
-    event(
-        "response.in_progress",
-        json!({"response": response_object(ask, "in_progress", json!([]))}),
-    );
-    event(
-        "response.output_item.added",
-        json!({"output_index": 0, "item": call_item(ask, "", "in_progress")}),
-    );
-    for piece in deltas(&ask.text) {
-        event(
-            "response.function_call_arguments.delta",
-            json!({"item_id": item_id, "output_index": 0, "delta": piece}),
-        );
-    }
-    event(
-        "response.function_call_arguments.done",
-        json!({"item_id": item_id, "output_index": 0, "name": "python", "arguments": &ask.text}),
-    );
-    event(
-        "response.output_item.done",
-        json!({"output_index": 0, "item": call_item(ask, &ask.text, "completed")}),
-    );
-    event("response.completed", json!({"response": responses_json(ask)}));
-    out
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response<Body> {

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use sandgate::demo::shapes::{sse_text, Answer, Choice};
 use serde_json::{json, Value};
 
 use super::{Recorded, Reply};
@@ -49,200 +50,59 @@ pub fn script(r: &Recorded) -> Reply {
 }
 
 /// Splits a text into small deltas (1 to 7 characters, never inside a character).
-pub fn deltas(text: &str) -> Vec<String> {
-    let chars: Vec<char> = text.chars().collect();
+pub fn deltas(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
-    let mut i = 0;
+    let mut chars = text.char_indices().map(|(i, _)| i).chain([text.len()]).peekable();
+    let mut start = 0;
     let mut k = 0;
-    while i < chars.len() {
+    let _ = chars.next();
+    while start < text.len() {
         let n = 1 + (k * 5 + 3) % 7;
-        let end = (i + n).min(chars.len());
-        out.push(chars[i..end].iter().collect());
-        i = end;
+        let end = chars.by_ref().take(n).last().unwrap_or(text.len());
+        out.push(&text[start..end]);
+        start = end;
         k += 1;
     }
     out
 }
 
-fn usage() -> Value {
-    json!({"prompt_tokens": 12, "completion_tokens": 34, "total_tokens": 46})
-}
-
-fn data(v: &Value) -> String {
-    format!("data: {v}\n\n")
-}
-
-/// Interleaves the deltas of several choices round-robin, as n>1 streams arrive.
-fn interleaved(texts: &[&str]) -> Vec<(usize, String)> {
-    let per: Vec<Vec<String>> = texts.iter().map(|t| deltas(t)).collect();
-    let longest = per.iter().map(Vec::len).max().unwrap_or(0);
-    let mut out = Vec::new();
-    for j in 0..longest {
-        for (i, d) in per.iter().enumerate() {
-            if let Some(piece) = d.get(j) {
-                out.push((i, piece.clone()));
-            }
-        }
+/// The tests' answer with one choice for each text: fixed ids, model, time and usage.
+fn answer<'a>(texts: &[&'a str], include_usage: bool) -> Answer<'a> {
+    Answer {
+        id: "test",
+        model: MODEL,
+        created: 1_700_000_000,
+        system_fingerprint: "fp_test",
+        choices: texts.iter().map(|t| Choice::new(t, deltas)).collect(),
+        call: false,
+        prompt_tokens: 12,
+        completion_tokens: 34 / texts.len().max(1) as u64,
+        include_usage,
     }
-    out
 }
 
 pub fn chat_json(texts: &[&str]) -> Value {
-    let choices: Vec<Value> = texts
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            json!({"index": i, "message": {"role": "assistant", "content": t, "refusal": null},
-                   "logprobs": null, "finish_reason": "stop"})
-        })
-        .collect();
-    json!({"id": "chatcmpl-test", "object": "chat.completion", "created": 1_700_000_000,
-           "model": MODEL, "choices": choices, "usage": usage(), "system_fingerprint": "fp_test"})
+    answer(texts, false).chat_json()
 }
 
 pub fn chat_sse(texts: &[&str], include_usage: bool) -> String {
-    let chunk = |choices: Value| {
-        let mut v = json!({"id": "chatcmpl-test", "object": "chat.completion.chunk",
-                           "created": 1_700_000_000, "model": MODEL,
-                           "system_fingerprint": "fp_test", "choices": choices});
-        if include_usage {
-            v["usage"] = Value::Null;
-        }
-        v
-    };
-    let mut out = String::new();
-    for i in 0..texts.len() {
-        out += &data(&chunk(
-            json!([{"index": i, "delta": {"role": "assistant", "content": "", "refusal": null},
-                                     "logprobs": null, "finish_reason": null}]),
-        ));
-    }
-    for (i, piece) in interleaved(texts) {
-        out += &data(&chunk(json!([{"index": i, "delta": {"content": piece},
-                                     "logprobs": null, "finish_reason": null}])));
-    }
-    for i in 0..texts.len() {
-        out += &data(&chunk(
-            json!([{"index": i, "delta": {}, "logprobs": null, "finish_reason": "stop"}]),
-        ));
-    }
-    if include_usage {
-        let mut v = chunk(json!([]));
-        v["usage"] = usage();
-        out += &data(&v);
-    }
-    out += "data: [DONE]\n\n";
-    out
+    sse_text(&answer(texts, include_usage).chat_events())
 }
 
 pub fn completions_json(texts: &[&str]) -> Value {
-    let choices: Vec<Value> = texts
-        .iter()
-        .enumerate()
-        .map(|(i, t)| json!({"text": t, "index": i, "logprobs": null, "finish_reason": "stop"}))
-        .collect();
-    json!({"id": "cmpl-test", "object": "text_completion", "created": 1_700_000_000,
-           "model": MODEL, "choices": choices, "usage": usage()})
+    answer(texts, false).completion_json()
 }
 
 pub fn completions_sse(texts: &[&str], include_usage: bool) -> String {
-    let chunk = |choices: Value| {
-        json!({"id": "cmpl-test", "object": "text_completion", "created": 1_700_000_000,
-               "model": MODEL, "choices": choices})
-    };
-    let mut out = String::new();
-    for (i, piece) in interleaved(texts) {
-        out += &data(&chunk(
-            json!([{"text": piece, "index": i, "logprobs": null, "finish_reason": null}]),
-        ));
-    }
-    for i in 0..texts.len() {
-        out += &data(&chunk(
-            json!([{"text": "", "index": i, "logprobs": null, "finish_reason": "stop"}]),
-        ));
-    }
-    if include_usage {
-        let mut v = chunk(json!([]));
-        v["usage"] = usage();
-        out += &data(&v);
-    }
-    out += "data: [DONE]\n\n";
-    out
-}
-
-fn response_object(status: &str, output: Value) -> Value {
-    json!({"id": "resp_test", "object": "response", "created_at": 1_700_000_000, "status": status,
-           "error": null, "incomplete_details": null, "instructions": null, "max_output_tokens": null,
-           "model": MODEL, "output": output, "parallel_tool_calls": true, "previous_response_id": null,
-           "reasoning": {"effort": null, "summary": null}, "store": true, "temperature": 1.0,
-           "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [], "top_p": 1.0,
-           "truncation": "disabled", "usage": if status == "completed" {
-               json!({"input_tokens": 12, "input_tokens_details": {"cached_tokens": 0},
-                      "output_tokens": 34, "output_tokens_details": {"reasoning_tokens": 0},
-                      "total_tokens": 46})
-           } else { Value::Null },
-           "user": null, "metadata": {}})
-}
-
-fn message_item(text: &str, status: &str) -> Value {
-    let content = if status == "completed" {
-        json!([{"type": "output_text", "text": text, "annotations": [], "logprobs": []}])
-    } else {
-        json!([])
-    };
-    json!({"id": "msg_test", "type": "message", "status": status, "role": "assistant", "content": content})
+    sse_text(&answer(texts, include_usage).completion_events())
 }
 
 pub fn responses_json(text: &str) -> Value {
-    response_object("completed", json!([message_item(text, "completed")]))
+    answer(&[text], false).responses_json()
 }
 
 pub fn responses_sse(text: &str) -> String {
-    let mut seq = 0u64;
-    let mut out = String::new();
-    let mut ev = |ty: &str, mut v: Value| {
-        v["type"] = json!(ty);
-        v["sequence_number"] = json!(seq);
-        seq += 1;
-        out += &format!("event: {ty}\ndata: {v}\n\n");
-    };
-    ev("response.created", json!({"response": response_object("in_progress", json!([]))}));
-    ev("response.in_progress", json!({"response": response_object("in_progress", json!([]))}));
-    ev(
-        "response.output_item.added",
-        json!({"output_index": 0, "item": message_item("", "in_progress")}),
-    );
-    ev(
-        "response.content_part.added",
-        json!({"item_id": "msg_test", "output_index": 0, "content_index": 0,
-        "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}),
-    );
-    for piece in deltas(text) {
-        ev(
-            "response.output_text.delta",
-            json!({"item_id": "msg_test", "output_index": 0,
-            "content_index": 0, "delta": piece, "logprobs": []}),
-        );
-    }
-    ev(
-        "response.output_text.done",
-        json!({"item_id": "msg_test", "output_index": 0, "content_index": 0,
-        "text": text, "logprobs": []}),
-    );
-    ev(
-        "response.content_part.done",
-        json!({"item_id": "msg_test", "output_index": 0, "content_index": 0,
-        "part": {"type": "output_text", "text": text, "annotations": [], "logprobs": []}}),
-    );
-    ev(
-        "response.output_item.done",
-        json!({"output_index": 0, "item": message_item(text, "completed")}),
-    );
-    ev(
-        "response.completed",
-        json!({"response": response_object("completed", json!([message_item(text, "completed")]))}),
-    );
-    out
+    sse_text(&answer(&[text], false).responses_events())
 }
 
 /// One parsed server-sent event.
