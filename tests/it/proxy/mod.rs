@@ -5,6 +5,7 @@ mod binary;
 mod context;
 mod edge_limits;
 mod faults;
+mod mode_off;
 mod recorded;
 mod restore_trust;
 mod routes;
