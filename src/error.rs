@@ -63,8 +63,8 @@ pub enum Error {
     UpstreamTimeout { phase: TimeoutPhase, after: Duration },
     #[error("the upstream request failed: {}", chain(.0))]
     Upstream(#[source] BoxError),
-    #[error("the upstream response broke off: {0}")]
-    UpstreamBody(String),
+    #[error("the upstream response broke off: {}", chain(.0))]
+    UpstreamBody(#[source] BoxError),
 }
 
 /// An error and its causes, as one line (`a: b: c`): what the client reads of an upstream failure,

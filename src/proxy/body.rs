@@ -95,7 +95,7 @@ where
 fn upstream_error(e: BoxError) -> Error {
     match e.downcast::<Error>() {
         Ok(e) => *e,
-        Err(e) => Error::UpstreamBody(e.to_string()),
+        Err(e) => Error::UpstreamBody(e),
     }
 }
 
