@@ -13,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod metrics;
+pub mod playground;
 pub mod proxy;
 pub mod rewrite;
 pub mod sandbox;

@@ -1,11 +1,10 @@
-//! `sandgate demo` and the playground: sandgate in front of a built-in scripted model, so that a
-//! person sees it work within a minute, with no API key and no network.
+//! `sandgate demo`: sandgate in front of a built-in scripted model, so that a person sees it work
+//! within a minute, with no API key and no network (the page they open is the [`crate::playground`]).
 //!
 //! - [`upstream`]: the scripted OpenAI-compatible upstream (a hyper server on a loopback port) that
 //!   streams canned answers chosen by the prompt, from [`answers`], in the OpenAI wire [`shapes`]
 //!   (which the tests' scripted upstream builds its answers with too);
-//! - [`playground`]: the page at `/` where a prompt's answer streams in as rendered markdown through
-//!   sandgate's own `/v1/chat/completions`; it works the same in front of a real upstream (`serve`);
+//! - [`answers`]: the canned answers, chosen by the prompt, and the playground's suggestions;
 //! - [`Demo`]: the configuration `sandgate demo` runs with (the scripted upstream, a listen port fixed
 //!   before the public URL is derived) and the text it prints on start ([`banner`]).
 //!
@@ -13,7 +12,6 @@
 //! counter.
 
 pub mod answers;
-pub mod playground;
 pub mod shapes;
 pub mod upstream;
 
@@ -25,9 +23,6 @@ use crate::config::{Config, Overrides};
 pub use answers::{
     answer_for, answer_to_tool_result, canned_for, python_call_for, Canned, ANSWERS, DEFAULT,
     FIBONACCI_CODE,
-};
-pub use playground::{
-    handle as playground, is_playground_path, playground_response, render_markdown,
 };
 pub use upstream::{start_upstream, start_upstream_with, Pace, ShutdownHandle, DEMO_MODEL};
 

@@ -197,8 +197,8 @@ impl Gateway {
                     .ok_or_else(|| not_found(&req));
                 ("sandbox", result)
             }
-            p if crate::demo::is_playground_path(p) => {
-                let resp = crate::demo::playground(req).await;
+            p if crate::playground::is_playground_path(p) => {
+                let resp = crate::playground::handle(req).await;
                 let resp = resp.map(|b| b.map_err(|never| match never {}).boxed_unsync());
                 ("playground", Ok(resp))
             }

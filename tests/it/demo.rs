@@ -14,6 +14,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use sandgate::config::Config;
 use sandgate::demo::{self, Pace, ANSWERS, DEFAULT, DEMO_MODEL};
+use sandgate::playground;
 use sandgate::rewrite::api::{rewrite_json, Endpoint, SseRewriter};
 use sandgate::rewrite::{Mode, Options};
 use serde_json::{json, Value};
@@ -381,7 +382,7 @@ async fn sandgate_in_front_of_the_scripted_upstream_rewrites_json_and_streams() 
 }
 
 async fn playground(req: Request<Full<Bytes>>) -> (StatusCode, http::HeaderMap, Bytes) {
-    let resp = demo::playground(req).await;
+    let resp = playground::handle(req).await;
     let (parts, body) = resp.into_parts();
     (parts.status, parts.headers, body.collect().await.unwrap().to_bytes())
 }
@@ -402,7 +403,7 @@ async fn playground_page_and_assets_carry_strict_headers() {
         ("/playground/playground.js", "text/javascript"),
         ("/playground/playground.css", "text/css"),
     ] {
-        assert!(demo::is_playground_path(path));
+        assert!(playground::is_playground_path(path));
         let req = Request::get(path).body(Full::new(Bytes::new())).unwrap();
         let (status, headers, body) = playground(req).await;
         assert_eq!(status, StatusCode::OK, "{path}");
@@ -413,7 +414,7 @@ async fn playground_page_and_assets_carry_strict_headers() {
         assert!(!csp.contains("unsafe-inline") && !csp.contains("http"), "{csp}");
         assert!(!body.is_empty());
     }
-    let page = demo::playground_response(&Method::GET);
+    let page = playground::playground_response(&Method::GET);
     let html = page.into_body().collect().await.unwrap().to_bytes();
     let html = std::str::from_utf8(&html).unwrap();
     // No inline script or style (the policy forbids them), and every example prompt offered.
@@ -429,8 +430,8 @@ async fn playground_page_and_assets_carry_strict_headers() {
         playground(Request::post("/").body(Full::new(Bytes::new())).unwrap()).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(headers["allow"], "GET, HEAD");
-    assert!(!demo::is_playground_path("/sandbox"));
-    assert!(!demo::is_playground_path("/v1/models"));
+    assert!(!playground::is_playground_path("/sandbox"));
+    assert!(!playground::is_playground_path("/v1/models"));
 }
 
 #[tokio::test]
@@ -471,7 +472,7 @@ async fn render_refuses_what_it_should() {
     let (status, _, _) =
         playground(render_request("application/json; charset=utf-8", "{\"markdown\":1}")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let big = json!({ "markdown": "a".repeat(demo::playground::RENDER_BODY_LIMIT) }).to_string();
+    let big = json!({ "markdown": "a".repeat(playground::RENDER_BODY_LIMIT) }).to_string();
     let (status, _, _) = playground(render_request("application/json", big)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     let (status, headers, _) =

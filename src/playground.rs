@@ -1,4 +1,4 @@
-//! The playground page at `/`: a person types a prompt, the answer streams in through sandgate's own
+//! The playground page at `/`, served by `serve` and `demo` alike: a person types a prompt, the answer streams in through sandgate's own
 //! `/v1/chat/completions` and is shown as rendered markdown, with each run link opening the sandbox.
 //!
 //! Markdown is rendered on the server, by pulldown-cmark, at `POST /playground/render` (JSON
@@ -25,7 +25,7 @@ use lol_html::{element, rewrite_str, RewriteStrSettings};
 use pulldown_cmark::{CodeBlockKind, CowStr, Event, Options, Parser, Tag, TagEnd};
 use serde_json::{json, Value};
 
-use super::answers::ANSWERS;
+use crate::demo::ANSWERS;
 
 /// The largest markdown text `POST /playground/render` accepts (bytes of the JSON body).
 pub const RENDER_BODY_LIMIT: usize = 4 << 20;
@@ -43,9 +43,9 @@ pub const PAGE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'se
 /// The policy of every other playground answer (scripts, style, rendered JSON).
 const ASSET_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 
-const TEMPLATE: &str = include_str!("../../templates/playground.html");
-const SCRIPT: &str = include_str!("../../templates/playground/playground.js");
-const STYLE: &str = include_str!("../../templates/playground/playground.css");
+const TEMPLATE: &str = include_str!("../templates/playground.html");
+const SCRIPT: &str = include_str!("../templates/playground/playground.js");
+const STYLE: &str = include_str!("../templates/playground/playground.css");
 
 /// Whether a path belongs to the playground: `/` and everything under `/playground/`.
 pub fn is_playground_path(path: &str) -> bool {
