@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use crate::support::browser::{self, repo};
+use crate::support::browser::{self, entered_last, repo, signed, str_of};
 use crate::support::{openai, post_json, Reply, ScriptedUpstream};
 use sandgate::rewrite::payload;
 use serde_json::{json, Value};
@@ -27,7 +27,7 @@ async fn sandgate(upstream: &ScriptedUpstream, timeout: &str) -> sandgate::serve
 
 /// A link to `code` whose earlier cells are `cells`, `omitted` older ones left out: the
 /// `cx` parameter is the payload of {"cells": [...], "omitted": N}, as the engine writes it; signed
-/// with the test sandgate's key, as its own links are.
+/// with the test sandgate's key (`TEST_LINK_KEY`, [`browser::LINK_KEY`]), as its own links are.
 fn cells_link(base: &str, cells: &[&str], omitted: usize, code: &str) -> String {
     let mut fragment = format!("py={}", payload::encode(code));
     if !cells.is_empty() || omitted > 0 {
@@ -35,13 +35,6 @@ fn cells_link(base: &str, cells: &[&str], omitted: usize, code: &str) -> String 
         fragment.push_str(&format!("&cx={}", payload::encode(&context)));
     }
     signed(base, &fragment)
-}
-
-/// `{base}/sandbox#{fragment}&mac=M` under the test sandgate's link key.
-fn signed(base: &str, fragment: &str) -> String {
-    let key =
-        sandgate::rewrite::sign::LinkKey::new(crate::support::TEST_LINK_KEY.as_bytes()).unwrap();
-    format!("{base}/sandbox#{fragment}{}{}", sandgate::rewrite::sign::MAC_PARAM, key.mac(fragment))
 }
 
 /// The sandbox links in a rewritten answer, in order, moved from the test sandgate's public URL to
@@ -63,20 +56,6 @@ fn model(r: &crate::support::Recorded) -> Reply {
     let asked = String::from_utf8_lossy(&r.body);
     let answer = if asked.contains("now count them") { FOLLOW_UP } else { STEP_BY_STEP };
     Reply::json(&openai::chat_json(&[answer]))
-}
-
-fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or_default()
-}
-
-/// The time (ms) at which the history last entered `state`.
-fn entered_last(obs: &Value, state: &str) -> Option<f64> {
-    obs["states"]
-        .as_array()?
-        .iter()
-        .rev()
-        .find(|s| s[0].as_str() == Some(state))
-        .and_then(|s| s[1].as_f64())
 }
 
 /// The step-by-step answer of issue 11: block 1 makes the list, block 2 loops over it.

@@ -3,28 +3,20 @@
 //! cover the controls, the spare worker never imports a package off the run's clock, and figures
 //! that freeze plotly.js still end at the time limit and on Stop.
 //!
-//! The test server serves `Sandbox::handle` plus `/tick/<name>` (code in the sandbox calls it, to
-//! show that it is still running) and `/tick-count/<name>`. Each test runs its own browser; one at
+//! The test servers are [`browser::serve_sandbox`]'s: `Sandbox::handle` plus `/tick/<name>` (code
+//! in the sandbox calls it, to show that it is still running) and `/tick-count/<name>`. Each test runs its own browser; one at
 //! a time, so that the time bounds measure the page rather than the other tests.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
-use crate::support::browser;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-use sandgate::proxy::verify;
+use crate::support::browser::{
+    self, entered, link, listen, serve_sandbox, serve_sandbox_on, str_of, Verify, ENDED, LINK_KEY,
+};
 use sandgate::rewrite::sign::MAC_PARAM;
 use sandgate::rewrite::{payload, LinkKey};
-use sandgate::sandbox::{Sandbox, SandboxConfig};
+use sandgate::sandbox::Sandbox;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 
 /// The assets root, with what these tests use checked: Chromium, Pyodide, micropip, the wheels.
 fn assets() -> PathBuf {
@@ -33,107 +25,7 @@ fn assets() -> PathBuf {
 }
 
 fn sandbox(assets: &Path, wheels: &Path, timeout_ms: u64) -> Sandbox {
-    Sandbox::new(SandboxConfig {
-        pyodide_url: "/pyodide/".to_string(),
-        pyodide_dir: Some(assets.join("pyodide")),
-        wheels_dir: Some(wheels.to_path_buf()),
-        timeout_ms,
-        ..SandboxConfig::default()
-    })
-    .unwrap()
-}
-
-/// The link key of the test servers: they answer `/sandbox/verify` as a sandgate with this key.
-const LINK_KEY: &[u8] = b"page hardening test link key, 32";
-
-/// What the test servers answer at `/sandbox/verify`.
-#[derive(Clone, Copy)]
-enum Verify {
-    /// As sandgate does, with [`LINK_KEY`].
-    Answer,
-    /// Not at all: 404, as from a sandgate that cannot be asked.
-    Missing,
-}
-
-/// The query of every `/sandbox/verify` request a test server received, in order.
-type VerifyLog = Arc<Mutex<Vec<String>>>;
-
-/// Serves `Sandbox::handle` and the tick counters; answers the base URL.
-async fn serve(sandbox: Sandbox) -> String {
-    let (listener, base) = listen().await;
-    serve_on(listener, sandbox, Verify::Answer);
-    base
-}
-
-/// A listener on a loopback port, and its base URL.
-async fn listen() -> (TcpListener, String) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
-    (listener, format!("http://127.0.0.1:{}", addr.port()))
-}
-
-fn serve_on(listener: TcpListener, sandbox: Sandbox, verify: Verify) -> VerifyLog {
-    let sandbox = Arc::new(sandbox);
-    let ticks: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-    let log = VerifyLog::default();
-    let verify_log = log.clone();
-    let key = LinkKey::new(LINK_KEY).unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let sandbox = sandbox.clone();
-            let ticks = ticks.clone();
-            let (log, key) = (verify_log.clone(), key.clone());
-            tokio::spawn(async move {
-                let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let sandbox = sandbox.clone();
-                    let ticks = ticks.clone();
-                    let (log, key) = (log.clone(), key.clone());
-                    async move {
-                        let path = req.uri().path();
-                        if path == verify::PATH {
-                            let query = req.uri().query();
-                            log.lock().unwrap().push(query.unwrap_or_default().to_string());
-                            if let Verify::Answer = verify {
-                                return Ok(verify::answer(&key, query).map(Full::new));
-                            }
-                        }
-                        if let Some(name) = path.strip_prefix("/tick/") {
-                            *ticks.lock().unwrap().entry(name.to_string()).or_default() += 1;
-                            let res = Response::builder()
-                                .header("access-control-allow-origin", "*")
-                                .body(Full::new(Bytes::from_static(b"tick\n")));
-                            return Ok(res.unwrap());
-                        }
-                        if let Some(name) = path.strip_prefix("/tick-count/") {
-                            let n = ticks.lock().unwrap().get(name).copied().unwrap_or(0);
-                            return Ok(Response::new(Full::new(Bytes::from(n.to_string()))));
-                        }
-                        let res = sandbox.handle(req.method(), path).await;
-                        Ok::<_, Infallible>(res.unwrap_or_else(|| {
-                            Response::builder()
-                                .status(404)
-                                .body(Full::new(Bytes::from_static(b"not sandbox\n")))
-                                .unwrap()
-                        }))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    log
-}
-
-/// A link to `code`, signed with the test servers' key as sandgate signs its own.
-fn link(base: &str, code: &str) -> String {
-    let fragment = format!("py={}", payload::encode(code));
-    let mac = LinkKey::new(LINK_KEY).unwrap().mac(&fragment);
-    format!("{base}/sandbox#{fragment}{MAC_PARAM}{mac}")
+    browser::sandbox(assets.join("pyodide"), Some(wheels.to_path_buf()), timeout_ms)
 }
 
 /// Runs the cases in one browser (holding the browser lock) and answers each case's result by
@@ -142,21 +34,6 @@ async fn drive(name: &str, cases: Value) -> HashMap<String, Value> {
     let _one = browser::lock().await;
     browser::drive(&format!("page-hardening-{name}"), &cases).await
 }
-
-fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or_default()
-}
-
-/// The time (ms) at which an observation's state history first entered `state`.
-fn entered(obs: &Value, state: &str) -> Option<f64> {
-    obs["states"]
-        .as_array()?
-        .iter()
-        .find(|s| s[0].as_str() == Some(state))
-        .and_then(|s| s[1].as_f64())
-}
-
-const ENDED: [&str; 4] = ["done", "error", "timeout", "stopped"];
 
 /// What is under the centre of each control: the control itself, or what covers it.
 const HIT_TEST: &str = r#"(() => {
@@ -194,7 +71,7 @@ await asyncio.sleep(60)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sanitized_html_cannot_cover_the_controls() {
     let assets = assets();
-    let base = serve(sandbox(&assets, &assets.join("wheels"), 90_000)).await;
+    let base = serve_sandbox(sandbox(&assets, &assets.join("wheels"), 90_000)).await;
     let results = drive(
         "overlay",
         json!({"cases": [{"name": "overlay", "steps": [
@@ -287,8 +164,8 @@ async fn imports_run_only_on_the_runs_clock() {
     let (listener, base) = listen().await;
     let call_home = CALL_HOME_INIT.replace("{tick}", &format!("{base}/tick/import"));
     let dir = wheels("imports", &[("sgcallhome", &call_home), ("sgslowimport", SLOW_IMPORT_INIT)]);
-    serve_on(listener, sandbox(&assets, &dir, 30_000), Verify::Answer);
-    let short = serve(sandbox(&assets, &dir, 5_000)).await;
+    serve_sandbox_on(listener, sandbox(&assets, &dir, 30_000), Verify::Answer);
+    let short = serve_sandbox(sandbox(&assets, &dir, 5_000)).await;
     let count = format!("{base}/tick-count/import");
     let call_home_code =
         "import asyncio\nimport sgcallhome\nawait asyncio.sleep(1)\nprint('imported')\n";
@@ -363,7 +240,7 @@ print("shown")
 async fn freezing_figures_end_at_the_limit_and_on_stop() {
     let assets = assets();
     // 10 s: importing plotly is on the clock, and takes seconds on a busy machine.
-    let short = serve(sandbox(&assets, &assets.join("wheels"), 10_000)).await;
+    let short = serve_sandbox(sandbox(&assets, &assets.join("wheels"), 10_000)).await;
     let frame_there = "!!document.querySelector('#figures iframe.plotly-figure')";
     let mut cases = Vec::new();
     for (name, code) in [("histogram2d", HISTOGRAM_CODE), ("dtick", DTICK_CODE)] {
@@ -430,9 +307,13 @@ fn calling_home(base: &str, name: &str) -> String {
 async fn only_links_this_sandgate_made_run_on_open() {
     let assets = assets();
     let (listener, base) = listen().await;
-    let log = serve_on(listener, sandbox(&assets, &assets.join("wheels"), 30_000), Verify::Answer);
+    let log = serve_sandbox_on(
+        listener,
+        sandbox(&assets, &assets.join("wheels"), 30_000),
+        Verify::Answer,
+    );
     let (listener, unasked) = listen().await;
-    serve_on(listener, sandbox(&assets, &assets.join("wheels"), 30_000), Verify::Missing);
+    serve_sandbox_on(listener, sandbox(&assets, &assets.join("wheels"), 30_000), Verify::Missing);
 
     // The link the engine writes for an answer, with this sandgate's key and public URL.
     let options = sandgate::rewrite::Options {

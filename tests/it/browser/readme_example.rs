@@ -5,19 +5,14 @@
 //! (`runner.js` from sandgate's origin), sends the output back as the tool message, and logs the
 //! model's answer, "The code printed: 6765". tests/browser/runner.mjs reports what the browser saw.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
 
 use crate::support::browser::{self, repo};
-use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper::Response;
 use serde_json::Value;
-use tokio::net::TcpListener;
 
 /// The html block of the README's section "Example: a web page that runs the loop".
 fn readme_example() -> String {
@@ -46,65 +41,43 @@ window.__sgReport = { log: log() };
 window.__sgDone = true;
 </script>"#;
 
-/// The app's server: the page at `/`, and `/v1/...` forwarded to sandgate with the app's key.
-async fn serve_app(page: String, sandgate: SocketAddr) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+/// The app's server: the page at `/`, and `/v1/...` forwarded to sandgate with the app's key;
+/// answers its base URL.
+async fn serve_app(page: String, sandgate: SocketAddr) -> String {
+    let (listener, base) = browser::listen().await;
     let page = Arc::new(page);
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let page = page.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let page = page.clone();
-                    async move {
-                        let path = req.uri().path().to_owned();
-                        let res = if path.starts_with("/v1/") {
-                            let tools = req
-                                .headers()
-                                .get("x-sandgate-tools")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("")
-                                .to_owned();
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
-                            let mut headers = vec![
-                                ("content-type", "application/json"),
-                                ("authorization", "Bearer app-key"),
-                            ];
-                            if !tools.is_empty() {
-                                headers.push(("x-sandgate-tools", tools.as_str()));
-                            }
-                            let (status, h, bytes) =
-                                crate::support::call(sandgate, "POST", &path, &headers, body).await;
-                            let mut res = Response::builder().status(status);
-                            if let Some(ct) = h.get("content-type") {
-                                res = res.header("content-type", ct);
-                            }
-                            res.body(Full::new(bytes)).unwrap()
-                        } else if path == "/" {
-                            Response::builder()
-                                .header("content-type", "text/html; charset=utf-8")
-                                .body(Full::new(Bytes::from(page.to_string())))
-                                .unwrap()
-                        } else {
-                            Response::builder()
-                                .status(404)
-                                .body(Full::new(Bytes::from_static(b"no such page\n")))
-                                .unwrap()
-                        };
-                        Ok::<_, Infallible>(res)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    browser::serve(listener, move |req| {
+        let page = page.clone();
+        async move {
+            let path = req.uri().path().to_owned();
+            if path.starts_with("/v1/") {
+                let tools = req
+                    .headers()
+                    .get("x-sandgate-tools")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                let mut headers =
+                    vec![("content-type", "application/json"), ("authorization", "Bearer app-key")];
+                if !tools.is_empty() {
+                    headers.push(("x-sandgate-tools", tools.as_str()));
+                }
+                let (status, h, bytes) =
+                    crate::support::call(sandgate, "POST", &path, &headers, body).await;
+                let mut res = Response::builder().status(status);
+                if let Some(ct) = h.get("content-type") {
+                    res = res.header("content-type", ct);
+                }
+                res.body(Full::new(bytes)).unwrap()
+            } else if path == "/" {
+                browser::html(page.to_string())
+            } else {
+                browser::text(404, "no such page\n")
+            }
         }
     });
-    addr
+    base
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,7 +105,7 @@ async fn the_readme_example_page_runs_the_loop_with_the_demo_model() {
     let output = Command::new("node")
         .current_dir(repo.join("tests/browser"))
         .arg("runner.mjs")
-        .arg(format!("http://127.0.0.1:{}/", app.port()))
+        .arg(format!("{app}/"))
         .arg("300000")
         .arg(shots.join("readme-example.png"))
         .output()

@@ -8,100 +8,42 @@
 //! is here.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use crate::support::browser::{self, repo};
+use crate::support::browser::{
+    self, html, listen, repo, serve, serve_sandbox_on, str_of, text, Verify,
+};
 use base64::Engine as _;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-use sandgate::sandbox::{Sandbox, SandboxConfig};
+use sandgate::sandbox::Sandbox;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 
-/// Serves `Sandbox::handle` on a loopback port.
-async fn serve_sandbox(sandbox: Sandbox) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let sandbox = Arc::new(sandbox);
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let sandbox = sandbox.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let sandbox = sandbox.clone();
-                    async move {
-                        let res = sandbox.handle(req.method(), req.uri().path()).await;
-                        Ok::<_, Infallible>(res.unwrap_or_else(|| {
-                            Response::builder()
-                                .status(404)
-                                .body(Full::new(Bytes::from_static(b"not sandbox\n")))
-                                .unwrap()
-                        }))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
+/// Serves `Sandbox::handle` on a loopback port (the runner's page never asks `/sandbox/verify`:
+/// it is not answered); answers the base URL.
+async fn serve_sandbox(sandbox: Sandbox) -> String {
+    let (listener, base) = listen().await;
+    serve_sandbox_on(listener, sandbox, Verify::Missing);
+    base
 }
 
-/// The other origin: serves the host pages by path.
-async fn serve_host(pages: HashMap<String, String>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+/// The other origin (and, as "localhost", another site): serves the host pages by path; answers
+/// its base URL.
+async fn serve_host(pages: HashMap<String, String>) -> String {
+    let (listener, base) = listen().await;
     let pages = Arc::new(pages);
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let pages = pages.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let page = pages.get(req.uri().path()).cloned();
-                    async move {
-                        let res = match page {
-                            Some(html) => Response::builder()
-                                .header("content-type", "text/html; charset=utf-8")
-                                .body(Full::new(Bytes::from(html))),
-                            None => Response::builder()
-                                .status(404)
-                                .body(Full::new(Bytes::from_static(b"no such page\n"))),
-                        };
-                        Ok::<_, Infallible>(res.unwrap())
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+    serve(listener, move |req| {
+        let res = match pages.get(req.uri().path()) {
+            Some(page) => html(page.clone()),
+            None => text(404, "no such page\n"),
+        };
+        async move { res }
     });
-    addr
+    base.replace("127.0.0.1", "localhost")
 }
 
 fn sandbox(assets: &Path, timeout_ms: u64) -> Sandbox {
-    Sandbox::new(SandboxConfig {
-        pyodide_url: "/pyodide/".to_string(),
-        pyodide_dir: Some(assets.join("pyodide-0.27.7")),
-        wheels_dir: None,
-        timeout_ms,
-        ..SandboxConfig::default()
-    })
-    .unwrap()
+    browser::sandbox(assets.join("pyodide-0.27.7"), None, timeout_ms)
 }
 
 /// matplotlib: a figure shown, then state kept for the next run.
@@ -266,20 +208,14 @@ try {
 }
 "#;
 
-fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runner_module_on_another_origin_in_headless_chromium() {
     let _browser = browser::lock().await;
     let repo = repo();
     browser::pyodide_0277();
     let assets = browser::assets();
-    let main = serve_sandbox(sandbox(&assets, 30_000)).await;
-    let short = serve_sandbox(sandbox(&assets, 3_000)).await;
-    let main_url = format!("http://127.0.0.1:{}", main.port());
-    let short_url = format!("http://127.0.0.1:{}", short.port());
+    let main_url = serve_sandbox(sandbox(&assets, 30_000)).await;
+    let short_url = serve_sandbox(sandbox(&assets, 3_000)).await;
     let codes = json!({
         "figure": FIGURE_CODE, "html": HTML_CODE, "forge": FORGE_CODE, "forgeLoop": FORGE_LOOP_CODE,
     });
@@ -294,7 +230,7 @@ async fn runner_module_on_another_origin_in_headless_chromium() {
          <body><h1>An app that runs Python through sandgate</h1><script type=\"module\">{script}</script></body></html>"
     );
     let host = serve_host(HashMap::from([("/app".to_string(), html)])).await;
-    let host_url = format!("http://localhost:{}/app", host.port());
+    let host_url = format!("{host}/app");
 
     let shots = repo.join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();

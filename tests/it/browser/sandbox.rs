@@ -8,146 +8,47 @@
 //! starts the servers, runs every scenario's cases in one drive.mjs run, then checks each.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use crate::support::browser::{self, repo};
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-use sandgate::proxy::verify;
-use sandgate::rewrite::sign::MAC_PARAM;
-use sandgate::rewrite::{payload, LinkKey};
+use crate::support::browser::{
+    self, entered, html, listen, repo, serve, serve_sandbox, signed, str_of, text, ENDED,
+};
+use sandgate::rewrite::payload;
 use sandgate::sandbox::{Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-/// The link key of the test servers: they answer `/sandbox/verify` as a sandgate with this key
-/// does, and the links of the cases are signed with it, as sandgate signs its own.
-const LINK_KEY: &[u8] = b"browser test link key, 32 bytes.";
-
-/// `{base}/sandbox#{fragment}&mac=M`, signed with [`LINK_KEY`].
-fn signed(base: &str, fragment: &str) -> String {
-    let mac = LinkKey::new(LINK_KEY).unwrap().mac(fragment);
-    format!("{base}/sandbox#{fragment}{MAC_PARAM}{mac}")
-}
-
-/// Serves `Sandbox::handle` and `/sandbox/verify`, plus two paths of the test's own: `/tick/<name>` counts a request
-/// (code in the sandbox calls it, with CORS, to show that it is still running) and
-/// `/tick-count/<name>` answers the count so far.
-async fn serve_sandbox(sandbox: Sandbox) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let sandbox = Arc::new(sandbox);
-    let ticks: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let sandbox = sandbox.clone();
-            let ticks = ticks.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let sandbox = sandbox.clone();
-                    let ticks = ticks.clone();
-                    async move {
-                        let path = req.uri().path();
-                        if path == verify::PATH {
-                            let key = LinkKey::new(LINK_KEY).unwrap();
-                            return Ok(verify::answer(&key, req.uri().query()).map(Full::new));
-                        }
-                        if let Some(name) = path.strip_prefix("/tick/") {
-                            *ticks.lock().unwrap().entry(name.to_string()).or_default() += 1;
-                            let res = Response::builder()
-                                .header("access-control-allow-origin", "*")
-                                .body(Full::new(Bytes::from_static(b"tick\n")));
-                            return Ok(res.unwrap());
-                        }
-                        if let Some(name) = path.strip_prefix("/tick-count/") {
-                            let n = ticks.lock().unwrap().get(name).copied().unwrap_or(0);
-                            return Ok(Response::new(Full::new(Bytes::from(n.to_string()))));
-                        }
-                        let res = sandbox.handle(req.method(), path).await;
-                        Ok::<_, Infallible>(res.unwrap_or_else(|| {
-                            Response::builder()
-                                .status(404)
-                                .body(Full::new(Bytes::from_static(b"not sandbox\n")))
-                                .unwrap()
-                        }))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
-/// The other origin: serves host pages by path and counts requests to `/secret`.
-async fn serve_host(
+/// The other origin: serves host pages by path and counts requests to `/secret` (answered, as
+/// any other path it has no page for, with CORS).
+fn serve_host(
     listener: TcpListener,
     pages: HashMap<String, String>,
     secret_hits: Arc<AtomicUsize>,
 ) {
     let pages = Arc::new(pages);
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let pages = pages.clone();
-            let hits = secret_hits.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let pages = pages.clone();
-                    let hits = hits.clone();
-                    async move {
-                        let path = req.uri().path().to_string();
-                        if path == "/secret" {
-                            hits.fetch_add(1, Ordering::SeqCst);
-                        }
-                        let res = match pages.get(&path) {
-                            Some(html) => Response::builder()
-                                .header("content-type", "text/html; charset=utf-8")
-                                .body(Full::new(Bytes::from(html.clone()))),
-                            None => Response::builder()
-                                .header("access-control-allow-origin", "*")
-                                .body(Full::new(Bytes::from_static(b"secret data\n"))),
-                        };
-                        Ok::<_, Infallible>(res.unwrap())
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+    serve(listener, move |req| {
+        let path = req.uri().path().to_string();
+        if path == "/secret" {
+            secret_hits.fetch_add(1, Ordering::SeqCst);
         }
+        let res = match pages.get(&path) {
+            Some(page) => html(page.clone()),
+            None => {
+                let mut res = text(200, "secret data\n");
+                res.headers_mut().insert("access-control-allow-origin", "*".parse().unwrap());
+                res
+            }
+        };
+        async move { res }
     });
 }
 
-fn sandbox(assets: &Path, timeout_ms: u64) -> Sandbox {
-    Sandbox::new(SandboxConfig {
-        pyodide_url: "/pyodide/".to_string(),
-        pyodide_dir: Some(assets.join("pyodide")),
-        wheels_dir: Some(assets.join("wheels")),
-        timeout_ms,
-        ..SandboxConfig::default()
-    })
-    .unwrap()
+/// A sandbox with the npm Pyodide and the wheels.
+fn sandbox(assets: &std::path::Path, timeout_ms: u64) -> Sandbox {
+    browser::sandbox(assets.join("pyodide"), Some(assets.join("wheels")), timeout_ms)
 }
-
-/// The states a run ends in.
-const DONE: [&str; 4] = ["done", "error", "timeout", "stopped"];
-
 /// The servers the scenarios' links point at, and what the other origin saw.
 struct Env {
     /// The page with the npm Pyodide and the wheels, 30 s per run.
@@ -168,7 +69,7 @@ struct Env {
 impl Env {
     /// A signed link to `code` on the page at `base`.
     fn link(&self, base: &str, code: &str) -> String {
-        signed(base, &format!("py={}", payload::encode(code)))
+        browser::link(base, code)
     }
 
     /// The path of a screenshot, under target/screenshots/.
@@ -250,23 +151,12 @@ async fn sandbox_page_in_headless_chromium() {
 
     let main = serve_sandbox(sandbox(&assets, 30_000)).await;
     let short = serve_sandbox(sandbox(&assets, 5_000)).await;
-    let mpl = serve_sandbox(
-        Sandbox::new(SandboxConfig {
-            pyodide_url: "/pyodide/".to_string(),
-            pyodide_dir: Some(mpl_pyodide),
-            wheels_dir: None,
-            timeout_ms: 60_000,
-            ..SandboxConfig::default()
-        })
-        .unwrap(),
-    )
-    .await;
-    let host_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let host_port = host_listener.local_addr().unwrap().port();
+    let mpl = serve_sandbox(browser::sandbox(mpl_pyodide, None, 60_000)).await;
+    let (host_listener, host) = listen().await;
     let cdn_like = serve_sandbox(sandbox(&assets, 30_000)).await;
     let elsewhere = serve_sandbox(
         Sandbox::new(SandboxConfig {
-            pyodide_url: format!("http://127.0.0.1:{}/pyodide/", cdn_like.port()),
+            pyodide_url: format!("{cdn_like}/pyodide/"),
             pyodide_dir: None,
             wheels_dir: None,
             timeout_ms: 30_000,
@@ -276,11 +166,11 @@ async fn sandbox_page_in_headless_chromium() {
     )
     .await;
     let env = Env {
-        main: format!("http://127.0.0.1:{}", main.port()),
-        short: format!("http://127.0.0.1:{}", short.port()),
-        mpl: format!("http://127.0.0.1:{}", mpl.port()),
-        elsewhere: format!("http://127.0.0.1:{}", elsewhere.port()),
-        host: format!("http://localhost:{host_port}"),
+        main,
+        short,
+        mpl,
+        elsewhere,
+        host: host.replace("127.0.0.1", "localhost"),
         secret_hits: Arc::new(AtomicUsize::new(0)),
         shots,
     };
@@ -288,7 +178,7 @@ async fn sandbox_page_in_headless_chromium() {
     let scenarios: Vec<Scenario> = SCENARIOS.iter().map(|scenario| scenario(&env)).collect();
     let pages: HashMap<String, String> =
         scenarios.iter().flat_map(|s| s.pages.iter().cloned()).collect();
-    serve_host(host_listener, pages, env.secret_hits.clone()).await;
+    serve_host(host_listener, pages, env.secret_hits.clone());
     let cases: Vec<Value> = scenarios.iter().flat_map(|s| s.cases.iter().cloned()).collect();
     let report = Report(browser::drive("browser", &json!({ "cases": cases })).await);
 
@@ -316,20 +206,20 @@ answer = 6 * 7
     let cases = vec![
         json!({"name": "print", "steps": [
             {"do": "goto", "url": signed(&env.main, &format!("py={}&md=ignored&sg=1", payload::encode(CODE)))},
-            {"do": "wait", "states": DONE, "timeoutMs": 90000},
+            {"do": "wait", "states": ENDED, "timeoutMs": 90000},
             {"do": "observe", "label": "end"},
             {"do": "screenshot", "path": env.shot("done.png")},
             {"do": "tab", "label": "tab", "count": 3},
         ]}),
         json!({"name": "print-dark-phone", "viewport": {"width": 390, "height": 844}, "colorScheme": "dark", "steps": [
             {"do": "goto", "url": env.link(&env.main, CODE)},
-            {"do": "wait", "states": DONE, "timeoutMs": 90000},
+            {"do": "wait", "states": ENDED, "timeoutMs": 90000},
             {"do": "observe", "label": "end"},
             {"do": "screenshot", "path": env.shot("done-dark-phone.png")},
         ]}),
         json!({"name": "pyodide-elsewhere", "steps": [
             {"do": "goto", "url": env.link(&env.elsewhere, CODE)},
-            {"do": "wait", "states": DONE, "timeoutMs": 90000},
+            {"do": "wait", "states": ENDED, "timeoutMs": 90000},
             {"do": "observe", "label": "end"},
         ]}),
     ];
@@ -367,7 +257,7 @@ divide(1, 0)
 "#;
     let case = json!({"name": "error", "steps": [
         {"do": "goto", "url": env.link(&env.main, CODE)},
-        {"do": "wait", "states": DONE, "timeoutMs": 90000},
+        {"do": "wait", "states": ENDED, "timeoutMs": 90000},
         {"do": "observe", "label": "end"},
         {"do": "screenshot", "path": env.shot("error.png")},
     ]});
@@ -397,23 +287,23 @@ fn timeout(env: &Env) -> Scenario {
         {"do": "goto", "url": env.link(&env.short, code)},
         {"do": "wait", "states": ["running"], "timeoutMs": 90000},
         {"do": "probe", "label": "while-running"},
-        {"do": "wait", "states": DONE, "timeoutMs": 30000},
+        {"do": "wait", "states": ENDED, "timeoutMs": 30000},
         {"do": "observe", "label": "timeout"},
         {"do": "screenshot", "path": env.shot("timeout.png")},
         {"do": "click", "selector": "#edit"},
         {"do": "fill", "selector": "#code", "value": "print('again')\n1 + 1\n"},
         {"do": "click", "selector": "#run"},
-        {"do": "wait", "states": DONE, "timeoutMs": 90000},
+        {"do": "wait", "states": ENDED, "timeoutMs": 90000},
         {"do": "observe", "label": "again"},
         {"do": "fill", "selector": "#code", "value": "print('looping')\nwhile True:\n    pass\n"},
         {"do": "click", "selector": "#run"},
         {"do": "wait", "states": ["running"], "timeoutMs": 30000},
         {"do": "click", "selector": "#stop"},
-        {"do": "wait", "states": DONE, "timeoutMs": 5000},
+        {"do": "wait", "states": ENDED, "timeoutMs": 5000},
         {"do": "observe", "label": "stopped"},
         {"do": "fill", "selector": "#code", "value": "print('after stop')\n"},
         {"do": "click", "selector": "#run"},
-        {"do": "wait", "states": DONE, "timeoutMs": 90000},
+        {"do": "wait", "states": ENDED, "timeoutMs": 90000},
         {"do": "observe", "label": "after-stop"},
     ]});
     Scenario::new(vec![case], |_, r| {
@@ -459,7 +349,7 @@ a + b + c + d + e
 "#;
     let case = json!({"name": "hostile", "steps": [
         {"do": "goto", "url": env.link(&env.main, CODE)},
-        {"do": "wait", "states": DONE, "timeoutMs": 90000},
+        {"do": "wait", "states": ENDED, "timeoutMs": 90000},
         {"do": "observe", "label": "end"},
         {"do": "screenshot", "path": env.shot("hostile.png")},
     ]});
@@ -501,7 +391,7 @@ fn widget(env: &Env) -> Scenario {
     );
     let case = json!({"name": "widget", "steps": [
         {"do": "goto", "url": format!("{}/widget", env.host)},
-        {"do": "wait", "frame": true, "states": DONE, "timeoutMs": 90000},
+        {"do": "wait", "frame": true, "states": ENDED, "timeoutMs": 90000},
         {"do": "observe", "frame": true, "label": "end"},
         {"do": "screenshot", "path": env.shot("widget.png")},
     ]});
@@ -527,7 +417,7 @@ fn fetch_blocked(env: &Env) -> Scenario {
     );
     let case = json!({"name": "fetch-blocked", "steps": [
         {"do": "goto", "url": env.link(&env.main, &code)},
-        {"do": "wait", "states": DONE, "timeoutMs": 90000},
+        {"do": "wait", "states": ENDED, "timeoutMs": 90000},
         {"do": "observe", "label": "end"},
     ]});
     Scenario::new(vec![case], |env, r| {
@@ -548,7 +438,7 @@ fn missing_package(env: &Env) -> Scenario {
     let code = "import surely_not_a_real_package_name\nprint('unreachable')\n";
     let case = json!({"name": "missing-package", "steps": [
         {"do": "goto", "url": env.link(&env.main, code)},
-        {"do": "wait", "states": DONE, "timeoutMs": 90000},
+        {"do": "wait", "states": ENDED, "timeoutMs": 90000},
         {"do": "observe", "label": "end"},
     ]});
     Scenario::new(vec![case], |_, r| {
@@ -568,7 +458,7 @@ fn missing_package(env: &Env) -> Scenario {
 fn pyodide_package_missing(env: &Env) -> Scenario {
     let case = json!({"name": "pyodide-package-missing", "steps": [
         {"do": "goto", "url": env.link(&env.main, "import numpy\nprint(numpy.arange(3))\n")},
-        {"do": "wait", "states": DONE, "timeoutMs": 90000},
+        {"do": "wait", "states": ENDED, "timeoutMs": 90000},
         {"do": "observe", "label": "end"},
     ]});
     Scenario::new(vec![case], |_, r| {
@@ -590,7 +480,7 @@ fn pyodide_package_missing(env: &Env) -> Scenario {
 fn no_code(env: &Env) -> Scenario {
     let case = json!({"name": "no-code", "steps": [
         {"do": "goto", "url": format!("{}/sandbox#md=only", env.main)},
-        {"do": "wait", "states": DONE, "timeoutMs": 30000},
+        {"do": "wait", "states": ENDED, "timeoutMs": 30000},
         {"do": "observe", "label": "end"},
     ]});
     Scenario::new(vec![case], |_, r| {
@@ -627,7 +517,7 @@ Shiny()
 "#;
     let case = json!({"name": "repr-html", "steps": [
         {"do": "goto", "url": env.link(&env.main, &CODE.replace("{host}", &env.host))},
-        {"do": "wait", "states": DONE, "timeoutMs": 90000},
+        {"do": "wait", "states": ENDED, "timeoutMs": 90000},
         {"do": "observe", "label": "end"},
     ]});
     Scenario::new(vec![case], |_, r| {
@@ -664,7 +554,7 @@ print("two figures")
 "#;
     let case = json!({"name": "matplotlib", "steps": [
         {"do": "goto", "url": env.link(&env.mpl, CODE)},
-        {"do": "wait", "states": DONE, "timeoutMs": 180000},
+        {"do": "wait", "states": ENDED, "timeoutMs": 180000},
         {"do": "observe", "label": "end"},
         {"do": "screenshot", "path": env.shot("matplotlib.png")},
     ]});
@@ -689,7 +579,7 @@ pd.DataFrame({"name": ["a", "b"], "value": [1, 2]})
 "#;
     let case = json!({"name": "dataframe", "steps": [
         {"do": "goto", "url": env.link(&env.mpl, CODE)},
-        {"do": "wait", "states": DONE, "timeoutMs": 180000},
+        {"do": "wait", "states": ENDED, "timeoutMs": 180000},
         {"do": "observe", "label": "end"},
         {"do": "screenshot", "path": env.shot("dataframe.png")},
     ]});
@@ -717,7 +607,7 @@ print("figure built")
 "#;
     let case = json!({"name": "plotly", "steps": [
         {"do": "goto", "url": env.link(&env.main, CODE)},
-        {"do": "wait", "states": DONE, "timeoutMs": 180000},
+        {"do": "wait", "states": ENDED, "timeoutMs": 180000},
         {"do": "wait", "states": ["done"], "timeoutMs": 1000},
         {"do": "observe", "label": "end"},
         {"do": "screenshot", "path": env.shot("plotly.png")},
@@ -756,7 +646,7 @@ while True:
     let case = json!({"name": "forge-started", "steps": [
         {"do": "goto", "url": env.link(&env.short, CODE)},
         {"do": "wait", "states": ["running"], "timeoutMs": 90000},
-        {"do": "wait", "states": DONE, "timeoutMs": 30000},
+        {"do": "wait", "states": ENDED, "timeoutMs": 30000},
         {"do": "observe", "label": "end"},
     ]});
     Scenario::new(vec![case], |_, r| {
@@ -800,7 +690,7 @@ while True:
     let count = format!("{}/tick-count/forge-finished", env.short);
     let case = json!({"name": "forge-finished", "steps": [
         {"do": "goto", "url": env.link(&env.short, &code)},
-        {"do": "wait", "states": DONE, "timeoutMs": 90000},
+        {"do": "wait", "states": ENDED, "timeoutMs": 90000},
         {"do": "observe", "label": "end"},
         // Chromium stops a worker busy in a loop up to 2 s after terminate() (it asks nicely
         // first): count after that.
@@ -811,7 +701,7 @@ while True:
         {"do": "click", "selector": "#edit"},
         {"do": "fill", "selector": "#code", "value": "print(1)\n"},
         {"do": "click", "selector": "#run"},
-        {"do": "wait", "states": DONE, "timeoutMs": 30000},
+        {"do": "wait", "states": ENDED, "timeoutMs": 30000},
         {"do": "observe", "label": "again"},
     ]});
     Scenario::new(vec![case], |_, r| {
@@ -860,7 +750,7 @@ print("leaving")
     let count = format!("{}/tick-count/lingering", env.main);
     let case = json!({"name": "lingering", "steps": [
         {"do": "goto", "url": env.link(&env.main, &code)},
-        {"do": "wait", "states": DONE, "timeoutMs": 90000},
+        {"do": "wait", "states": ENDED, "timeoutMs": 90000},
         {"do": "observe", "label": "end"},
         {"do": "sleep", "ms": 500},
         {"do": "fetch", "url": count, "label": "ticks-after"},
@@ -894,14 +784,14 @@ print(getattr(builtins, "leaked", "fresh"), getattr(sys, "leaked", "fresh"),
 "#;
     let case = json!({"name": "fresh-interpreter", "steps": [
         {"do": "goto", "url": env.link(&env.main, LEAVE_STATE)},
-        {"do": "wait", "states": DONE, "timeoutMs": 90000},
+        {"do": "wait", "states": ENDED, "timeoutMs": 90000},
         {"do": "observe", "label": "first"},
         {"do": "click", "selector": "#edit"},
         {"do": "fill", "selector": "#code", "value": FIND_STATE},
         // The spare worker boots meanwhile, as a reader takes to press Run again.
         {"do": "until", "timeoutMs": 60000, "js": "document.body.dataset.spare === 'ready'"},
         {"do": "click", "selector": "#run"},
-        {"do": "wait", "states": DONE, "timeoutMs": 30000},
+        {"do": "wait", "states": ENDED, "timeoutMs": 30000},
         {"do": "observe", "label": "second"},
     ]});
     Scenario::new(vec![case], |_, r| {
@@ -936,7 +826,7 @@ fn line_separators(env: &Env) -> Scenario {
         "s = \"a\u{2028}b\u{85}c\x0cd\"\nx = 1\nraise ValueError(\"from line three\")\n";
     let case = json!({"name": "line-separators", "steps": [
         {"do": "goto", "url": env.link(&env.main, CODE)},
-        {"do": "wait", "states": DONE, "timeoutMs": 90000},
+        {"do": "wait", "states": ENDED, "timeoutMs": 90000},
         {"do": "observe", "label": "end"},
     ]});
     Scenario::new(vec![case], |_, r| {
@@ -980,7 +870,7 @@ last
 "#;
     let case = json!({"name": "display", "steps": [
         {"do": "goto", "url": env.link(&env.mpl, CODE)},
-        {"do": "wait", "states": DONE, "timeoutMs": 180000},
+        {"do": "wait", "states": ENDED, "timeoutMs": 180000},
         {"do": "observe", "label": "end"},
         {"do": "screenshot", "path": env.shot("display.png")},
     ]});
@@ -1011,7 +901,7 @@ print("shown")
 "#;
     let case = json!({"name": "plotly-large", "steps": [
         {"do": "goto", "url": env.link(&env.main, CODE)},
-        {"do": "wait", "states": DONE, "timeoutMs": 180000},
+        {"do": "wait", "states": ENDED, "timeoutMs": 180000},
         {"do": "observe", "label": "end"},
     ]});
     Scenario::new(vec![case], |_, r| {
@@ -1038,7 +928,7 @@ fig
 "#;
     let case = json!({"name": "plotly-link", "steps": [
         {"do": "goto", "url": env.link(&env.main, &CODE.replace("{host}", &env.host))},
-        {"do": "wait", "states": DONE, "timeoutMs": 180000},
+        {"do": "wait", "states": ENDED, "timeoutMs": 180000},
         {"do": "observe", "label": "end"},
         {"do": "click", "figure": 0, "selector": ".plotly-figure .gtitle a", "force": true},
         {"do": "click", "figure": 0, "selector": ".plotly-figure .annotation a", "force": true},
@@ -1073,7 +963,7 @@ fn fixture_hostile(env: &Env) -> Scenario {
         .map(|(i, code)| {
             json!({"name": format!("fixture-hostile-{i}"), "steps": [
                 {"do": "goto", "url": env.link(&env.main, code)},
-                {"do": "wait", "states": DONE, "timeoutMs": 90000},
+                {"do": "wait", "states": ENDED, "timeoutMs": 90000},
                 {"do": "observe", "label": "end"},
             ]})
         })
@@ -1101,25 +991,12 @@ fn fixture_hostile(env: &Env) -> Scenario {
     })
 }
 
-fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or_default()
-}
-
 /// The state names of an observation's history, in order.
 fn states(obs: &Value) -> Vec<String> {
     obs["states"]
         .as_array()
         .map(|a| a.iter().filter_map(|s| s[0].as_str().map(str::to_string)).collect())
         .unwrap_or_default()
-}
-
-/// The time (ms) at which the history first entered `state`.
-fn entered(obs: &Value, state: &str) -> Option<f64> {
-    obs["states"]
-        .as_array()?
-        .iter()
-        .find(|s| s[0].as_str() == Some(state))
-        .and_then(|s| s[1].as_f64())
 }
 
 /// A page the hostile code did not touch: the canary unset, the title unchanged, no policy

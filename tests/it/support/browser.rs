@@ -1,6 +1,8 @@
 //! What the browser tests share: where the assets are (as tests/setup/10-browser.sh installs them,
-//! each checked with the command to run when it is missing), the drive.mjs runner, and one lock,
-//! so that one headless Chromium runs at a time.
+//! each checked with the command to run when it is missing), the drive.mjs runner, one lock, so
+//! that one headless Chromium runs at a time, and the loopback servers the pages are served from
+//! ([`serve`] for any handler, [`serve_sandbox`] for `Sandbox::handle` with `/sandbox/verify` and
+//! the tick counters, [`link`] for a link signed as sandgate signs its own).
 //!
 //! In one test binary the browser tests would otherwise run beside each other (and beside the
 //! heavy proxy tests) on the test threads; each Chromium with Pyodide takes a core and hundreds of
@@ -8,9 +10,23 @@
 //! test holds [`lock`] (or [`lock_blocking`] in a plain `#[test]`) from its start to its end.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use sandgate::proxy::verify;
+use sandgate::rewrite::sign::MAC_PARAM;
+use sandgate::rewrite::{payload, LinkKey};
+use sandgate::sandbox::{Sandbox, SandboxConfig};
 use serde_json::{json, Value};
+use tokio::net::TcpListener;
 use tokio::sync::{Mutex, MutexGuard};
 
 static BROWSER: Mutex<()> = Mutex::const_new(());
@@ -111,4 +127,165 @@ pub async fn drive(name: &str, cases: &Value) -> HashMap<String, Value> {
         results.insert(case, r.clone());
     }
     results
+}
+
+/// A listener on a loopback port, and its base URL (`http://127.0.0.1:PORT`).
+pub async fn listen() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, format!("http://127.0.0.1:{port}"))
+}
+
+/// Serves every connection `listener` accepts (HTTP/1.1) with `handler`, for as long as the test's
+/// runtime runs.
+pub fn serve<F, Fut>(listener: TcpListener, handler: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let handler = Arc::new(handler);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let res = handler(req);
+                    async move { Ok::<_, Infallible>(res.await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+}
+
+/// A plain response with `status` and `body`.
+pub fn text(status: u16, body: &'static str) -> Response<Full<Bytes>> {
+    Response::builder().status(status).body(Full::new(Bytes::from_static(body.as_bytes()))).unwrap()
+}
+
+/// An HTML page.
+pub fn html(page: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .header("content-type", "text/html; charset=utf-8")
+        .body(Full::new(Bytes::from(page)))
+        .unwrap()
+}
+
+/// The link key of the sandbox servers: they answer `/sandbox/verify` as a sandgate with this key
+/// does, and [`link`] signs with it, as sandgate signs its own.
+pub const LINK_KEY: &[u8] = crate::support::TEST_LINK_KEY.as_bytes();
+
+/// `{base}/sandbox#{fragment}&mac=M`, signed with [`LINK_KEY`].
+pub fn signed(base: &str, fragment: &str) -> String {
+    let mac = LinkKey::new(LINK_KEY).unwrap().mac(fragment);
+    format!("{base}/sandbox#{fragment}{MAC_PARAM}{mac}")
+}
+
+/// A signed link to `code` on the sandbox page at `base`.
+pub fn link(base: &str, code: &str) -> String {
+    signed(base, &format!("py={}", payload::encode(code)))
+}
+
+/// A sandbox serving Pyodide from `pyodide_dir` at `/pyodide/`, and wheels from `wheels_dir`.
+pub fn sandbox(pyodide_dir: PathBuf, wheels_dir: Option<PathBuf>, timeout_ms: u64) -> Sandbox {
+    Sandbox::new(SandboxConfig {
+        pyodide_url: "/pyodide/".to_string(),
+        pyodide_dir: Some(pyodide_dir),
+        wheels_dir,
+        timeout_ms,
+        ..SandboxConfig::default()
+    })
+    .unwrap()
+}
+
+/// What a sandbox server answers at `/sandbox/verify`.
+#[derive(Clone, Copy)]
+pub enum Verify {
+    /// As sandgate does, with [`LINK_KEY`].
+    Answer,
+    /// Not at all: 404, as from a sandgate that cannot be asked (or a page that never asks).
+    Missing,
+}
+
+/// The query of every `/sandbox/verify` request a sandbox server received, in order.
+pub type VerifyLog = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Serves `Sandbox::handle` on a new loopback port, answering `/sandbox/verify`; answers the base
+/// URL. See [`serve_sandbox_on`].
+pub async fn serve_sandbox(sandbox: Sandbox) -> String {
+    let (listener, base) = listen().await;
+    serve_sandbox_on(listener, sandbox, Verify::Answer);
+    base
+}
+
+/// Serves `Sandbox::handle` on `listener`, `/sandbox/verify` as `verify` says (logging every
+/// query), plus two paths of the tests' own: `/tick/<name>` counts a request (code in the sandbox
+/// calls it, with CORS, to show that it is still running) and `/tick-count/<name>` answers the
+/// count so far. Anything else is a 404.
+pub fn serve_sandbox_on(listener: TcpListener, sandbox: Sandbox, verify: Verify) -> VerifyLog {
+    let sandbox = Arc::new(sandbox);
+    let ticks: Arc<std::sync::Mutex<HashMap<String, usize>>> = Arc::default();
+    let log = VerifyLog::default();
+    let verify_log = log.clone();
+    let key = LinkKey::new(LINK_KEY).unwrap();
+    serve(listener, move |req| {
+        let (sandbox, ticks, log, key) =
+            (sandbox.clone(), ticks.clone(), verify_log.clone(), key.clone());
+        async move {
+            let path = req.uri().path();
+            if path == verify::PATH {
+                let query = req.uri().query();
+                log.lock().unwrap().push(query.unwrap_or_default().to_string());
+                if let Verify::Answer = verify {
+                    return verify::answer(&key, query).map(Full::new);
+                }
+            }
+            if let Some(name) = path.strip_prefix("/tick/") {
+                *ticks.lock().unwrap().entry(name.to_string()).or_default() += 1;
+                return Response::builder()
+                    .header("access-control-allow-origin", "*")
+                    .body(Full::new(Bytes::from_static(b"tick\n")))
+                    .unwrap();
+            }
+            if let Some(name) = path.strip_prefix("/tick-count/") {
+                let n = ticks.lock().unwrap().get(name).copied().unwrap_or(0);
+                return Response::new(Full::new(Bytes::from(n.to_string())));
+            }
+            let res = sandbox.handle(req.method(), path).await;
+            res.unwrap_or_else(|| text(404, "not sandbox\n"))
+        }
+    });
+    log
+}
+
+/// The states a run ends in.
+pub const ENDED: [&str; 4] = ["done", "error", "timeout", "stopped"];
+
+/// `v[key]` as a string, empty when it is not one.
+pub fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The time (ms) at which an observation's state history first entered `state`.
+pub fn entered(obs: &Value, state: &str) -> Option<f64> {
+    obs["states"]
+        .as_array()?
+        .iter()
+        .find(|s| s[0].as_str() == Some(state))
+        .and_then(|s| s[1].as_f64())
+}
+
+/// The time (ms) at which the history last entered `state`.
+pub fn entered_last(obs: &Value, state: &str) -> Option<f64> {
+    obs["states"]
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|s| s[0].as_str() == Some(state))
+        .and_then(|s| s[1].as_f64())
 }
