@@ -5,81 +5,21 @@
 //! tests/setup/10-browser.sh assembles, so nothing leaves loopback. Screenshots go to
 //! target/playground-screenshots/.
 
-use std::io::{BufRead, BufReader};
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use crate::support::browser::{self, repo};
+use crate::support::browser::{self, repo, Demo};
 use serde_json::Value;
-
-/// The demo process, killed when the test ends however it ends.
-struct Demo {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_demo(assets: &Path) -> Demo {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sandgate"))
-        .arg("demo")
-        .args(["--listen", "127.0.0.1:0"])
-        .arg("--pyodide-dir")
-        .arg(assets.join("pyodide-0.27.7"))
-        .arg("--set")
-        .arg(format!("wheels_dir={}", assets.join("wheels").display()))
-        .env_remove("SANDGATE_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut banner = String::new();
-    let mut url = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        banner.push_str(&line);
-        banner.push('\n');
-        if let Some(rest) = line.trim().strip_prefix("Open the playground:") {
-            url = Some(rest.trim().to_owned());
-        }
-        if line.starts_with("Ctrl-C") {
-            break;
-        }
-    }
-    let url = url.unwrap_or_else(|| panic!("no playground URL in the banner:\n{banner}"));
-    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with('/'), "{url}");
-    assert!(banner.contains(&format!("OPENAI_BASE_URL={}v1 ", url)), "{banner}");
-    Demo { child, url }
-}
 
 /// Runs the driver for one prompt and returns its observation.
 fn drive(url: &str, prompt: &str, shots: &Path) -> Value {
     std::fs::create_dir_all(shots).unwrap();
     let started = Instant::now();
-    let output = Command::new("node")
-        .current_dir(repo().join("tests/browser"))
-        .arg("playground.mjs")
-        .arg(url)
-        .arg(prompt)
-        .arg(shots)
-        .output()
-        .expect("node runs (installed by tests/setup/10-browser.sh)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let observation: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "the driver printed no JSON ({e}); stderr:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
+    let (observation, success) =
+        browser::node("playground.mjs", [OsStr::new(url), OsStr::new(prompt), shots.as_os_str()]);
     assert!(
-        observation["error"].is_null() && output.status.success(),
+        observation["error"].is_null() && success,
         "driver failed after {:?}: {}\nobservation: {observation:#}",
         started.elapsed(),
         observation["error"]
@@ -138,7 +78,11 @@ fn the_demo_playground_streams_an_answer_and_its_run_link_runs_the_code() {
     browser::pyodide_0277();
     browser::wheels();
     let assets = browser::assets();
-    let demo = start_demo(&assets);
+    let wheels_dir = format!("wheels_dir={}", assets.join("wheels").display());
+    let demo = Demo::start(&assets, ["--set", &wheels_dir]);
+    let (url, banner) = (&demo.url, &demo.banner);
+    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with('/'), "{url}");
+    assert!(banner.contains(&format!("OPENAI_BASE_URL={}v1 ", url)), "{banner}");
     let shots = repo().join("target/playground-screenshots");
     let base = demo.url.trim_end_matches('/');
 

@@ -6,71 +6,27 @@
 //! and the model answers with it. Then New chat, the switch off, the same question: an answer with
 //! a Python block, as without tools. Nothing leaves loopback.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::ffi::OsStr;
 
-use crate::support::browser::{self, repo};
+use crate::support::browser::{self, Demo};
 use serde_json::{json, Value};
-
-/// The demo process, killed when the test ends however it ends.
-struct Demo {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_demo(assets: &Path) -> Demo {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sandgate"))
-        .arg("demo")
-        .args(["--listen", "127.0.0.1:0"])
-        .arg("--pyodide-dir")
-        .arg(assets.join("pyodide-0.27.7"))
-        .env_remove("SANDGATE_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut url = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if let Some(rest) = line.trim().strip_prefix("Open the playground:") {
-            url = Some(rest.trim().to_owned());
-        }
-        if line.starts_with("Ctrl-C") {
-            break;
-        }
-    }
-    Demo { child, url: url.expect("the banner names the playground URL") }
-}
 
 #[test]
 fn the_playground_lets_the_demo_model_run_python_and_answers_with_its_output() {
     let _browser = browser::lock_blocking();
     browser::pyodide_0277();
     let assets = browser::assets();
-    let demo = start_demo(&assets);
+    let demo = Demo::start(&assets, [] as [&str; 0]);
     let base = demo.url.trim_end_matches('/').to_owned();
-    let shots = repo().join("target/playground-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let output = Command::new("node")
-        .current_dir(repo().join("tests/browser"))
-        .arg("playground_tools.mjs")
-        .arg(&demo.url)
-        .arg("what is the 20th fibonacci number?")
-        .arg(&shots)
-        .output()
-        .expect("node runs (installed by tests/setup/10-browser.sh)");
-    let obs: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!("the driver printed no JSON ({e}): {}", String::from_utf8_lossy(&output.stderr))
-    });
+    let shots = browser::screenshots("playground-screenshots");
+    let (obs, _) = browser::node(
+        "playground_tools.mjs",
+        [
+            OsStr::new(&demo.url),
+            OsStr::new("what is the 20th fibonacci number?"),
+            shots.as_os_str(),
+        ],
+    );
     assert!(obs["error"].is_null(), "driver: {obs:#}");
     assert_eq!(obs["switchLabel"], "Let the model run code");
     assert_eq!(obs["pageErrors"], json!([]), "{obs:#}");

@@ -5,14 +5,13 @@
 //! (`runner.js` from sandgate's origin), sends the output back as the tool message, and logs the
 //! model's answer, "The code printed: 6765". tests/browser/runner.mjs reports what the browser saw.
 
+use std::ffi::OsStr;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::Arc;
 
 use crate::support::browser::{self, repo};
 use http_body_util::{BodyExt, Full};
 use hyper::Response;
-use serde_json::Value;
 
 /// The html block of the README's section "Example: a web page that runs the loop".
 fn readme_example() -> String {
@@ -83,7 +82,6 @@ async fn serve_app(page: String, sandgate: SocketAddr) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_example_page_runs_the_loop_with_the_demo_model() {
     let _browser = browser::lock().await;
-    let repo = repo();
     let pyodide = browser::pyodide_0277();
 
     let (model, _handle) =
@@ -100,19 +98,11 @@ async fn the_readme_example_page_runs_the_loop_with_the_demo_model() {
     ) + DRIVER;
     let app = serve_app(page, sg.addr()).await;
 
-    let shots = repo.join("target/screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let output = Command::new("node")
-        .current_dir(repo.join("tests/browser"))
-        .arg("runner.mjs")
-        .arg(format!("{app}/"))
-        .arg("300000")
-        .arg(shots.join("readme-example.png"))
-        .output()
-        .unwrap();
-    let observed: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!("the driver printed no JSON ({e}): {}", String::from_utf8_lossy(&output.stderr))
-    });
+    let png = browser::screenshots("screenshots").join("readme-example.png");
+    let (observed, _) = browser::node(
+        "runner.mjs",
+        [OsStr::new(&format!("{app}/")), OsStr::new("300000"), png.as_os_str()],
+    );
     assert!(observed["error"].is_null(), "driver: {observed:#}");
     assert_eq!(observed["pageErrors"], serde_json::json!([]), "{observed:#}");
     let log = observed["report"]["log"].as_str().unwrap();

@@ -8,13 +8,11 @@
 //! is here.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
-use crate::support::browser::{
-    self, html, listen, repo, serve, serve_sandbox_on, str_of, text, Verify,
-};
+use crate::support::browser::{self, html, listen, serve, serve_sandbox_on, str_of, text, Verify};
 use base64::Engine as _;
 use sandgate::sandbox::Sandbox;
 use serde_json::{json, Value};
@@ -211,7 +209,6 @@ try {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runner_module_on_another_origin_in_headless_chromium() {
     let _browser = browser::lock().await;
-    let repo = repo();
     browser::pyodide_0277();
     let assets = browser::assets();
     let main_url = serve_sandbox(sandbox(&assets, 30_000)).await;
@@ -232,19 +229,9 @@ async fn runner_module_on_another_origin_in_headless_chromium() {
     let host = serve_host(HashMap::from([("/app".to_string(), html)])).await;
     let host_url = format!("{host}/app");
 
-    let shots = repo.join("target/screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let output = Command::new("node")
-        .current_dir(repo.join("tests/browser"))
-        .arg("runner.mjs")
-        .arg(&host_url)
-        .arg("300000")
-        .arg(shots.join("runner-host.png"))
-        .output()
-        .unwrap();
-    let observed: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!("the driver printed no JSON ({e}): {}", String::from_utf8_lossy(&output.stderr))
-    });
+    let png = browser::screenshots("screenshots").join("runner-host.png");
+    let (observed, _) =
+        browser::node("runner.mjs", [OsStr::new(&host_url), OsStr::new("300000"), png.as_os_str()]);
     assert!(observed["error"].is_null(), "driver: {observed:#}");
     let report = &observed["report"];
     assert!(report["error"].is_null(), "host page: {report:#}");

@@ -146,8 +146,7 @@ async fn sandbox_page_in_headless_chromium() {
     browser::wheels();
     let assets = browser::assets();
     let mpl_pyodide = browser::pyodide_0277();
-    let shots = repo().join("target/screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
+    let shots = browser::screenshots("screenshots");
 
     let main = serve_sandbox(sandbox(&assets, 30_000)).await;
     let short = serve_sandbox(sandbox(&assets, 5_000)).await;

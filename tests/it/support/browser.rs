@@ -2,7 +2,8 @@
 //! each checked with the command to run when it is missing), the drive.mjs runner, one lock, so
 //! that one headless Chromium runs at a time, and the loopback servers the pages are served from
 //! ([`serve`] for any handler, [`serve_sandbox`] for `Sandbox::handle` with `/sandbox/verify` and
-//! the tick counters, [`link`] for a link signed as sandgate signs its own).
+//! the tick counters, [`link`] for a link signed as sandgate signs its own), the other Node
+//! drivers ([`node`]) and `sandgate demo` ([`Demo`]).
 //!
 //! In one test binary the browser tests would otherwise run beside each other (and beside the
 //! heavy proxy tests) on the test threads; each Chromium with Pyodide takes a core and hundreds of
@@ -11,8 +12,11 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::ffi::OsStr;
 use std::future::Future;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -288,4 +292,79 @@ pub fn entered_last(obs: &Value, state: &str) -> Option<f64> {
         .rev()
         .find(|s| s[0].as_str() == Some(state))
         .and_then(|s| s[1].as_f64())
+}
+
+/// `target/<dir>`, created, for the drivers' screenshots.
+pub fn screenshots(dir: &str) -> PathBuf {
+    let dir = repo().join("target").join(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs the Node driver `script` (in [`drivers`]) with `args` and answers the JSON it printed and
+/// whether it exited with success.
+pub fn node<S: AsRef<OsStr>>(script: &str, args: impl IntoIterator<Item = S>) -> (Value, bool) {
+    let output = std::process::Command::new("node")
+        .current_dir(drivers())
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("node runs (installed by tests/setup/10-browser.sh)");
+    let observed = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "the driver printed no JSON ({e}); stderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (observed, output.status.success())
+}
+
+/// `sandgate demo` (the real binary, its scripted model, Pyodide 0.27.7 from [`assets`]) on a
+/// loopback port, killed when the test ends however it ends.
+pub struct Demo {
+    child: Child,
+    /// The playground's URL, as the banner names it (`http://127.0.0.1:PORT/`).
+    pub url: String,
+    /// The banner, up to its `Ctrl-C` line.
+    pub banner: String,
+}
+
+impl Demo {
+    /// Starts the demo with `extra` arguments, and reads its banner.
+    pub fn start<S: AsRef<OsStr>>(assets: &Path, extra: impl IntoIterator<Item = S>) -> Demo {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sandgate"))
+            .arg("demo")
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--pyodide-dir")
+            .arg(assets.join("pyodide-0.27.7"))
+            .args(extra)
+            .env_remove("SANDGATE_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut banner = String::new();
+        let mut url = None;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            banner.push_str(&line);
+            banner.push('\n');
+            if let Some(rest) = line.trim().strip_prefix("Open the playground:") {
+                url = Some(rest.trim().to_owned());
+            }
+            if line.starts_with("Ctrl-C") {
+                break;
+            }
+        }
+        let url = url.unwrap_or_else(|| panic!("no playground URL in the banner:\n{banner}"));
+        Demo { child, url, banner }
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
