@@ -130,20 +130,11 @@ with zipfile.ZipFile(out + "/" + project + "-1.0-py3-none-any.whl", "w") as z:
     dir
 }
 
-/// A package whose import starts a timer that calls home (`{tick}`) every 100 ms, for as long as
-/// its worker lives.
-const CALL_HOME_INIT: &str = r#"import js
-from pyodide.ffi import create_proxy
+/// The end of a package whose import starts a timer that calls home (`tick()`, from
+/// [`browser::call_home`]) every 100 ms, for as long as its worker lives.
+const CALL_HOME_INIT: &str = r#"from pyodide.ffi import create_proxy
 
-def _tick(*args):
-    try:
-        request = js.XMLHttpRequest.new()
-        request.open("GET", "{tick}", False)
-        request.send()
-    except Exception:
-        pass
-
-js.setInterval(create_proxy(_tick), 100)
+js.setInterval(create_proxy(tick), 100)
 "#;
 
 /// A package whose import spins for 30 s.
@@ -162,11 +153,11 @@ async fn imports_run_only_on_the_runs_clock() {
     // The package calls the server that serves it (the worker's policy allows only that one):
     // its port is known before the wheel is written.
     let (listener, base) = listen().await;
-    let call_home = CALL_HOME_INIT.replace("{tick}", &format!("{base}/tick/import"));
+    let (tick, count) = browser::call_home(&base, "import");
+    let call_home = format!("{tick}\n{CALL_HOME_INIT}");
     let dir = wheels("imports", &[("sgcallhome", &call_home), ("sgslowimport", SLOW_IMPORT_INIT)]);
     serve_sandbox_on(listener, sandbox(&assets, &dir, 30_000), Verify::Answer);
     let short = serve_sandbox(sandbox(&assets, &dir, 5_000)).await;
-    let count = format!("{base}/tick-count/import");
     let call_home_code =
         "import asyncio\nimport sgcallhome\nawait asyncio.sleep(1)\nprint('imported')\n";
     let results = drive(

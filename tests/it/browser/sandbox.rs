@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::support::browser::{
-    self, entered, html, listen, repo, serve, serve_sandbox, signed, str_of, text, ENDED,
+    self, call_home, entered, html, listen, repo, serve, serve_sandbox, signed, str_of, text, ENDED,
 };
 use sandgate::rewrite::payload;
 use sandgate::sandbox::{Sandbox, SandboxConfig};
@@ -664,17 +664,9 @@ while True:
 /// A forged 'finished' does not end the run: the loop is stopped at the limit, its worker with it
 /// (it calls home no more), and Run again gets a fresh worker.
 fn forge_finished(env: &Env) -> Scenario {
-    // Python forges the end of its run, then spins, calling home (`{tick}`) five times a second.
+    // Python forges the end of its run, then spins, calling home (`tick()`) five times a second.
     const CODE: &str = r#"import js, time
 from pyodide.ffi import to_js
-
-def tick():
-    try:
-        request = js.XMLHttpRequest.new()
-        request.open("GET", "{tick}", False)
-        request.send()
-    except Exception:
-        pass
 
 for i in range(4):
     js.postMessage(to_js({"type": "finished", "ok": True, "id": i}, dict_converter=js.Object.fromEntries))
@@ -685,8 +677,8 @@ while True:
         last = time.time()
         tick()
 "#;
-    let code = CODE.replace("{tick}", &format!("{}/tick/forge-finished", env.short));
-    let count = format!("{}/tick-count/forge-finished", env.short);
+    let (tick, count) = call_home(&env.short, "forge-finished");
+    let code = format!("{tick}\n{CODE}");
     let case = json!({"name": "forge-finished", "steps": [
         {"do": "goto", "url": env.link(&env.short, &code)},
         {"do": "wait", "states": ENDED, "timeoutMs": 90000},
@@ -726,14 +718,6 @@ fn lingering(env: &Env) -> Scenario {
     const CODE: &str = r#"import asyncio, js
 from pyodide.ffi import create_proxy
 
-def tick(*args):
-    try:
-        request = js.XMLHttpRequest.new()
-        request.open("GET", "{tick}", False)
-        request.send()
-    except Exception:
-        pass
-
 js.setInterval(create_proxy(tick), 100)
 
 async def forever():
@@ -745,8 +729,8 @@ asyncio.ensure_future(forever())
 await asyncio.sleep(0.5)
 print("leaving")
 "#;
-    let code = CODE.replace("{tick}", &format!("{}/tick/lingering", env.main));
-    let count = format!("{}/tick-count/lingering", env.main);
+    let (tick, count) = call_home(&env.main, "lingering");
+    let code = format!("{tick}\n{CODE}");
     let case = json!({"name": "lingering", "steps": [
         {"do": "goto", "url": env.link(&env.main, &code)},
         {"do": "wait", "states": ENDED, "timeoutMs": 90000},

@@ -368,3 +368,21 @@ impl Drop for Demo {
         let _ = self.child.wait();
     }
 }
+
+/// Python that defines `tick()`: a synchronous call home to `{base}/tick/{name}` (its errors
+/// ignored), as counted by [`serve_sandbox_on`]; and the URL that answers the count so far.
+pub fn call_home(base: &str, name: &str) -> (String, String) {
+    let tick = format!(
+        r#"import js
+
+def tick(*args):
+    try:
+        request = js.XMLHttpRequest.new()
+        request.open("GET", "{base}/tick/{name}", False)
+        request.send()
+    except Exception:
+        pass
+"#
+    );
+    (tick, format!("{base}/tick-count/{name}"))
+}
