@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::support::engine::sse_events as events;
 use sandgate::rewrite::api::{Endpoint, SseRewriter};
-use sandgate::rewrite::sse::{Decoder, Event};
 use sandgate::rewrite::{Mode, Options};
 use serde_json::Value;
 
@@ -34,14 +34,6 @@ fn read(name: &str) -> Vec<u8> {
     let path = PathBuf::from(DIR).join(format!("{name}.sse"));
     std::fs::read(&path)
         .unwrap_or_else(|e| panic!("cannot read the recorded stream {}: {e}", path.display()))
-}
-
-fn events(bytes: &[u8]) -> Vec<Event> {
-    let mut decoder = Decoder::new();
-    let mut events = Vec::new();
-    decoder.push(bytes, &mut events);
-    decoder.finish(&mut events);
-    events
 }
 
 /// Feeds `input` in chunks whose sizes cycle through `sizes`.

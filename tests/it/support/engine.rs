@@ -1,5 +1,5 @@
-//! Shared helpers for the rewrite-engine tests: the pulldown-cmark oracle, payload extraction, and
-//! chunked feeding.
+//! Shared helpers for the rewrite-engine tests: the pulldown-cmark oracle, payload extraction,
+//! chunked feeding, and an event stream's events.
 
 use std::sync::Arc;
 
@@ -176,4 +176,13 @@ pub fn rewrite_char_by_char(opts: &Options, input: &str) -> String {
     }
     rewriter.finish(&mut out);
     out
+}
+
+/// The events of a whole event stream, as the engine's decoder reads it.
+pub fn sse_events(bytes: &[u8]) -> Vec<sandgate::rewrite::sse::Event> {
+    let mut decoder = sandgate::rewrite::sse::Decoder::new();
+    let mut events = Vec::new();
+    decoder.push(bytes, &mut events);
+    decoder.finish(&mut events);
+    events
 }

@@ -10,8 +10,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::support::engine::sse_events as events;
 use sandgate::rewrite::api::{restore_request, rewrite_json, Endpoint, SseRewriter, Stats};
-use sandgate::rewrite::sse::{Decoder, Event};
+use sandgate::rewrite::sse::Event;
 use sandgate::rewrite::{self, Mode, Options, Rewriter};
 use serde_json::{json, Value};
 
@@ -134,16 +135,38 @@ fn run_all(endpoint: Endpoint, opts: &Arc<Options>, input: &[u8]) -> (Vec<u8>, S
     whole
 }
 
-fn events(bytes: &[u8]) -> Vec<Event> {
-    let mut decoder = Decoder::new();
-    let mut events = Vec::new();
-    decoder.push(bytes, &mut events);
-    decoder.finish(&mut events);
-    events
-}
-
 fn parse(event: &Event) -> Option<Value> {
     serde_json::from_str(event.data()?).ok()
+}
+
+/// Walks the output against the input: every input event appears in the output, in order, either
+/// byte-identical or re-serialised as `rewritten(input event, output event)` allows (both JSON);
+/// every other output event goes to `extra`, with the input events and the index of the next one
+/// not yet seen.
+fn check_alignment(
+    input: &[u8],
+    output: &[u8],
+    rewritten: impl Fn(&Event, &Event, Value, Value) -> bool,
+    mut extra: impl FnMut(&Event, &[Event], usize),
+) {
+    let ins = events(input);
+    let mut next = 0;
+    for out in &events(output) {
+        if let Some(inp) = ins.get(next) {
+            if out.raw() == inp.raw() {
+                next += 1;
+                continue;
+            }
+            if let (Some(a), Some(b)) = (parse(inp), parse(out)) {
+                if rewritten(inp, out, a, b) {
+                    next += 1;
+                    continue;
+                }
+            }
+        }
+        extra(out, &ins, next);
+    }
+    assert_eq!(next, ins.len(), "every input event appears in the output, in order");
 }
 
 /// A body from tests/fixtures/api/.
