@@ -432,19 +432,9 @@ async fn an_h2_client_resetting_its_stream_closes_the_upstream_connection() {
         ScriptedUpstream::start(move |_| Reply::sse(sse.clone(), 40, Duration::from_millis(20)))
             .await;
     let sg = start_sandgate(&up.base_url(), |_| {}).await;
-    let tcp = tokio::net::TcpStream::connect(sg.addr()).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::post(format!("http://{}/v1/chat/completions", sg.addr()))
-        .header("content-type", "application/json")
-        .body(crate::support::full(serde_json::to_vec(&stream_request()).unwrap()))
-        .unwrap();
-    let resp = send.send_request(req).await.unwrap();
+    let (send, resp) =
+        crate::support::h2_post_json(sg.addr(), "/v1/chat/completions", &stream_request(), &[])
+            .await;
     let mut body = resp.into_body();
     body.frame().await.unwrap().unwrap();
     assert_eq!(sg.metrics().streams_in_flight(), 1);

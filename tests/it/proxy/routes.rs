@@ -633,20 +633,13 @@ async fn service_routes_and_metrics() {
 async fn http2_prior_knowledge_clients_are_served() {
     let up = ScriptedUpstream::start(openai::script).await;
     let sg = start_sandgate(&up.base_url(), |_| {}).await;
-    let stream = tokio::net::TcpStream::connect(sg.addr()).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
+    let (_sender, resp) = crate::support::h2_post_json(
+        sg.addr(),
+        "/v1/chat/completions",
+        &chat_request(true),
+        &[("authorization", "Bearer sk-h2")],
     )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    let req = http::Request::post(format!("http://{}/v1/chat/completions", sg.addr()))
-        .header("content-type", "application/json")
-        .header("authorization", "Bearer sk-h2")
-        .body(crate::support::full(serde_json::to_vec(&chat_request(true)).unwrap()))
-        .unwrap();
-    let resp = sender.send_request(req).await.unwrap();
+    .await;
     assert_eq!(resp.version(), http::Version::HTTP_2);
     assert_eq!(resp.status(), 200);
     assert_sse_headers(resp.headers());

@@ -509,6 +509,30 @@ pub async fn call(
     (parts.status, parts.headers, bytes)
 }
 
+/// POSTs `body` as JSON to `path` over HTTP/2 with prior knowledge, on a new connection; answers
+/// the response, its body unread, and the connection's sender (the connection lives while it does).
+pub async fn h2_post_json(
+    addr: SocketAddr,
+    path: &str,
+    body: &serde_json::Value,
+    extra: &[(&str, &str)],
+) -> (hyper::client::conn::http2::SendRequest<TestBody>, Response<Incoming>) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut req =
+        Request::post(format!("http://{addr}{path}")).header("content-type", "application/json");
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(full(serde_json::to_vec(body).unwrap())).unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    (send, resp)
+}
+
 /// POSTs JSON with a bearer key.
 pub async fn post_json(
     addr: SocketAddr,
