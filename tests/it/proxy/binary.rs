@@ -2,63 +2,15 @@
 //! `log_content` is on, graceful exit on SIGTERM, and the `rewrite` / `restore` subcommands.
 
 use std::process::Stdio;
-use std::time::Duration;
 
+use crate::support::binary::Binary;
 use crate::support::{post_json, Reply, ScriptedUpstream};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
 
 const SECRET_PROMPT: &str = "prompt-secret-7f3a";
 const SECRET_ANSWER: &str = "answer-secret-91c2";
-
-/// Starts the binary on an ephemeral port and returns it with its address, read from its JSON log.
-async fn start(
-    upstream: &str,
-    extra: &[&str],
-) -> (Child, std::net::SocketAddr, tokio::task::JoinHandle<Vec<String>>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sandgate"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--upstream", upstream])
-        .args(["--set", "log_format=json", "--set", "log_level=debug"])
-        .args(extra)
-        .env_remove("RUST_LOG")
-        .env_remove("SANDGATE_CONFIG")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-            .await
-            .expect("sandgate logs its address")
-            .unwrap()
-            .expect("sandgate exited before listening");
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
-        if v["fields"]["message"] == "sandgate listening" {
-            break v["fields"]["addr"].as_str().unwrap().parse().unwrap();
-        }
-    };
-    let rest = tokio::spawn(async move {
-        let mut out = Vec::new();
-        while let Ok(Some(line)) = lines.next_line().await {
-            out.push(line);
-        }
-        out
-    });
-    (child, addr, rest)
-}
-
-async fn sigterm(child: &mut Child) -> std::process::ExitStatus {
-    let pid = child.id().unwrap().to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
-    assert!(status.success());
-    tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("sandgate exits after SIGTERM")
-        .unwrap()
-}
 
 fn answer_script(_: &crate::support::Recorded) -> Reply {
     let text = format!("Here:\n\n```python\nprint('{SECRET_ANSWER}')\n```\n");
@@ -76,11 +28,11 @@ async fn exchange(addr: std::net::SocketAddr) {
 async fn logs_are_json_and_never_carry_content_unless_asked() {
     let up = ScriptedUpstream::start(answer_script).await;
 
-    let (mut child, addr, rest) = start(&up.base_url(), &[]).await;
-    exchange(addr).await;
-    let status = sigterm(&mut child).await;
+    let mut sg = Binary::start(&up.base_url(), &["--set", "log_level=debug"], None).await;
+    exchange(sg.addr).await;
+    let status = sg.sigterm().await;
     assert!(status.success(), "clean exit after SIGTERM: {status}");
-    let lines = rest.await.unwrap();
+    let lines = sg.whole_log().await;
     let all = lines.join("\n");
     for line in &lines {
         serde_json::from_str::<serde_json::Value>(line)
@@ -91,10 +43,11 @@ async fn logs_are_json_and_never_carry_content_unless_asked() {
     assert!(!all.contains(SECRET_PROMPT), "the prompt leaked into the log:\n{all}");
     assert!(!all.contains(SECRET_ANSWER), "the completion leaked into the log:\n{all}");
 
-    let (mut child, addr, rest) = start(&up.base_url(), &["--set", "log_content=true"]).await;
-    exchange(addr).await;
-    sigterm(&mut child).await;
-    let all = rest.await.unwrap().join("\n");
+    let args = ["--set", "log_level=debug", "--set", "log_content=true"];
+    let mut sg = Binary::start(&up.base_url(), &args, None).await;
+    exchange(sg.addr).await;
+    sg.sigterm().await;
+    let all = sg.whole_log().await.join("\n");
     assert!(
         all.contains(SECRET_PROMPT) && all.contains(SECRET_ANSWER),
         "log_content logs both: {all}"

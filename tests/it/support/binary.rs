@@ -1,5 +1,6 @@
 //! The `sandgate` binary as a child process: started on an ephemeral port (optionally under a lower
-//! open-files limit), its JSON log collected, its memory read from `/proc/PID/status`.
+//! open-files limit), its JSON log collected, its memory read from `/proc/PID/status`, stopped with
+//! SIGTERM.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -11,11 +12,13 @@ use tokio::process::{Child, Command};
 
 /// A running `sandgate serve`.
 pub struct Binary {
-    /// Held for its `kill_on_drop`: the process ends with the test.
-    _child: Child,
+    /// Started with `kill_on_drop`: the process ends with the test.
+    child: Child,
     pub addr: SocketAddr,
     pub pid: u32,
     log: Arc<Mutex<Vec<String>>>,
+    /// Reads the log until the process closes its stderr.
+    reader: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Binary {
@@ -69,12 +72,35 @@ impl Binary {
             }
         };
         let l = log.clone();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 l.lock().unwrap().push(line);
             }
         });
-        Binary { _child: child, addr, pid, log }
+        Binary { child, addr, pid, log, reader: Some(reader) }
+    }
+
+    /// Sends SIGTERM and waits (up to 10 s) for the process to exit.
+    pub async fn sigterm(&mut self) -> std::process::ExitStatus {
+        let pid = self.pid.to_string();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+        assert!(status.success());
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("sandgate exits after SIGTERM")
+            .unwrap()
+    }
+
+    /// Every log line, to the end: waits (up to 10 s) for the process to close its stderr, as it
+    /// does when it exits.
+    pub async fn whole_log(&mut self) -> Vec<String> {
+        if let Some(reader) = self.reader.take() {
+            tokio::time::timeout(Duration::from_secs(10), reader)
+                .await
+                .expect("sandgate closes its log when it exits")
+                .unwrap();
+        }
+        self.log()
     }
 
     /// The log lines so far.
