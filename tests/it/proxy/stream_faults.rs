@@ -307,12 +307,16 @@ async fn answers_sent_one_byte_at_a_time_are_rewritten_and_not_cut_by_the_idle_t
             }
         })
         .await;
+        // The stream takes seconds (thousands of bytes, a millisecond apart), several times the
+        // idle timeout, whose 2 s leave room for a busy machine's scheduling gaps.
         let sg = start_sandgate(&up.base_url(), |raw| {
-            raw.set("timeouts.idle", "250ms").unwrap();
+            raw.set("timeouts.idle", "2s").unwrap();
         })
         .await;
+        let started = std::time::Instant::now();
         let (status, _, body) =
             post_json(sg.addr(), "/v1/chat/completions", &stream_request(), &[]).await;
+        eprintln!("one-byte stream: {} bytes in {:?}", body.len(), started.elapsed());
         assert_eq!(status, 200);
         let s = openai::chat_stream(&openai::parse_sse(&body), "delta");
         assert_eq!(s.texts, vec![expected(original)]);
