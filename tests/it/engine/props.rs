@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use crate::support::engine::{
-    oracle_blocks, oracle_cx, payload_blocks, payload_cx, rewrite_chunked, variants,
+    char_cuts, oracle_blocks, oracle_cx, payload_blocks, payload_cx, rewrite_chunked, variants,
 };
 use proptest::prelude::*;
 use sandgate::rewrite::{restore, rewrite, Options, Rewriter};
@@ -386,18 +386,8 @@ proptest! {
 
 /// The end of each chunk when `input` is cut at `cuts` (rounded down to char boundaries), in order.
 fn chunk_ends(input: &str, cuts: &[usize]) -> Vec<usize> {
-    let mut ends: Vec<usize> = cuts
-        .iter()
-        .map(|&c| {
-            let mut c = c.min(input.len());
-            while !input.is_char_boundary(c) {
-                c -= 1;
-            }
-            c
-        })
-        .chain([input.len()])
-        .collect();
-    ends.sort_unstable();
+    let mut ends = char_cuts(input, cuts);
+    ends.push(input.len());
     ends.dedup();
     ends
 }

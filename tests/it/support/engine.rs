@@ -138,11 +138,9 @@ pub fn payload_blocks(rewritten: &str) -> Vec<String> {
     blocks
 }
 
-/// Feeds `input` in chunks cut at the given byte offsets (rounded down to char boundaries).
-pub fn rewrite_chunked(opts: &Options, input: &str, cuts: &[usize]) -> String {
-    let mut rewriter = Rewriter::new(Arc::new(opts.clone()));
-    let mut out = String::new();
-    let mut last = 0;
+/// `cuts` as byte offsets into `input`: each at most its length and rounded down to a char
+/// boundary, in order.
+pub fn char_cuts(input: &str, cuts: &[usize]) -> Vec<usize> {
     let mut cuts: Vec<usize> = cuts
         .iter()
         .map(|&c| {
@@ -154,7 +152,15 @@ pub fn rewrite_chunked(opts: &Options, input: &str, cuts: &[usize]) -> String {
         })
         .collect();
     cuts.sort_unstable();
-    for cut in cuts {
+    cuts
+}
+
+/// Feeds `input` in chunks cut at the given byte offsets (rounded down to char boundaries).
+pub fn rewrite_chunked(opts: &Options, input: &str, cuts: &[usize]) -> String {
+    let mut rewriter = Rewriter::new(Arc::new(opts.clone()));
+    let mut out = String::new();
+    let mut last = 0;
+    for cut in char_cuts(input, cuts) {
         if cut < last {
             continue;
         }
