@@ -94,12 +94,7 @@ async fn a_client_leaving_mid_stream_closes_the_upstream_connection() {
 #[tokio::test]
 async fn a_client_leaving_while_the_upstream_is_silent_closes_the_upstream_connection() {
     // The upstream sends a few events, then thinks for a long time (longer than this test waits).
-    let sse = openai::chat_sse(&ORIGINALS[..1], false);
-    let third = sse.len() / 3;
-    let up = ScriptedUpstream::start(move |_| {
-        Reply::sse(sse[..third].to_owned(), 64, Duration::from_millis(1)).end(End::Stall)
-    })
-    .await;
+    let up = super::partial_stream(3, false, 64, End::Stall).await;
     let sg = start_sandgate(&up.base_url(), |_| {}).await;
     let tcp = open_stream(sg.addr()).await;
     assert!(eventually(Duration::from_secs(5), || sg.metrics().streams_in_flight() == 1).await);
@@ -178,12 +173,7 @@ async fn the_first_byte_timeout_answers_504() {
 
 #[tokio::test]
 async fn the_idle_timeout_mid_stream_ends_with_an_in_band_error() {
-    let sse = openai::chat_sse(&ORIGINALS[..1], true);
-    let third = sse.len() / 3;
-    let up = ScriptedUpstream::start(move |_| {
-        Reply::sse(sse[..third].to_owned(), 64, Duration::from_millis(1)).end(End::Stall)
-    })
-    .await;
+    let up = super::partial_stream(3, true, 64, End::Stall).await;
     let sg = start_sandgate(&up.base_url(), |raw| {
         raw.set("timeouts.idle", "300ms").unwrap();
     })
@@ -253,12 +243,7 @@ async fn no_timeout_cuts_a_stream_that_keeps_producing() {
 
 #[tokio::test]
 async fn an_upstream_cut_mid_stream_ends_with_an_in_band_error() {
-    let sse = openai::chat_sse(&ORIGINALS[..1], false);
-    let half = sse.len() / 2;
-    let up = ScriptedUpstream::start(move |_| {
-        Reply::sse(sse[..half].to_owned(), 64, Duration::from_millis(1)).end(End::Cut)
-    })
-    .await;
+    let up = super::partial_stream(2, false, 64, End::Cut).await;
     let sg = start_sandgate(&up.base_url(), |_| {}).await;
     // The three rewritten routes, and an event stream on a transparent route (the Assistants API's
     // runs stream like this).

@@ -447,12 +447,7 @@ fn tokio_stream_from<T>(
 #[tokio::test]
 async fn an_event_stream_is_not_buffered() {
     // Half a stream, then silence: the client must receive the first half before any timeout.
-    let sse = openai::chat_sse(&ORIGINALS[..1], false);
-    let half = sse.len() / 2;
-    let up = ScriptedUpstream::start(move |_| {
-        Reply::sse(sse[..half].to_owned(), 50, Duration::from_millis(1)).end(End::Stall)
-    })
-    .await;
+    let up = super::partial_stream(2, false, 50, End::Stall).await;
     let sg = start_sandgate(&up.base_url(), |_| {}).await;
     let body = serde_json::to_vec(&json!({"model": "m", "stream": true, "messages": []})).unwrap();
     let req = http::Request::post(format!("http://{}/v1/chat/completions", sg.addr()))
