@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod cells;
+pub mod deflate;
 mod markdown;
 pub mod payload;
 mod replace;

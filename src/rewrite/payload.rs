@@ -4,16 +4,12 @@
 
 use std::cell::RefCell;
 
+use super::deflate::Deflater;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use miniz_oxide::deflate::core::{
-    compress, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush, TDEFLStatus,
-};
 
 /// The largest text a payload may decode to; a larger one is refused (a DEFLATE bomb in a request).
 pub const MAX_DECODED_BYTES: usize = 16 << 20;
-
-const LEVEL: u8 = 6;
 
 /// Encodes text as a payload.
 pub fn encode(text: &str) -> String {
@@ -21,44 +17,27 @@ pub fn encode(text: &str) -> String {
 }
 
 thread_local! {
-    /// One compressor per thread, reset for each payload: building a new one allocates and clears
-    /// about 300 KB, which cost more than compressing a typical block (measured by the benchmark).
-    static COMPRESSOR: RefCell<Box<CompressorOxide>> = RefCell::new(Box::new(CompressorOxide::new(
-        create_comp_flags_from_zip_params(LEVEL.into(), 0, 0),
-    )));
+    /// One encoder per thread: its match tables (256 KB) are kept from one payload to the next and
+    /// never cleared (see [`Deflater`]).
+    static DEFLATER: RefCell<Deflater> = RefCell::new(Deflater::new());
 }
 
-/// Raw DEFLATE of `input`, with the thread's compressor.
+/// Raw DEFLATE of `input`, with the thread's encoder (a new one where it is in use or gone, as in a
+/// thread-local destructor; miniz_oxide past the encoder's 1 GiB).
 fn deflate(input: &[u8]) -> Vec<u8> {
-    COMPRESSOR
-        .try_with(|cell| {
-            let mut compressor = cell.try_borrow_mut().ok()?;
-            compressor.reset();
-            let mut out = vec![0; (input.len() / 2).max(64)];
-            let mut rest = input;
-            let mut at = 0;
-            loop {
-                let (status, read, written) =
-                    compress(&mut compressor, rest, &mut out[at..], TDEFLFlush::Finish);
-                at += written;
-                match status {
-                    TDEFLStatus::Done => {
-                        out.truncate(at);
-                        return Some(out);
-                    }
-                    TDEFLStatus::Okay if read <= rest.len() => {
-                        rest = &rest[read..];
-                        if out.len() - at < 64 {
-                            out.resize(out.len() * 2, 0);
-                        }
-                    }
-                    _ => return None,
-                }
-            }
-        })
+    let mut out = Vec::with_capacity(input.len() / 2 + 16);
+    let reused = DEFLATER
+        .try_with(|cell| Some(cell.try_borrow_mut().ok()?.compress(input, &mut out)))
         .ok()
-        .flatten()
-        .unwrap_or_else(|| miniz_oxide::deflate::compress_to_vec(input, LEVEL))
+        .flatten();
+    match reused {
+        Some(Some(())) => out,
+        Some(None) => miniz_oxide::deflate::compress_to_vec(input, 6),
+        None => match Deflater::new().compress(input, &mut out) {
+            Some(()) => out,
+            None => miniz_oxide::deflate::compress_to_vec(input, 6),
+        },
+    }
 }
 
 /// Decodes a payload back to text; `None` if it is not base64url of raw DEFLATE of UTF-8 text no larger
@@ -95,13 +74,12 @@ mod tests {
     }
 
     #[test]
-    fn same_bytes_as_a_fresh_compressor() {
+    fn same_bytes_as_a_fresh_encoder() {
         let long = "x = [i * i for i in range(100)]\n".repeat(500);
         for text in ["", "print(1)\n", long.as_str(), "a"] {
-            assert_eq!(
-                deflate(text.as_bytes()),
-                miniz_oxide::deflate::compress_to_vec(text.as_bytes(), LEVEL)
-            );
+            let mut fresh = Vec::new();
+            assert_eq!(Deflater::new().compress(text.as_bytes(), &mut fresh), Some(()));
+            assert_eq!(deflate(text.as_bytes()), fresh);
         }
     }
 
